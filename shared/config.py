@@ -1,0 +1,389 @@
+"""Site configuration: one YAML file per site plus environment overrides.
+
+Environment variables override YAML keys: ``DARKSTAR__MQTT__HOST=broker`` sets ``mqtt.host``
+(prefix ``DARKSTAR__``, ``__`` between levels, values parsed as YAML scalars). A bad config
+fails at start-up with :class:`ConfigError`, whose message names the file, the key path and
+the reason, and never echoes a secret.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "DARKSTAR__"
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader without YAML 1.1 sexagesimal numbers, so ``departure: 07:00`` stays a time."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)"
+               r"|\.[0-9_]+(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML the way every Darkstar config and profile file is read."""
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - SafeLoader subclass
+
+
+class ConfigError(ValueError):
+    """A site configuration that cannot be used; the message names file, key path and reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- physical assets
+
+
+class BatteryConfig(_Strict):
+    capacity_kwh: float = Field(gt=0)
+    max_charge_kw: float = Field(gt=0)
+    max_discharge_kw: float = Field(gt=0)
+    charge_efficiency: float = Field(0.95, gt=0, le=1)
+    discharge_efficiency: float = Field(0.95, gt=0, le=1)
+    min_soc_frac: float = Field(0.05, ge=0, le=1, description="hard lower SoC limit")
+    max_soc_frac: float = Field(1.0, ge=0, le=1, description="hard upper SoC limit")
+    reserve_soc_frac: float = Field(0.10, ge=0, le=1, description="soft reserve; going below costs a penalty")
+    reserve_penalty_per_kwh: float = Field(1.0, ge=0)
+    wear_cost_per_kwh: float = Field(0.0, ge=0, description="cost per kWh of throughput (charge + discharge)")
+    terminal_value_per_kwh: float | None = Field(
+        None, description="value of energy left at the horizon end; None derives it from the horizon's prices"
+    )
+    grid_charging_allowed: bool = True
+
+    @model_validator(mode="after")
+    def _soc_order(self) -> BatteryConfig:
+        if not self.min_soc_frac <= self.reserve_soc_frac <= self.max_soc_frac:
+            raise ValueError("need min_soc_frac <= reserve_soc_frac <= max_soc_frac")
+        if self.min_soc_frac >= self.max_soc_frac:
+            raise ValueError("min_soc_frac must be below max_soc_frac")
+        return self
+
+    @property
+    def min_soc_kwh(self) -> float:
+        return self.min_soc_frac * self.capacity_kwh
+
+    @property
+    def max_soc_kwh(self) -> float:
+        return self.max_soc_frac * self.capacity_kwh
+
+    @property
+    def reserve_soc_kwh(self) -> float:
+        return self.reserve_soc_frac * self.capacity_kwh
+
+
+class PVArrayConfig(_Strict):
+    name: str = "array"
+    kwp: float = Field(gt=0)
+    tilt_deg: float = Field(30.0, ge=0, le=90)
+    azimuth_deg: float = Field(180.0, ge=0, lt=360, description="compass bearing the panels face, 180 = south")
+    losses_frac: float = Field(0.14, ge=0, lt=1)
+
+
+class PVConfig(_Strict):
+    arrays: list[PVArrayConfig] = Field(default_factory=list)
+    inverter_ac_limit_kw: float | None = Field(None, gt=0)
+    curtailment_allowed: bool = True
+
+    @property
+    def kwp_total(self) -> float:
+        return sum(a.kwp for a in self.arrays)
+
+
+class WaterHeaterConfig(_Strict):
+    name: str = "water_heater"
+    power_kw: float = Field(gt=0)
+    modulating: bool = False
+    daily_min_kwh: float = Field(0.0, ge=0, description="energy per local day")
+    max_gap_hours: float | None = Field(None, gt=0, description="longest allowed time between heatings")
+    min_run_minutes: int = Field(15, ge=15)
+    start_cost: float = Field(0.0, ge=0, description="cost per start, in the site currency")
+    legionella_interval_days: int = Field(7, ge=1, description="anti-legionella cycle period in vacation mode")
+    legionella_kwh: float = Field(3.0, ge=0)
+
+
+class EVConfig(_Strict):
+    name: str = "ev"
+    battery_kwh: float = Field(60.0, gt=0)
+    min_charge_kw: float = Field(1.4, ge=0)
+    max_charge_kw: float = Field(gt=0)
+    modulating: bool = True
+    charge_efficiency: float = Field(0.9, gt=0, le=1)
+    plugged_from: time = time(17, 0)
+    departure: time = time(7, 0)
+    target_kwh: float = Field(0.0, ge=0, description="energy needed by departure")
+    shortfall_penalty_per_kwh: float = Field(5.0, ge=0)
+    battery_may_feed_ev: bool = False
+
+    @model_validator(mode="after")
+    def _power_order(self) -> EVConfig:
+        if self.min_charge_kw > self.max_charge_kw:
+            raise ValueError("min_charge_kw must not exceed max_charge_kw")
+        return self
+
+
+# --------------------------------------------------------------------------- grid and tariff
+
+
+class TimeOfUseFee(_Strict):
+    start: time
+    end: time
+    fee_per_kwh: float
+    months: list[int] | None = Field(None, description="1-12; None = all months")
+    weekdays_only: bool = False
+
+
+class CapacityTierConfig(_Strict):
+    above_kw: float = Field(ge=0)
+    cost_per_period: float = Field(ge=0)
+
+
+class CapacityTariffConfig(_Strict):
+    enabled: bool = False
+    price_per_kw: float = Field(0.0, ge=0, description="cost per kW of the billed peak per period")
+    period: Literal["month", "day"] = "month"
+    method: Literal["max_hourly", "mean_top_n_distinct_days", "tiers_mean_top3_daily", "max_15min"] = "max_hourly"
+    top_n: int = Field(3, ge=1)
+    tiers: list[CapacityTierConfig] = Field(default_factory=list)
+
+
+class TariffConfig(_Strict):
+    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+    price_area: str | None = None
+    price_source: Literal["nordpool", "entsoe", "fixed", "data"] = "nordpool"
+    entsoe_token: SecretStr | None = None
+    auction_time_local: time = time(13, 0)
+    grid_fee_per_kwh: float = 0.0
+    grid_fee_schedule: list[TimeOfUseFee] = Field(default_factory=list)
+    energy_tax_per_kwh: float = 0.0
+    vat_frac: float = Field(0.0, ge=0, lt=1)
+    export_bonus_per_kwh: float = 0.0
+    export_fee_per_kwh: float = 0.0
+    export_enabled: bool = True
+    fixed_import_price_per_kwh: float | None = None
+    fixed_export_price_per_kwh: float | None = None
+    capacity: CapacityTariffConfig = Field(default_factory=CapacityTariffConfig)
+
+
+class GridConfig(_Strict):
+    max_import_kw: float = Field(17.0, gt=0, description="main fuse")
+    max_export_kw: float = Field(17.0, ge=0)
+
+
+class LocationConfig(_Strict):
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    altitude_m: float = 0.0
+    timezone: str = "UTC"
+    country: str = Field("SE", pattern=r"^[A-Z]{2}$")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+# --------------------------------------------------------------------------- runtime
+
+
+class MQTTConfig(_Strict):
+    embedded: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(11883, ge=1, le=65535, description="the embedded broker's port; 1883 is left to a real broker")
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+    ca_certs: Path | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    tls_insecure: bool = False
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    keepalive_s: int = Field(30, ge=5)
+    base_topic: str = Field("darkstar", pattern=r"^[A-Za-z0-9_\-/]+$")
+    discovery_prefix: str = "homeassistant"
+    share_group: str | None = Field(None, description="MQTT 5 shared-subscription group for fleet replicas")
+
+
+class DatabaseConfig(_Strict):
+    url: SecretStr = SecretStr("sqlite:///var/darkstar.db")
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _known_dialect(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if not re.match(r"^(sqlite|postgresql(\+psycopg)?|mysql\+pymysql|mariadb\+pymysql)://", url):
+            raise ValueError("database url must start with sqlite://, postgresql+psycopg:// or mysql+pymysql://")
+        return value
+
+
+class HTTPConfig(_Strict):
+    host: str = "127.0.0.1"
+    admin_token: SecretStr | None = Field(None, description="bearer token for /admin routes; None disables them")
+    ports: dict[str, int] = Field(
+        default_factory=lambda: {
+            "dashboard": 8080,
+            "forecaster": 8081,
+            "planner": 8082,
+            "executor": 8083,
+            "trainer": 8084,
+            "oracle": 8085,
+        }
+    )
+
+
+class PlannerSettings(_Strict):
+    horizon_hours: int = Field(48, ge=1, le=168)
+    replan_minutes: int = Field(15, ge=1)
+    soc_drift_replan_frac: float = Field(0.05, gt=0, le=1)
+    risk: Literal["cautious", "balanced", "bold"] = "balanced"
+    plan_validity_minutes: int = Field(60, ge=15)
+    mip_gap: float = Field(0.001, ge=0, le=0.5)
+    time_limit_s: float = Field(20.0, gt=0)
+    setpoint_change_cost_per_kw: float = Field(0.002, ge=0)
+    mode_switch_cost: float = Field(0.01, ge=0)
+
+
+class ModbusConfig(_Strict):
+    transport: Literal["tcp", "rtu", "rtu_over_tcp"] = "tcp"
+    host: str = "127.0.0.1"
+    port: int = Field(1502, ge=1, le=65535)
+    serial_port: str | None = None
+    baudrate: int = 9600
+    unit_id: int = Field(1, ge=0, le=247)
+    timeout_s: float = Field(2.0, gt=0)
+    retries: int = Field(3, ge=0)
+
+
+class ExecutorSettings(_Strict):
+    profile: str = "darkstar_sim"
+    modbus: ModbusConfig = Field(default_factory=ModbusConfig)
+    tick_s: float = Field(10.0, gt=0)
+    shadow_mode: bool = False
+    write_threshold_kw: float = Field(0.2, ge=0)
+    telemetry_stale_s: float = Field(60.0, gt=0)
+
+
+class ForecasterSettings(_Strict):
+    retrain_hours: int = Field(24 * 7, ge=1)
+    weather_source: Literal["open-meteo", "none"] = "open-meteo"
+
+
+class SiteConfig(_Strict):
+    site_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")
+    name: str = ""
+    location: LocationConfig
+    grid: GridConfig = Field(default_factory=GridConfig)
+    tariff: TariffConfig = Field(default_factory=TariffConfig)
+    battery: BatteryConfig | None = None
+    pv: PVConfig = Field(default_factory=PVConfig)
+    water_heaters: list[WaterHeaterConfig] = Field(default_factory=list)
+    evs: list[EVConfig] = Field(default_factory=list)
+    mqtt: MQTTConfig = Field(default_factory=MQTTConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    http: HTTPConfig = Field(default_factory=HTTPConfig)
+    planner: PlannerSettings = Field(default_factory=PlannerSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    forecaster: ForecasterSettings = Field(default_factory=ForecasterSettings)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return self.location.tz
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid site configuration in {source}:"]
+    for item in err.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        reason = item["msg"]
+        # Never echo input values: they may be secrets.
+        lines.append(f"  {path}: {reason}")
+    return "\n".join(lines)
+
+
+def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        try:
+            value = yaml_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        # Secrets and free text stay strings even if they look like numbers.
+        if path[-1] in {"password", "admin_token", "entsoe_token", "url", "username"} and value is not None:
+            value = raw
+        node[path[-1]] = value
+    return data
+
+
+def site_config_from_dict(
+    data: dict[str, Any], source: str = "<dict>", environ: dict[str, str] | None = None
+) -> SiteConfig:
+    """Validate a config mapping (after environment overrides); raise ConfigError naming key paths."""
+    merged = _apply_env_overrides(dict(data), dict(os.environ if environ is None else environ))
+    try:
+        return SiteConfig.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_site_config(path: str | Path, environ: dict[str, str] | None = None) -> SiteConfig:
+    """Load a site YAML file, apply ``DARKSTAR__...`` environment overrides and validate it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"site configuration file not found: {path}") from None
+    try:
+        data = yaml_load(text) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
+    return site_config_from_dict(data, source=str(path), environ=environ)
