@@ -1,0 +1,98 @@
+"""The embedded MQTT broker (amqtt) for the one-process ``darkstar up`` mode.
+
+It listens on loopback only, on a port that does not clash with a real broker on 1883
+(11883 by default), and runs in its own thread with its own event loop so the rest of the
+stack can be plain threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+log = logging.getLogger("darkstar.broker")
+
+
+def port_is_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+class EmbeddedBroker:
+    def __init__(self, host: str = "127.0.0.1", port: int = 11883) -> None:
+        self.host = host
+        self.port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._broker: Any = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+            "timeout_disconnect_delay": 0,
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        if port_is_open(self.host, self.port):
+            raise RuntimeError(
+                f"port {self.host}:{self.port} is already in use; stop what runs there or set mqtt.port"
+            )
+        self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            raise RuntimeError(f"embedded MQTT broker did not start within {timeout_s} s")
+        if self._error is not None:
+            raise RuntimeError(f"embedded MQTT broker failed to start: {self._error}")
+        deadline = time.monotonic() + timeout_s
+        while not port_is_open(self.host, self.port):
+            if time.monotonic() > deadline:
+                raise RuntimeError("embedded MQTT broker does not accept connections")
+            time.sleep(0.05)
+        log.info("embedded MQTT broker on %s:%d", self.host, self.port)
+
+    def _run(self) -> None:
+        from amqtt.broker import Broker  # imported here: only the embedded mode needs amqtt
+
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+
+        async def boot() -> None:
+            self._broker = Broker(self._config())
+            await self._broker.start()
+
+        try:
+            loop.run_until_complete(boot())
+        except BaseException as err:  # noqa: BLE001 - reported to the starting thread
+            self._error = err
+            self._ready.set()
+            return
+        self._ready.set()
+        loop.run_forever()
+        loop.close()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        loop, broker = self._loop, self._broker
+        if loop is None or broker is None:
+            return
+        future = asyncio.run_coroutine_threadsafe(broker.shutdown(), loop)
+        try:
+            future.result(timeout_s)
+        except Exception:  # noqa: BLE001 - shutting down anyway
+            log.warning("embedded broker did not shut down cleanly")
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self._loop = None
+        self._broker = None
+        self._ready.clear()

@@ -1,0 +1,313 @@
+"""The service runtime: one object per service, the same in the embedded stack and in a container.
+
+A service subscribes to its inputs, validates every message against its contract (a bad one
+becomes an ``events/error`` message and the service keeps running), remembers context,
+tracks input freshness, runs periodic work, declares its Home Assistant entities, and serves
+``/healthz``, ``/readyz``, ``/metrics`` and token-guarded ``/admin`` routes.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, ClassVar
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from shared.config import SiteConfig
+from shared.contracts import (
+    TOPICS,
+    CommandMsg,
+    CommandResultMsg,
+    ContextMsg,
+    ContractError,
+    ErrorEventMsg,
+    Message,
+    decode_for_topic,
+    payload_excerpt,
+)
+from shared.homeassistant import Entity, discovery_messages, status_entity
+from shared.mqtt import MqttClient
+
+log = logging.getLogger("darkstar.service")
+
+CommandHandler = Callable[[CommandMsg], dict[str, Any]]
+
+
+def _wildcard_suffix(kind: str, **parts: str) -> str:
+    suffix = TOPICS[kind].suffix
+    for key in ("name", "service", "action"):
+        suffix = suffix.replace("{" + key + "}", parts.get(key, "+"))
+    return suffix
+
+
+class Service:
+    """Base class of the five services. Subclasses set ``name`` and override the hooks."""
+
+    name: ClassVar[str] = "service"
+    # kind -> max age (s) before the input counts as stale for /readyz; None: used when present
+    inputs: ClassVar[dict[str, float | None]] = {}
+    # what this build does not do yet; /readyz says so instead of pretending
+    not_implemented: ClassVar[list[str]] = []
+    tick_s: ClassVar[float | None] = None
+
+    def __init__(self, site: SiteConfig, *, store: Any = None, mqtt: MqttClient | None = None) -> None:
+        self.site = site
+        self.store = store
+        self.mqtt = mqtt or MqttClient(site.mqtt, site.site_id, self.name)
+        self.context: dict[str, ContextMsg] = {}
+        self.last_input_at: dict[str, datetime] = {}
+        self.latest: dict[str, Message] = {}
+        self.started_at: datetime | None = None
+        self.commands: dict[str, CommandHandler] = {}
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._lock = threading.RLock()
+        self.registry = CollectorRegistry()
+        self.m_received = Counter("darkstar_messages_received", "valid messages received", ["kind"],
+                                  registry=self.registry)
+        self.m_rejected = Counter("darkstar_messages_rejected", "invalid messages rejected", ["kind"],
+                                  registry=self.registry)
+        self.m_published = Counter("darkstar_messages_published", "messages published", ["kind"],
+                                   registry=self.registry)
+        self.m_handle_s = Histogram("darkstar_handle_seconds", "time to validate and handle one message",
+                                    ["kind"], registry=self.registry,
+                                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5))
+        self.m_connected = Gauge("darkstar_mqtt_connected", "1 when connected to the broker", registry=self.registry)
+        self.m_connected.set_function(lambda: 1.0 if self.mqtt.connected else 0.0)
+        self.m_tick_errors = Counter("darkstar_tick_errors", "periodic work that failed", registry=self.registry)
+
+    # ------------------------------------------------------------------ hooks for subclasses
+    def subscriptions(self) -> list[str]:
+        """Kinds (keys of contracts.TOPICS) this service listens to; context and its commands always."""
+        return list(self.inputs)
+
+    def handle(self, kind: str, parts: dict[str, str], msg: Message, retained: bool) -> None:
+        """Called with every valid message of a subscribed kind."""
+
+    def tick(self) -> None:
+        """Periodic work every ``tick_s`` seconds."""
+
+    def ha_entities(self) -> list[Entity]:
+        return []
+
+    def extra_routes(self, router: APIRouter, admin: APIRouter) -> None:
+        """Add service-specific public and admin routes."""
+
+    def on_start(self) -> None:
+        """After the MQTT client started."""
+
+    def on_stop(self) -> None:
+        """Before the MQTT client stops."""
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.started_at = datetime.now(timezone.utc)
+        self._stop.clear()
+        for kind in self.subscriptions():
+            self._subscribe(kind)
+        self._subscribe("context")
+        self.mqtt.subscribe(self.mqtt.topic("command", service=self.name, action="+"), self._on_command, qos=1)
+        self.mqtt.on_connected = self.publish_discovery
+        self.mqtt.start()
+        self.on_start()
+        if self.tick_s:
+            self._ticker = threading.Thread(target=self._tick_loop, name=f"tick-{self.name}", daemon=True)
+            self._ticker.start()
+        log.info("%s started for site %s", self.name, self.site.site_id)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(30)
+        self.on_stop()
+        self.mqtt.stop()
+        log.info("%s stopped", self.name)
+
+    def _tick_loop(self) -> None:
+        assert self.tick_s
+        while not self._stop.wait(self.tick_s):
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - periodic work must survive one bad round
+                self.m_tick_errors.inc()
+                log.exception("%s: periodic work failed", self.name)
+
+    # ------------------------------------------------------------------ messaging
+    def _subscribe(self, kind: str) -> None:
+        topic_filter = f"{self.site.mqtt.base_topic}/{self.site.site_id}/{_wildcard_suffix(kind)}"
+        self.mqtt.subscribe(topic_filter, self._on_raw, qos=TOPICS[kind].qos)
+
+    def _on_raw(self, topic_name: str, payload: bytes, retained: bool) -> None:
+        started = time.perf_counter()
+        try:
+            _site, kind, parts, msg = decode_for_topic(self.site.mqtt.base_topic, topic_name, payload)
+        except ContractError as err:
+            self.m_rejected.labels(kind=topic_name.rsplit("/", 1)[-1]).inc()
+            self.report_error(topic_name, err.why, payload)
+            return
+        if not isinstance(msg, Message):
+            return
+        self.m_received.labels(kind=kind).inc()
+        with self._lock:
+            self.last_input_at[kind] = datetime.now(timezone.utc)
+            self.latest[kind] = msg
+            if isinstance(msg, ContextMsg):
+                self.context[msg.name] = msg
+        try:
+            self.handle(kind, parts, msg, retained)
+        except Exception as err:  # noqa: BLE001 - report, keep running
+            log.exception("%s: handling %s failed", self.name, topic_name)
+            self.report_error(topic_name, f"handler failed: {type(err).__name__}: {err}", None)
+        finally:
+            self.m_handle_s.labels(kind=kind).observe(time.perf_counter() - started)
+
+    def publish(self, kind: str, msg: Message, **parts: str) -> None:
+        self.mqtt.publish_msg(kind, msg, **parts)
+        self.m_published.labels(kind=kind).inc()
+
+    def report_error(self, what: str, why: str, payload: bytes | str | None) -> None:
+        """Publish an ``events/error`` message (who, what, why) and log it; never raises."""
+        log.warning("%s rejected %s: %s", self.name, what, why)
+        try:
+            event = ErrorEventMsg(
+                site_id=self.site.site_id,
+                who=self.name,
+                what=what[:200],
+                why=why[:1000],
+                payload_excerpt=payload_excerpt(payload) if payload is not None else None,
+            )
+            self.publish("error", event)
+        except Exception:  # noqa: BLE001 - reporting must never take the service down
+            log.exception("%s: could not publish error event", self.name)
+
+    def context_value(self, name: str, default: Any = None) -> Any:
+        """Current value of a context item, or ``default`` when unset or expired."""
+        msg = self.context.get(name)
+        if msg is None:
+            return default
+        if msg.expires_at is not None and msg.expires_at <= datetime.now(timezone.utc):
+            return default
+        return msg.value
+
+    def register_command(self, action: str, handler: CommandHandler) -> None:
+        self.commands[action] = handler
+
+    def _on_command(self, topic_name: str, payload: bytes, retained: bool) -> None:
+        try:
+            _site, kind, parts, msg = decode_for_topic(self.site.mqtt.base_topic, topic_name, payload)
+        except ContractError as err:
+            self.report_error(topic_name, err.why, payload)
+            return
+        if kind != "command" or not isinstance(msg, CommandMsg):
+            return  # our own replies on .../result
+        action = parts["action"]
+        result = self.run_command(action, msg)
+        self.publish("command_result", result, service=self.name, action=action)
+
+    def run_command(self, action: str, msg: CommandMsg) -> CommandResultMsg:
+        handler = self.commands.get(action)
+        base = {"site_id": self.site.site_id, "correlation_id": msg.correlation_id}
+        if handler is None:
+            known = ", ".join(sorted(self.commands)) or "none"
+            return CommandResultMsg(**base, status="error", error=f"unknown action {action!r} (known: {known})")
+        try:
+            data = handler(msg) or {}
+        except Exception as err:  # noqa: BLE001 - a failed command is a reply, not a crash
+            log.exception("%s: command %s failed", self.name, action)
+            return CommandResultMsg(**base, status="error", error=f"{type(err).__name__}: {err}")
+        return CommandResultMsg(**base, status="ok", data=data)
+
+    def publish_discovery(self) -> None:
+        entities = [status_entity(self.name), *self.ha_entities()]
+        for topic_name, payload in discovery_messages(
+            self.site.mqtt.base_topic, self.site.mqtt.discovery_prefix, self.site.site_id, self.site.name,
+            self.name, entities,
+        ):
+            self.mqtt.publish(topic_name, payload, qos=1, retain=True)
+
+    # ------------------------------------------------------------------ health
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        checks: dict[str, Any] = {"broker": "ok" if self.mqtt.connected else "not connected"}
+        ok = self.mqtt.connected
+        if self.store is not None:
+            try:
+                db_ok = bool(self.store.ping())
+            except Exception:  # noqa: BLE001
+                db_ok = False
+            checks["database"] = "ok" if db_ok else "unreachable"
+            ok = ok and db_ok
+        else:
+            checks["database"] = "not used by this service"
+        now = datetime.now(timezone.utc)
+        inputs: dict[str, str] = {}
+        for kind, max_age_s in self.inputs.items():
+            seen = self.last_input_at.get(kind)
+            if seen is None:
+                inputs[kind] = "never received"
+                if max_age_s is not None:
+                    ok = False
+            elif max_age_s is not None and now - seen > timedelta(seconds=max_age_s):
+                inputs[kind] = f"stale: last {int((now - seen).total_seconds())} s ago"
+                ok = False
+            else:
+                inputs[kind] = f"fresh: {int((now - seen).total_seconds())} s ago"
+        checks["inputs"] = inputs
+        checks["not_implemented"] = list(self.not_implemented)
+        return ok, checks
+
+    def build_app(self) -> FastAPI:
+        app = FastAPI(title=f"Darkstar {self.name}", version="0.1.0",
+                      description=f"{self.name} service of Darkstar for site {self.site.site_id}")
+        public = APIRouter()
+        admin = APIRouter(prefix="/admin", dependencies=[Depends(self._require_admin)], tags=["admin"])
+
+        @public.get("/healthz")
+        def healthz() -> dict[str, Any]:
+            return {"status": "alive", "service": self.name, "site_id": self.site.site_id}
+
+        @public.get("/readyz")
+        def readyz() -> JSONResponse:
+            ok, checks = self.readiness()
+            return JSONResponse({"ready": ok, "service": self.name, **checks}, status_code=200 if ok else 503)
+
+        @public.get("/metrics")
+        def metrics() -> PlainTextResponse:
+            return PlainTextResponse(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+        @public.get("/context")
+        def context() -> dict[str, Any]:
+            return {name: msg.model_dump(mode="json", by_alias=True) for name, msg in self.context.items()}
+
+        @admin.post("/command/{action}")
+        def command(action: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+            msg = CommandMsg(site_id=self.site.site_id, args=(body or {}).get("args", body or {}))
+            result = self.run_command(action, msg)
+            if result.status != "ok":
+                raise HTTPException(status_code=400, detail=result.error)
+            return result.model_dump(mode="json", by_alias=True)
+
+        self.extra_routes(public, admin)
+        app.include_router(public)
+        app.include_router(admin)
+        return app
+
+    _bearer = HTTPBearer(auto_error=False)
+
+    def _require_admin(self, request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+        token = self.site.http.admin_token
+        if token is None:
+            raise HTTPException(status_code=503, detail="admin routes are disabled: set http.admin_token")
+        if credentials is None or not secrets.compare_digest(
+            credentials.credentials.encode(), token.get_secret_value().encode()
+        ):
+            raise HTTPException(status_code=401, detail="missing or wrong bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
