@@ -1,0 +1,60 @@
+# syntax=docker/dockerfile:1
+# One image for every Darkstar service; docker-compose.yml runs it once per service with a
+# different command (python -m services.<name>).
+#
+#   docker build -t darkstar .                                   # every service's extras
+#   docker build -t darkstar-planner --build-arg EXTRAS=planner,postgres,mysql .   # slim, one service
+#
+# builder: uv installs exactly what uv.lock pins into /opt/venv.
+# runtime: slim Python, the venv and the source, a non-root user, a /healthz healthcheck.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS builder
+ARG UV_VERSION=0.13.8
+# Comma-separated extras from pyproject.toml (the default serves every service).
+ARG EXTRAS=embedded,forecaster,planner,executor,trainer,oracle,postgres,mysql
+ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PYTHON=/usr/local/bin/python3
+RUN pip install --no-cache-dir "uv==${UV_VERSION}"
+WORKDIR /app
+# Dependencies first, in their own layer: a code change does not reinstall them.
+COPY pyproject.toml uv.lock README.md ./
+RUN set -eu; extra_flags=""; \
+    for extra in $(echo "$EXTRAS" | tr ',' ' '); do extra_flags="$extra_flags --extra $extra"; done; \
+    uv sync --frozen --no-install-project $extra_flags
+COPY shared ./shared
+COPY services ./services
+COPY examples ./examples
+RUN set -eu; extra_flags=""; \
+    for extra in $(echo "$EXTRAS" | tr ',' ' '); do extra_flags="$extra_flags --extra $extra"; done; \
+    uv sync --frozen --no-editable $extra_flags
+
+FROM ${PYTHON_IMAGE} AS runtime
+# libgomp1: OpenMP runtime that LightGBM's wheel links against.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 darkstar \
+    && useradd --system --uid 10001 --gid darkstar --home-dir /app --shell /usr/sbin/nologin darkstar
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder --chown=root:root /app /app
+RUN mkdir -p /app/var && chown darkstar:darkstar /app/var
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    DARKSTAR_SITE=/etc/darkstar/site.yaml \
+    DARKSTAR__HTTP__HOST=0.0.0.0 \
+    DARKSTAR_HEALTH_PORT=8081
+WORKDIR /app
+USER darkstar:darkstar
+VOLUME ["/app/var"]
+EXPOSE 8081 8082 8083 8084 8085
+# Each service sets DARKSTAR_HEALTH_PORT to its own HTTP port (docker-compose.yml).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('DARKSTAR_HEALTH_PORT', '8081'), timeout=4)"
+# Default: the whole stack in one process (embedded broker, SQLite in /app/var).
+CMD ["darkstar", "up"]
