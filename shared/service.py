@@ -58,6 +58,7 @@ class Service:
     # what this build does not do yet; /readyz says so instead of pretending
     not_implemented: ClassVar[list[str]] = []
     tick_s: ClassVar[float | None] = None
+    uses_store: ClassVar[bool] = True
 
     def __init__(self, site: SiteConfig, *, store: Any = None, mqtt: MqttClient | None = None) -> None:
         self.site = site

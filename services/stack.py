@@ -1,0 +1,98 @@
+"""``darkstar up``: every service in one process, with the embedded broker and SQLite by default."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from shared.broker import EmbeddedBroker
+from shared.config import SiteConfig
+from shared.runtime import add_site_argument, http_server, load_site_or_exit, open_store, serve_until_signal, setup_logging
+
+log = logging.getLogger("darkstar.stack")
+
+
+def service_classes() -> list[type]:
+    from services.executor.service import ExecutorService
+    from services.forecaster.service import ForecasterService
+    from services.oracle.service import OracleService
+    from services.planner.service import PlannerService
+    from services.trainer.service import TrainerService
+
+    # The recorder first, so it is subscribed before the others publish.
+    return [ForecasterService, PlannerService, ExecutorService, TrainerService, OracleService]
+
+
+class Stack:
+    """The embedded stack; also used by tests to run everything in-process."""
+
+    def __init__(self, site: SiteConfig, *, with_broker: bool | None = None) -> None:
+        self.site = site
+        self.with_broker = site.mqtt.embedded if with_broker is None else with_broker
+        self.broker: EmbeddedBroker | None = None
+        self.store: Any = None
+        self.services: list[Any] = []
+
+    def start(self) -> None:
+        if self.with_broker:
+            self.broker = EmbeddedBroker(self.site.mqtt.host, self.site.mqtt.port)
+            self.broker.start()
+        self.store = open_store(self.site)
+        self.services = [cls(self.site, store=self.store) for cls in service_classes()]
+        for service in self.services:
+            service.start()
+        for service in self.services:
+            if not service.mqtt.wait_connected(10):
+                log.warning("%s is not connected to the broker yet; it keeps trying", service.name)
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            try:
+                service.stop()
+            except Exception:  # noqa: BLE001 - stop the others anyway
+                log.exception("stopping %s failed", service.name)
+        if self.broker is not None:
+            self.broker.stop()
+        if self.store is not None and hasattr(self.store, "close"):
+            self.store.close()
+
+    def http_servers(self) -> list[Any]:
+        from services.dashboard import build_dashboard
+
+        host = self.site.http.host
+        servers = [http_server(s.build_app(), host, self.site.http.ports[s.name]) for s in self.services]
+        servers.append(http_server(build_dashboard(self), host, self.site.http.ports["dashboard"]))
+        return servers
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_site_argument(parser)
+    parser.add_argument("--demo", action="store_true", help="add the simulated site (Modbus inverter simulator)")
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging()
+    if args.demo:
+        print(
+            "darkstar up --demo: the simulated site (Modbus inverter simulator) is not part of this build yet; "
+            "run 'darkstar up' for the stack without it",
+            file=sys.stderr,
+        )
+        return 1
+    site = load_site_or_exit(args.site)
+    stack = Stack(site)
+    try:
+        stack.start()
+    except RuntimeError as err:
+        print(f"darkstar up: {err}", file=sys.stderr)
+        stack.stop()
+        return 1
+    ports = site.http.ports
+    print(f"Darkstar is up for site {site.site_id}: dashboard http://{site.http.host}:{ports['dashboard']}", file=sys.stderr)
+    for service in stack.services:
+        print(f"  {service.name:<10} http://{site.http.host}:{ports[service.name]}/docs", file=sys.stderr)
+    asyncio.run(serve_until_signal(stack.http_servers(), stack.stop))
+    return 0

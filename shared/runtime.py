@@ -1,0 +1,116 @@
+"""Running services: config, logging, storage, HTTP servers and graceful shutdown on SIGTERM.
+
+``python -m services.<name>`` runs one service (``run_one``); ``darkstar up`` runs them all in
+one process (services.stack). Either way a SIGTERM stops the HTTP servers, lets every
+service finish and acknowledge the messages it has in hand, says ``offline`` and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from shared.config import ConfigError, SiteConfig, load_site_config
+
+log = logging.getLogger("darkstar")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SITE = PROJECT_ROOT / "examples" / "se4-home.yaml"
+
+
+def setup_logging(level: str | None = None) -> None:
+    level = (level or os.environ.get("DARKSTAR_LOG_LEVEL") or "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("transitions", "amqtt", "uvicorn.access", "pymodbus", "alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def add_site_argument(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    parser.add_argument(
+        "--site",
+        default=None if required else os.environ.get("DARKSTAR_SITE"),
+        required=required,
+        help="site YAML file (default: $DARKSTAR_SITE, else examples/se4-home.yaml)",
+    )
+
+
+def load_site_or_exit(path: str | None) -> SiteConfig:
+    """Load the site config; on a bad config print the key paths and exit 2 (start-up must fail loudly)."""
+    try:
+        return load_site_config(path or DEFAULT_SITE)
+    except ConfigError as err:
+        print(f"darkstar: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def open_store(site: SiteConfig) -> Any:
+    """Engine + migrations + repository for the site's database."""
+    from shared.storage.db import make_engine, migrate
+    from shared.storage.repository import Store
+
+    engine = make_engine(site.database.url.get_secret_value(), echo=site.database.echo)
+    migrate(engine)
+    return Store(engine)
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to us, so several can share one process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def http_server(app: Any, host: str, port: int) -> _QuietServer:
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    return _QuietServer(config)
+
+
+async def serve_until_signal(
+    servers: list[_QuietServer], on_stop: Callable[[], None], stop_event: asyncio.Event | None = None
+) -> None:
+    """Serve HTTP until SIGTERM/SIGINT (or ``stop_event``), then stop servers and call ``on_stop``."""
+    loop = asyncio.get_running_loop()
+    stop = stop_event or asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(s.serve()) for s in servers]
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        if task is not waiter and task.exception() is not None:
+            log.error("HTTP server failed: %s", task.exception())
+    log.info("stopping")
+    for server in servers:
+        server.should_exit = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+    waiter.cancel()
+    await loop.run_in_executor(None, on_stop)
+
+
+def run_one(service_cls: type, argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m services.<name>``."""
+    parser = argparse.ArgumentParser(prog=f"python -m services.{service_cls.name}")
+    add_site_argument(parser)
+    parser.add_argument("--port", type=int, default=None, help="HTTP port (default from http.ports)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    site = load_site_or_exit(args.site)
+    store = open_store(site) if service_cls.uses_store else None
+    service = service_cls(site, store=store)
+    service.start()
+    port = args.port or site.http.ports[service_cls.name]
+    server = http_server(service.build_app(), site.http.host, port)
+    log.info("%s serving http://%s:%d (docs at /docs)", service_cls.name, site.http.host, port)
+    asyncio.run(serve_until_signal([server], service.stop))
+    return 0
