@@ -110,6 +110,9 @@ class MqttClient:
         self._subs: dict[str, _Subscription] = {}
         self._inbox: queue.Queue[Any] = queue.Queue()
         self._connected = threading.Event()
+        self._subscribed = threading.Event()  # every subscription acknowledged by the broker
+        self._pending_subs: set[int] = set()
+        self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._client: paho.Client | None = None
         self.protocol: int | None = None
@@ -135,6 +138,7 @@ class MqttClient:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_connect_fail = self._on_connect_fail
+        client.on_subscribe = self._on_subscribe
         connect_kwargs: dict[str, Any] = {"keepalive": self.cfg.keepalive_s}
         if v5:
             props = Properties(PacketTypes.CONNECT)
@@ -148,7 +152,8 @@ class MqttClient:
         client.loop_start()
 
     def wait_connected(self, timeout_s: float = 10.0) -> bool:
-        return self._connected.wait(timeout_s)
+        """Wait until connected and every subscription is acknowledged (messages will be delivered)."""
+        return self._connected.wait(timeout_s) and self._subscribed.wait(timeout_s)
 
     @property
     def connected(self) -> bool:
@@ -174,6 +179,7 @@ class MqttClient:
         client.loop_stop()
         self._client = None
         self._connected.clear()
+        self._subscribed.clear()
 
     def kill(self) -> None:
         """Drop the connection without a clean disconnect (the broker sends the last will). For tests/demos."""
@@ -191,6 +197,7 @@ class MqttClient:
         self._inbox.put(_STOP)
         self._client = None
         self._connected.clear()
+        self._subscribed.clear()
 
     def _wait_outgoing(self, timeout_s: float) -> None:
         client = self._client
@@ -233,17 +240,31 @@ class MqttClient:
             return
         self.connects += 1
         self.last_error = None
-        for sub in self._subs.values():
-            client.subscribe(sub.topic_filter, sub.qos)
+        self._subscribed.clear()
+        with self._lock:
+            self._pending_subs = set()
+            for sub in self._subs.values():
+                _rc, mid = client.subscribe(sub.topic_filter, sub.qos)
+                if mid is not None:
+                    self._pending_subs.add(mid)
+            if not self._pending_subs:
+                self._subscribed.set()
         client.publish(self.status_topic, STATUS_ONLINE, qos=1, retain=True)
         self._connected.set()
         log.info("%s connected to %s:%s (connect #%d)", self.service, self.cfg.host, self.cfg.port, self.connects)
         if self.on_connected is not None:
             self._inbox.put(self.on_connected)
 
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        with self._lock:
+            self._pending_subs.discard(mid)
+            if not self._pending_subs:
+                self._subscribed.set()
+
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         was = self._connected.is_set()
         self._connected.clear()
+        self._subscribed.clear()
         if was and not self._stopping:
             log.warning("%s disconnected from broker (%s); reconnecting with backoff", self.service, reason)
 

@@ -1,0 +1,116 @@
+"""Shared test fixtures: real brokers (embedded amqtt, the machine's Mosquitto, a private Mosquitto)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.broker import EmbeddedBroker, port_is_open
+from shared.config import SiteConfig, site_config_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+EXAMPLE_DATA = ROOT / "examples" / "data"
+MOSQUITTO = ("127.0.0.1", 1883)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.05) -> Any:
+    """Poll until ``predicate()`` is truthy; return its value or fail with a clear message."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(interval_s)
+
+
+def make_site(tmp_path: Path, mqtt: dict[str, Any], **overrides: Any) -> SiteConfig:
+    """A small site with its own site_id (isolates tests on a shared broker) and its own SQLite file."""
+    data: dict[str, Any] = {
+        "site_id": f"t-{uuid.uuid4().hex[:10]}",
+        "name": "test home",
+        "location": {"latitude": 55.4, "longitude": 13.2, "timezone": "Europe/Stockholm"},
+        "battery": {"capacity_kwh": 10, "max_charge_kw": 5, "max_discharge_kw": 5},
+        "pv": {"arrays": [{"kwp": 5}]},
+        "mqtt": mqtt,
+        "database": {"url": f"sqlite:///{tmp_path / 'darkstar.db'}"},
+        "http": {"admin_token": "test-admin-token"},
+    }
+    data.update(overrides)
+    return site_config_from_dict(data, environ={})
+
+
+@pytest.fixture
+def embedded_broker() -> Iterator[EmbeddedBroker]:
+    broker = EmbeddedBroker("127.0.0.1", free_port())
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def mosquitto() -> dict[str, Any]:
+    """The machine's Mosquitto on 1883 (CI starts it); a missing broker is a failure, not a skip."""
+    if not port_is_open(*MOSQUITTO):
+        pytest.fail("Mosquitto is not running on 127.0.0.1:1883 (start it: mosquitto -d -c /etc/mosquitto/mosquitto.conf)")
+    return {"embedded": False, "host": MOSQUITTO[0], "port": MOSQUITTO[1]}
+
+
+@pytest.fixture(params=["embedded", "mosquitto"])
+def broker_mqtt(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """MQTT settings for a real broker: the embedded amqtt one, then the machine's Mosquitto."""
+    if request.param == "embedded":
+        broker = request.getfixturevalue("embedded_broker")
+        return {"embedded": True, "host": broker.host, "port": broker.port}
+    return request.getfixturevalue("mosquitto")
+
+
+class PrivateMosquitto:
+    """A Mosquitto process of our own (with persistence) that a test may stop and restart."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {workdir}/\nautosave_interval 1\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: port_is_open("127.0.0.1", self.port), 10)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def private_mosquitto(tmp_path: Path) -> Iterator[PrivateMosquitto]:
+    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+        pytest.fail("the mosquitto binary is needed for the broker-restart test (apt-get install mosquitto)")
+    broker = PrivateMosquitto(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()
