@@ -22,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from shared.clock import WALL_CLOCK, Clock
 from shared.config import SiteConfig
 from shared.contracts import (
     TOPICS,
@@ -60,8 +61,11 @@ class Service:
     tick_s: ClassVar[float | None] = None
     uses_store: ClassVar[bool] = True
 
-    def __init__(self, site: SiteConfig, *, store: Any = None, mqtt: MqttClient | None = None) -> None:
+    def __init__(
+        self, site: SiteConfig, *, store: Any = None, mqtt: MqttClient | None = None, clock: Clock = WALL_CLOCK
+    ) -> None:
         self.site = site
+        self.clock = clock
         self.store = store
         self.mqtt = mqtt or MqttClient(site.mqtt, site.site_id, self.name)
         self.context: dict[str, ContextMsg] = {}
@@ -135,7 +139,7 @@ class Service:
 
     def _tick_loop(self) -> None:
         assert self.tick_s
-        while not self._stop.wait(self.tick_s):
+        while not self._stop.wait(self.clock.wall_seconds(self.tick_s)):
             try:
                 self.tick()
             except Exception:  # noqa: BLE001 - periodic work must survive one bad round
