@@ -266,7 +266,8 @@ class ReadBlock(_Strict):
 
 
 class WriteStep(_Strict):
-    register: str
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    target: str = Field(alias="register", description="name of the register to write")
     value: str | int | float = Field(description="expression over the intent's parameters, limits and register values")
     verify: bool = Field(True, description="read the register back after writing and compare")
 
@@ -346,13 +347,13 @@ class Profile(_Strict):
             steps = getattr(self.intents, intent)
             for i, step in enumerate(steps or []):
                 where = f"intents.{intent}.{i}"
-                spec = regs.get(step.register)
+                spec = regs.get(step.target)
                 if spec is None:
-                    problems.append((f"{where}.register", f"unknown register {step.register!r}"))
+                    problems.append((f"{where}.register", f"unknown register {step.target!r}"))
                 elif not spec.writable:
-                    problems.append((f"{where}.register", f"register {step.register!r} is not writable"))
+                    problems.append((f"{where}.register", f"register {step.target!r} is not writable"))
                 elif spec.table != "holding":
-                    problems.append((f"{where}.register", f"register {step.register!r} is an input register"))
+                    problems.append((f"{where}.register", f"register {step.target!r} is an input register"))
                 for ref in sorted(Expr(step.value).names - allowed):
                     problems.append((f"{where}.value", f"unknown name {ref!r}"))
         if problems:
