@@ -1,7 +1,8 @@
 """A Modbus TCP inverter simulator implementing the ``darkstar_sim`` profile, with battery physics.
 
 It replays recorded load and PV (``shared.sitedata``) on a simulated clock
-(``simulated time = start + accel * wall time elapsed``, or a manual clock for benchmarks),
+(``shared.clock.SimClock``: simulated time = start + accel * wall time elapsed; or
+:class:`ManualClock` for benchmarks),
 applies the commanded mode and power through the project's one battery model
 (``shared.battery.step``), and serves the results as Modbus registers. Physics advance lazily
 on every Modbus request (and once a second in the background), split at slot boundaries, so
@@ -28,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -42,6 +42,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from services.executor.profile import Profile, RegisterSpec, encode_value, load_profile
 from shared.battery import step as battery_step
+from shared.clock import Clock, SimClock
 from shared.config import BatteryConfig, SiteConfig, load_site_config
 from shared.sitedata import SiteData, load_site_data
 from shared.slots import SLOT, floor_slot
@@ -52,36 +53,31 @@ MODES = {0: "self_consumption", 1: "charge", 2: "discharge", 3: "hold"}
 NO_EXPORT_LIMIT_W = 65535
 
 
-class SimClock:
-    """Simulated time: ``start + accel * wall seconds elapsed``; or manual (``set``/``advance``) when accel is None."""
+class ManualClock(Clock):
+    """Simulated time moved only by ``set``/``advance``: benchmarks and tests run as fast as the code allows."""
 
-    def __init__(self, start: datetime, accel: float | None = 60.0):
+    accel = float("inf")
+
+    def __init__(self, start: datetime):
         if start.tzinfo is None:
-            raise ValueError("SimClock start must be timezone-aware")
+            raise ValueError("ManualClock start needs a UTC offset")
         self.start = start.astimezone(timezone.utc)
-        self.accel = accel
-        self._wall0 = time.monotonic()
-        self._manual = self.start
+        self._now = self.start
 
     def now(self) -> datetime:
-        if self.accel is None:
-            return self._manual
-        return self.start + timedelta(seconds=(time.monotonic() - self._wall0) * self.accel)
+        return self._now
 
     def set(self, ts: datetime) -> None:
-        if self.accel is not None:
-            raise RuntimeError("set() needs a manual clock (accel=None)")
-        if ts < self._manual:
+        if ts < self._now:
             raise ValueError("simulated time cannot go backwards")
-        self._manual = ts
+        self._now = ts
 
     def advance(self, seconds: float) -> datetime:
-        self.set(self._manual + timedelta(seconds=seconds))
-        return self._manual
+        self.set(self._now + timedelta(seconds=seconds))
+        return self._now
 
     def wall_seconds(self, sim_seconds: float) -> float:
-        """Wall time that ``sim_seconds`` of simulated time take (0 for a manual clock)."""
-        return 0.0 if self.accel is None else sim_seconds / self.accel
+        return 0.0
 
 
 @dataclass
@@ -144,7 +140,7 @@ class InverterSimulator:
         site: SiteConfig,
         data: SiteData | pd.DataFrame,
         *,
-        clock: SimClock | None = None,
+        clock: Clock | None = None,
         start: datetime | None = None,
         accel: float | None = 60.0,
         host: str = "127.0.0.1",
@@ -168,7 +164,9 @@ class InverterSimulator:
         self._pv = np.clip(filled["pv_kw"].to_numpy(dtype=float), 0.0, None)
         if start is None:
             start = self._first_slot.to_pydatetime()
-        self.clock = clock or SimClock(start, accel)
+        if clock is None:
+            clock = ManualClock(start) if accel is None else SimClock(start, accel)
+        self.clock = clock
         self.host = host
         self._port = port
         self.background_s = background_s
@@ -388,7 +386,7 @@ class InverterSimulator:
         if sockets:
             self._port = sockets[0].getsockname()[1]
         self._server = server
-        if self.background_s > 0 and self.clock.accel is not None:
+        if self.background_s > 0 and not isinstance(self.clock, ManualClock):
             self._task = asyncio.create_task(self._background(), name="inverter-sim-physics")
         log.info("inverter simulator listening on %s:%s", self.host, self._port)
 

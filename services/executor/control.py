@@ -1,0 +1,317 @@
+"""The executor's decision for one tick: pure logic, no I/O (tests call it directly).
+
+Fixed priority, highest first (docs/executor.md has the table):
+
+1. **manual pause** - the executor writes nothing; the inverter keeps whatever it was doing.
+2. **quick actions with a time-to-live** - ``force_charge``, ``force_export``, ``stop`` (battery
+   idle), ``heat`` (water heater on, on top of what the lower layers decide). The newest wins;
+   each expires at its TTL.
+3. **safety** - telemetry missing or stale: no decision is built on a guessed value; the last
+   intent is kept if it cannot discharge the battery, else ``hold``; alarm. Plan missing, past
+   ``valid_until`` or without a slot for now: safe self-consumption; alarm.
+4. **plan** - the setpoint of the plan's slot for now.
+
+Then, for every layer below the pause, two guards that nothing overrides: SoC unknown -> no
+intent that can discharge (``hold``); SoC at or below the reserve -> no discharge or export
+(self-consumption with the SoC floor at the reserve, or ``hold`` when the device has no floor).
+Finally the intent is clamped to the device limits and written only when it differs from the
+last written one beyond the threshold (inverter flash wears out), or when the device may have
+lost it (reconnect, failed write). In shadow mode the decision is logged, never written.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from services.executor.inverter import Intent, Telemetry
+from shared.contracts import PlanMsg, PlanSlot
+from shared.slots import SLOT
+
+QUICK_ACTIONS = ("force_charge", "force_export", "stop", "heat")
+Source = Literal["pause", "quick", "safety", "plan"]
+EPS_KW = 0.05  # below this a planned flow is numerical noise, not a setpoint
+
+# reason codes of shared/optimize/explain.py -> how the inverter should run that slot
+_CHARGE_CODES = {"charge_negative_price", "charge_grid_cheap", "manual_charge"}
+_DISCHARGE_CODES = {"discharge_export", "manual_discharge", "manual_export"}
+_HOLD_CODES = {"hold_for_later", "manual_hold"}
+_SELF_CODES = {"charge_pv_surplus", "discharge_cover_load", "fallback_self_consumption", "manual_heat"}
+
+
+@dataclass(frozen=True)
+class QuickAction:
+    kind: str
+    expires_at: datetime
+    power_kw: float | None = None
+    started_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in QUICK_ACTIONS:
+            raise ValueError(f"unknown quick action {self.kind!r}; known: {', '.join(QUICK_ACTIONS)}")
+
+
+@dataclass(frozen=True)
+class Overrides:
+    paused: bool = False
+    quick: QuickAction | None = None
+
+    def active_quick(self, now: datetime) -> QuickAction | None:
+        if self.quick is not None and now < self.quick.expires_at:
+            return self.quick
+        return None
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    capacity_kwh: float
+    reserve_soc_frac: float
+    min_soc_frac: float
+    max_soc_frac: float
+    max_charge_kw: float
+    max_discharge_kw: float
+    export_limit_kw: float | None = None
+    telemetry_stale_s: float = 60.0
+    write_threshold_kw: float = 0.2
+    shadow: bool = False
+    heat_kw: float | None = None
+    controls_water: bool = False
+    supports_soc_floor: bool = True
+    grid_charging_allowed: bool = True
+
+    @classmethod
+    def from_site(cls, site: object, *, max_charge_kw: float, max_discharge_kw: float,
+                  supports_soc_floor: bool = True, controls_water: bool = False) -> ControlSettings:
+        """Build from a SiteConfig (battery, grid, executor settings) and the device's effective limits."""
+        battery = site.battery  # type: ignore[attr-defined]
+        if battery is None:
+            raise ValueError("the executor needs a battery in the site configuration")
+        ex = site.executor  # type: ignore[attr-defined]
+        heaters = site.water_heaters  # type: ignore[attr-defined]
+        export = site.grid.max_export_kw if site.tariff.export_enabled else 0.0  # type: ignore[attr-defined]
+        return cls(
+            capacity_kwh=battery.capacity_kwh,
+            reserve_soc_frac=battery.reserve_soc_frac,
+            min_soc_frac=battery.min_soc_frac,
+            max_soc_frac=battery.max_soc_frac,
+            max_charge_kw=max_charge_kw,
+            max_discharge_kw=max_discharge_kw,
+            export_limit_kw=export,
+            telemetry_stale_s=ex.telemetry_stale_s,
+            write_threshold_kw=ex.write_threshold_kw,
+            shadow=ex.shadow_mode,
+            heat_kw=heaters[0].power_kw if heaters else None,
+            controls_water=controls_water and bool(heaters),
+            supports_soc_floor=supports_soc_floor,
+            grid_charging_allowed=battery.grid_charging_allowed,
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    intent: Intent | None  # None: nothing to command (paused)
+    source: Source
+    reason: str
+    alarms: tuple[str, ...] = ()
+    override: QuickAction | None = None
+    write: bool = False  # send it to the inverter now
+    changed: bool = False  # differs from the last written intent (shadow mode: would write)
+    planned: PlanSlot | None = None
+    plan_id: str | None = None
+    guards: tuple[str, ...] = field(default=())
+
+    @property
+    def mode(self) -> str:
+        if self.intent is None:
+            return "paused" if self.source == "pause" else "unknown"
+        return self.intent.mode
+
+
+def slot_for(plan: PlanMsg, now: datetime) -> PlanSlot | None:
+    for slot in plan.slots:
+        if slot.start <= now < slot.start + SLOT:
+            return slot
+    return None
+
+
+def intent_from_slot(slot: PlanSlot, settings: ControlSettings) -> tuple[Intent, str]:
+    """How to run a planned slot. The reason code says why the planner chose the flows; without one, the flows decide."""
+    code = slot.reason_code or ""
+    base = _base(settings)
+    if code == "curtail_negative_export":
+        return replace(base, mode="self_consumption", export_limit_kw=0.0), "plan: curtail (negative export price)"
+    if code in _CHARGE_CODES:
+        return replace(base, mode="charge", power_kw=slot.charge_kw), f"plan: charge {slot.charge_kw:.2f} kW ({code})"
+    if code in _DISCHARGE_CODES:
+        return replace(base, mode="discharge", power_kw=slot.discharge_kw), f"plan: discharge {slot.discharge_kw:.2f} kW ({code})"
+    if code in _HOLD_CODES:
+        return replace(base, mode="hold"), f"plan: hold ({code})"
+    if code in _SELF_CODES:
+        return replace(base, mode="self_consumption"), f"plan: self-consumption ({code})"
+    # No (known) reason code: read the flows. Grid charging is charging beyond the PV surplus.
+    surplus = (slot.pv_kw - slot.load_kw) if slot.pv_kw is not None and slot.load_kw is not None else None
+    if slot.charge_kw > EPS_KW and slot.import_kw > EPS_KW and (surplus is None or slot.charge_kw > max(surplus, 0) + EPS_KW):
+        return replace(base, mode="charge", power_kw=slot.charge_kw), f"plan: grid charge {slot.charge_kw:.2f} kW"
+    if slot.discharge_kw > EPS_KW and slot.export_kw > EPS_KW:
+        return replace(base, mode="discharge", power_kw=slot.discharge_kw), f"plan: discharge {slot.discharge_kw:.2f} kW to export"
+    if slot.charge_kw <= EPS_KW and slot.discharge_kw <= EPS_KW and slot.import_kw > EPS_KW:
+        return replace(base, mode="hold"), "plan: hold (battery idle while importing)"
+    return replace(base, mode="self_consumption"), "plan: self-consumption"
+
+
+def _base(settings: ControlSettings) -> Intent:
+    floor = settings.reserve_soc_frac if settings.supports_soc_floor else None
+    ceiling = settings.max_soc_frac if settings.supports_soc_floor else None
+    return Intent(
+        mode="self_consumption",
+        export_limit_kw=settings.export_limit_kw,
+        soc_floor_frac=floor,
+        soc_ceiling_frac=ceiling,
+        water_kw=0.0 if settings.controls_water else None,
+    )
+
+
+def _differs(a: Intent, b: Intent, threshold_kw: float) -> bool:
+    if a.mode != b.mode:
+        return True
+    if a.mode in ("charge", "discharge") and abs(a.power_kw - b.power_kw) > threshold_kw:
+        return True
+
+    def opt_differs(x: float | None, y: float | None, tol: float) -> bool:
+        if x is None or y is None:
+            return (x is None) != (y is None)
+        return abs(x - y) > tol
+
+    return (
+        opt_differs(a.export_limit_kw, b.export_limit_kw, threshold_kw)
+        or opt_differs(a.soc_floor_frac, b.soc_floor_frac, 0.005)
+        or opt_differs(a.soc_ceiling_frac, b.soc_ceiling_frac, 0.005)
+        or opt_differs(a.water_kw, b.water_kw, threshold_kw)
+    )
+
+
+def _clamp(intent: Intent, settings: ControlSettings) -> Intent:
+    power = intent.power_kw if math.isfinite(intent.power_kw) else 0.0
+    cap = {"charge": settings.max_charge_kw, "discharge": settings.max_discharge_kw}.get(intent.mode, 0.0)
+    return replace(intent, power_kw=min(max(power, 0.0), cap))
+
+
+def decide(
+    telemetry: Telemetry | None,
+    plan: PlanMsg | None,
+    overrides: Overrides,
+    now: datetime,
+    settings: ControlSettings,
+    last_written: Intent | None = None,
+    must_rewrite: bool = False,
+) -> Decision:
+    """One tick's decision. ``last_written`` is the intent the device holds as far as we know
+    (None when unknown); ``must_rewrite`` forces a write (reconnect, failed or unverified write)."""
+    alarms: list[str] = []
+    guards: list[str] = []
+
+    # What do we know? Nothing stale or missing is used as if it were measured.
+    fresh = telemetry is not None and (now - telemetry.ts) <= timedelta(seconds=settings.telemetry_stale_s)
+    if telemetry is None:
+        alarms.append("telemetry_missing")
+    elif not fresh:
+        alarms.append("telemetry_stale")
+    soc = telemetry.soc_frac if (fresh and telemetry is not None) else None
+    if fresh and soc is None:
+        alarms.append("soc_unknown")
+
+    slot: PlanSlot | None = None
+    plan_problem: str | None = None
+    if plan is None:
+        plan_problem = "plan_missing"
+    elif now >= plan.valid_until:
+        plan_problem = "plan_expired"
+    else:
+        slot = slot_for(plan, now)
+        if slot is None:
+            plan_problem = "plan_no_slot"
+    if plan_problem:
+        alarms.append(plan_problem)
+    plan_id = plan.plan_id if plan is not None else None
+
+    if overrides.paused:
+        return Decision(None, "pause", "manual pause: the executor writes nothing", tuple(alarms), planned=slot, plan_id=plan_id)
+
+    # Lower layers first, so "heat" can ride on top of them.
+    source: Source
+    if not fresh:
+        if last_written is not None and not last_written.may_discharge:
+            candidate, reason = last_written, "telemetry missing or stale: keeping the last safe mode"
+        else:
+            candidate, reason = replace(_base(settings), mode="hold"), "telemetry missing or stale: battery on hold"
+        source = "safety"
+    elif plan_problem:
+        candidate = _base(settings)
+        reason = {
+            "plan_missing": "no plan: safe self-consumption",
+            "plan_expired": "plan past valid_until: safe self-consumption",
+            "plan_no_slot": "plan has no slot for now: safe self-consumption",
+        }[plan_problem]
+        source = "safety"
+    else:
+        assert slot is not None
+        candidate, reason = intent_from_slot(slot, settings)
+        if settings.controls_water:
+            candidate = replace(candidate, water_kw=slot.water_kw)
+        source = "plan"
+
+    quick = overrides.active_quick(now)
+    if quick is not None:
+        base = _base(settings)
+        if quick.kind == "force_charge":
+            candidate = replace(base, mode="charge", power_kw=quick.power_kw if quick.power_kw is not None else settings.max_charge_kw)
+        elif quick.kind == "force_export":
+            candidate = replace(base, mode="discharge", power_kw=quick.power_kw if quick.power_kw is not None else settings.max_discharge_kw)
+        elif quick.kind == "stop":
+            candidate = replace(base, mode="hold")
+        elif quick.kind == "heat":
+            heat = quick.power_kw if quick.power_kw is not None else settings.heat_kw
+            candidate = replace(candidate, water_kw=heat)
+        reason = f"quick action {quick.kind} until {quick.expires_at.isoformat()}"
+        source = "quick"
+
+    # Guards: hardware and reserve protection, whatever the layer above asked.
+    if soc is None and candidate.may_discharge:
+        guards.append("soc_unknown_no_discharge")
+        candidate = replace(candidate, mode="hold", power_kw=0.0)
+        reason += "; SoC unknown: battery on hold"
+    elif soc is not None and soc <= settings.reserve_soc_frac + 1e-9 and candidate.may_discharge:
+        if candidate.mode == "discharge" or not settings.supports_soc_floor:
+            guards.append("reserve_no_discharge")
+            if settings.supports_soc_floor:
+                candidate = replace(candidate, mode="self_consumption", power_kw=0.0)
+                reason += "; SoC at reserve: no discharge (self-consumption, floor at reserve)"
+            else:
+                candidate = replace(candidate, mode="hold", power_kw=0.0)
+                reason += "; SoC at reserve: battery on hold"
+        if candidate.mode == "self_consumption" and settings.supports_soc_floor:
+            candidate = replace(candidate, soc_floor_frac=max(candidate.soc_floor_frac or 0.0, settings.reserve_soc_frac))
+        # No export from the battery at the reserve: cap export to what PV alone gives (device floor does that).
+    if candidate.mode == "charge" and not settings.grid_charging_allowed:
+        guards.append("grid_charging_not_allowed")
+        candidate = replace(candidate, mode="self_consumption", power_kw=0.0)
+        reason += "; grid charging not allowed: self-consumption"
+    if guards:
+        alarms.extend(g for g in guards if g not in alarms)
+
+    candidate = _clamp(candidate, settings)
+    changed = must_rewrite or last_written is None or _differs(candidate, last_written, settings.write_threshold_kw)
+    return Decision(
+        intent=candidate,
+        source=source,
+        reason=reason,
+        alarms=tuple(alarms),
+        override=quick,
+        write=changed and not settings.shadow,
+        changed=changed,
+        planned=slot,
+        plan_id=plan_id,
+        guards=tuple(guards),
+    )

@@ -1,0 +1,403 @@
+"""The executor's control loop: read, decide, write, read back, report. No MQTT or HTTP in here.
+
+The MQTT/HTTP shell wires the injected callbacks to the broker and the database:
+
+- ``publish_telemetry(TelemetryMsg)`` every tick with a reading,
+- ``publish_state(ExecutorStateMsg)`` when the state changes (retained topic),
+- ``publish_observation(ObservationMsg)`` at each slot end, energies integrated from the ticks,
+- ``log_execution(dict)`` one row per decision: planned, commanded, measured, override, success,
+- ``report_error(who, what, why)`` for rejected input (an invalid plan payload).
+
+Callbacks may be plain functions or coroutines. Plans arrive already validated (``set_plan``)
+or as raw payloads (``receive_plan_payload``, which rejects and reports a bad one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from services.executor.control import QUICK_ACTIONS, ControlSettings, Decision, Overrides, QuickAction, decide
+from services.executor.inverter import Intent, Inverter, InverterError, Telemetry, WriteResult
+from shared.contracts import (
+    ContractError,
+    ExecutorStateMsg,
+    ObservationMsg,
+    OverrideInfo,
+    PlanMsg,
+    TelemetryMsg,
+    decode,
+    payload_excerpt,
+)
+from shared.slots import SLOT, floor_slot
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[..., Any]
+ENERGY_FIELDS = {
+    "load_kwh": ("load_kw", 1),
+    "pv_kwh": ("pv_kw", 1),
+    "import_kwh": ("grid_kw", 1),
+    "export_kwh": ("grid_kw", -1),
+    "charge_kwh": ("battery_kw", 1),
+    "discharge_kwh": ("battery_kw", -1),
+    "water_kwh": ("water_kw", 1),
+    "ev_kwh": ("ev_kw", 1),
+}
+DEFAULT_TTL_S = 3600.0
+
+
+async def _call(callback: Callback | None, *args: Any) -> None:
+    if callback is None:
+        return
+    try:
+        result = callback(*args)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:  # a broken consumer must not stop the inverter control
+        log.exception("executor callback %s failed", getattr(callback, "__name__", callback))
+
+
+@dataclass
+class _SlotEnergy:
+    """Energies of one slot, integrated from readings; a field seen in every reading or None."""
+
+    slot_start: datetime
+    covered_s: float = 0.0
+    energy_kwh: dict[str, float] = field(default_factory=dict)
+    field_s: dict[str, float] = field(default_factory=dict)
+    soc_end_frac: float | None = None
+
+    def add(self, seconds: float, reading: Telemetry) -> None:
+        self.covered_s += seconds
+        hours = seconds / 3600.0
+        for name, (source, sign) in ENERGY_FIELDS.items():
+            value = getattr(reading, source)
+            if value is None:
+                continue
+            self.energy_kwh[name] = self.energy_kwh.get(name, 0.0) + max(sign * value, 0.0) * hours
+            self.field_s[name] = self.field_s.get(name, 0.0) + seconds
+
+    def message(self, site_id: str) -> ObservationMsg:
+        values: dict[str, float | None] = {}
+        for name in ENERGY_FIELDS:
+            complete = self.field_s.get(name, 0.0) >= self.covered_s - 1e-6 and self.covered_s > 0
+            values[name] = round(self.energy_kwh.get(name, 0.0), 6) if complete else None
+        return ObservationMsg(
+            site_id=site_id,
+            slot_start=self.slot_start,
+            coverage_frac=min(1.0, self.covered_s / SLOT.total_seconds()),
+            soc_end_frac=self.soc_end_frac,
+            **values,
+        )
+
+
+@dataclass
+class TickReport:
+    ts: datetime
+    telemetry: Telemetry | None
+    decision: Decision
+    result: WriteResult | None
+    success: bool
+    error: str | None = None
+
+
+class ExecutorLoop:
+    """Every ``tick_s`` (clock seconds): read telemetry, decide, write unless shadow, read back, report."""
+
+    def __init__(
+        self,
+        inverter: Inverter,
+        settings: ControlSettings,
+        *,
+        site_id: str,
+        clock: Any,
+        tick_s: float = 10.0,
+        publish_telemetry: Callback | None = None,
+        publish_state: Callback | None = None,
+        publish_observation: Callback | None = None,
+        log_execution: Callback | None = None,
+        report_error: Callback | None = None,
+        safe_after_failures: int = 3,
+    ):
+        self.inverter = inverter
+        self.settings = settings
+        self.site_id = site_id
+        self.clock = clock
+        self.tick_s = tick_s
+        self.publish_telemetry = publish_telemetry
+        self.publish_state = publish_state
+        self.publish_observation = publish_observation
+        self.log_execution = log_execution
+        self.report_error = report_error
+        self.safe_after_failures = safe_after_failures
+        self.plan: PlanMsg | None = None
+        self.overrides = Overrides()
+        self.last_written: Intent | None = None
+        self.last_result: WriteResult | None = None
+        self.last_decision: Decision | None = None
+        self.last_telemetry: Telemetry | None = None
+        self.consecutive_failures = 0
+        self.ticks = 0
+        self.writes = 0
+        self._must_rewrite = False
+        self._written_epoch: int | None = None
+        self._energy: _SlotEnergy | None = None
+        self._prev_reading: Telemetry | None = None
+        self._last_state_key: Any = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    # ----------------------------------------------------------------- inputs
+
+    def set_plan(self, plan: PlanMsg) -> None:
+        """Use a validated plan from now on (the newest plan replaces the previous one)."""
+        if self.plan is not None and plan.created_at < self.plan.created_at:
+            log.warning("ignoring plan %s: older than the plan in use %s", plan.plan_id, self.plan.plan_id)
+            return
+        self.plan = plan
+        self._wake.set()
+
+    async def receive_plan_payload(self, payload: bytes | str) -> bool:
+        """Decode a raw plan payload; a bad one is rejected, reported, and never reaches the control logic."""
+        try:
+            msg = decode(payload, "plan")
+        except ContractError as err:
+            log.warning("rejected plan payload: %s", err)
+            await _call(self.report_error, "executor", "plan", err.why, payload_excerpt(payload))
+            return False
+        assert isinstance(msg, PlanMsg)
+        if msg.site_id != self.site_id:
+            await _call(self.report_error, "executor", "plan", f"plan is for site {msg.site_id!r}, not {self.site_id!r}",
+                        payload_excerpt(payload))
+            return False
+        self.set_plan(msg)
+        return True
+
+    def command(self, action: str, *, ttl_s: float | None = None, power_kw: float | None = None) -> dict[str, Any]:
+        """pause, resume, cancel, or a quick action (force_charge, force_export, stop, heat) with a TTL.
+
+        Raises ValueError with a readable reason for a bad command. Returns the new override state.
+        """
+        now = self.clock.now()
+        if action == "pause":
+            self.overrides = Overrides(paused=True, quick=self.overrides.quick)
+        elif action == "resume":
+            self.overrides = Overrides()
+        elif action == "cancel":
+            self.overrides = Overrides(paused=self.overrides.paused)
+        elif action in QUICK_ACTIONS:
+            ttl = DEFAULT_TTL_S if ttl_s is None else float(ttl_s)
+            if not math.isfinite(ttl) or ttl <= 0 or ttl > 7 * 86400:
+                raise ValueError("ttl_s must be between 0 and 604800 seconds")
+            if power_kw is not None and (not math.isfinite(power_kw) or power_kw < 0):
+                raise ValueError("power_kw must be a non-negative number")
+            quick = QuickAction(action, expires_at=now + timedelta(seconds=ttl), power_kw=power_kw, started_at=now)
+            self.overrides = Overrides(paused=self.overrides.paused, quick=quick)
+        else:
+            raise ValueError(f"unknown executor command {action!r}; known: pause, resume, cancel, {', '.join(QUICK_ACTIONS)}")
+        self._wake.set()
+        return self.override_state()
+
+    def override_state(self) -> dict[str, Any]:
+        quick = self.overrides.active_quick(self.clock.now())
+        return {
+            "paused": self.overrides.paused,
+            "override": None if quick is None else {
+                "kind": quick.kind, "expires_at": quick.expires_at.isoformat(), "power_kw": quick.power_kw
+            },
+        }
+
+    # ----------------------------------------------------------------- one tick
+
+    async def tick(self) -> TickReport:
+        now = self.clock.now()
+        self.ticks += 1
+        telemetry: Telemetry | None = None
+        error: str | None = None
+        try:
+            telemetry = await self.inverter.read_telemetry()
+            self.consecutive_failures = 0
+        except InverterError as err:
+            self.consecutive_failures += 1
+            error = str(err)
+            log.warning("executor tick %d: %s", self.ticks, err)
+        if telemetry is not None:
+            self.last_telemetry = telemetry
+            # A new connection may be a rebooted device that forgot our command: write it again.
+            if self._written_epoch is not None and telemetry.connection_epoch != self._written_epoch:
+                self._must_rewrite = True
+            await self._observe(telemetry)
+            await _call(self.publish_telemetry, self._telemetry_msg(telemetry))
+
+        decision = decide(
+            telemetry, self.plan, self.overrides, now, self.settings, self.last_written, self._must_rewrite
+        )
+        result: WriteResult | None = None
+        if decision.write and decision.intent is not None:
+            if telemetry is None:
+                # The device just failed to answer a read (after retries): a write now would only
+                # pile up more retries. The decision is recorded; it is written once the device answers.
+                self._must_rewrite = True
+            else:
+                result = await self.inverter.apply(decision.intent)
+                self.last_result = result
+                self.writes += 1
+                if result.ok:
+                    self.last_written = result.applied
+                    self._written_epoch = result.connection_epoch
+                    self._must_rewrite = not result.verified
+                else:
+                    # Partially written or not at all: the device state is unknown until the next write.
+                    self.last_written = None
+                    self._must_rewrite = True
+                    error = result.error
+        self.last_decision = decision
+        success = telemetry is not None and (result is None or (result.ok and result.verified))
+        report = TickReport(now, telemetry, decision, result, success, error)
+        await _call(self.log_execution, self._log_row(report))
+        await self._maybe_publish_state(now)
+        return report
+
+    def alarms(self) -> list[str]:
+        alarms = list(self.last_decision.alarms) if self.last_decision else []
+        if self.consecutive_failures:
+            alarms.append("modbus_error")
+        if self.consecutive_failures >= self.safe_after_failures:
+            alarms.append("modbus_unreachable")
+        if self.last_result is not None and self.last_result.ok and not self.last_result.verified:
+            alarms.append("readback_mismatch")
+        if self.last_result is not None and not self.last_result.ok:
+            alarms.append("write_failed")
+        return alarms
+
+    # ----------------------------------------------------------------- observations
+
+    async def _observe(self, reading: Telemetry) -> None:
+        prev, self._prev_reading = self._prev_reading, reading
+        if prev is None:
+            return
+        start, end = prev.ts, reading.ts
+        gap_s = (end - start).total_seconds()
+        if gap_s <= 0:
+            return
+        if gap_s > self.settings.telemetry_stale_s:
+            start = end  # readings too far apart: that time is not covered
+        # The reading at ``end`` describes the interval since the previous one (the command
+        # written after the previous reading was in force during it).
+        t = start
+        while t < end:
+            slot = floor_slot(t).to_pydatetime()
+            await self._roll_to(slot)
+            seg_end = min(end, slot + SLOT)
+            assert self._energy is not None
+            self._energy.add((seg_end - t).total_seconds(), reading)
+            t = seg_end
+        await self._roll_to(floor_slot(end).to_pydatetime())
+        if self._energy is not None and reading.soc_frac is not None:
+            self._energy.soc_end_frac = reading.soc_frac
+
+    async def _roll_to(self, slot: datetime) -> None:
+        if self._energy is not None and self._energy.slot_start == slot:
+            return
+        if self._energy is not None and self._energy.covered_s > 0:
+            await _call(self.publish_observation, self._energy.message(self.site_id))
+        self._energy = _SlotEnergy(slot_start=slot)
+
+    async def flush_observation(self) -> None:
+        """Publish the slot in progress (e.g. at shut-down); its coverage says how much was seen."""
+        if self._energy is not None and self._energy.covered_s > 0:
+            await _call(self.publish_observation, self._energy.message(self.site_id))
+        self._energy = None
+
+    # ----------------------------------------------------------------- messages
+
+    def _telemetry_msg(self, t: Telemetry) -> TelemetryMsg:
+        return TelemetryMsg(
+            site_id=self.site_id, ts=t.ts, soc_frac=t.soc_frac, soc_kwh=t.soc_kwh, pv_kw=t.pv_kw, load_kw=t.load_kw,
+            grid_kw=t.grid_kw, battery_kw=t.battery_kw, water_kw=t.water_kw, ev_kw=t.ev_kw, source="executor",
+        )
+
+    def state_msg(self, now: datetime | None = None) -> ExecutorStateMsg:
+        now = now or self.clock.now()
+        decision = self.last_decision
+        quick = self.overrides.active_quick(now)
+        override = None
+        if self.overrides.paused:
+            override = OverrideInfo(kind="pause")
+        elif quick is not None:
+            override = OverrideInfo(kind=quick.kind, expires_at=quick.expires_at, power_kw=quick.power_kw)
+        last_write = None
+        if self.last_result is not None:
+            last_write = self.last_result.summary()
+        return ExecutorStateMsg(
+            site_id=self.site_id,
+            ts=now,
+            mode=decision.mode if decision else "starting",
+            override=override,
+            plan_id=self.plan.plan_id if self.plan else None,
+            last_write=last_write,
+            alarms=self.alarms(),
+            shadow=self.settings.shadow,
+        )
+
+    async def _maybe_publish_state(self, now: datetime) -> None:
+        msg = self.state_msg(now)
+        key = (msg.mode, msg.override, msg.plan_id, tuple(msg.alarms), repr(msg.last_write))
+        if key != self._last_state_key:
+            self._last_state_key = key
+            await _call(self.publish_state, msg)
+
+    def _log_row(self, report: TickReport) -> dict[str, Any]:
+        d = report.decision
+        planned = None
+        if d.planned is not None:
+            s = d.planned
+            planned = {
+                "slot_start": s.start.isoformat(), "mode": s.mode, "charge_kw": s.charge_kw,
+                "discharge_kw": s.discharge_kw, "soc_kwh": s.soc_kwh, "reason_code": s.reason_code,
+            }
+        return {
+            "ts": report.ts.astimezone(timezone.utc).isoformat(),
+            "site_id": self.site_id,
+            "slot_start": floor_slot(report.ts).isoformat(),
+            "plan_id": d.plan_id,
+            "source": d.source,
+            "reason": d.reason,
+            "planned": planned,
+            "commanded": d.intent.as_dict() if d.intent is not None else None,
+            "written": report.result is not None,
+            "measured": report.telemetry.measured() if report.telemetry is not None else None,
+            "override": d.override.kind if d.override else ("pause" if d.source == "pause" else None),
+            "success": report.success,
+            "alarms": list(d.alarms),
+            "shadow": self.settings.shadow,
+            "error": report.error,
+        }
+
+    # ----------------------------------------------------------------- running
+
+    async def run(self) -> None:
+        """Tick until ``stop()``; a command or a new plan triggers the next tick at once."""
+        self._stopping = False
+        while not self._stopping:
+            try:
+                await self.tick()
+            except Exception:  # the loop must survive anything a tick throws
+                log.exception("executor tick failed")
+            wait_s = self.clock.wall_seconds(self.tick_s) if hasattr(self.clock, "wall_seconds") else self.tick_s
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(wait_s, 0.0))
+            except asyncio.TimeoutError:
+                pass
+        await self.flush_observation()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
