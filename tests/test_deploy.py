@@ -589,3 +589,37 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert "set -euo pipefail" in ci and "== 5" in ci  # pytest's "no tests collected" fails the run
     proc = subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_planner_replicas_share_work_through_an_mqtt5_shared_subscription(compose_mosquitto: Broker):
+    """Fleet mode: two planner logins in $share/planners each get some sites' prices, none twice."""
+    got: dict[str, list[str]] = {"a": [], "b": []}
+    replicas = {}
+    for name in got:
+        client = _client(compose_mosquitto, "planner")
+        assert not client.connect_result.is_failure
+        done: dict[str, Any] = {}
+        client.on_subscribe = lambda c, u, mid, codes, p, done=done: done.setdefault("codes", codes)
+        client.on_message = lambda c, u, m, name=name: got[name].append(m.topic)
+        client.subscribe("$share/planners/darkstar/+/prices", qos=1)
+        deadline = time.monotonic() + 10
+        while "codes" not in done and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert done and not done["codes"][0].is_failure, "the ACL must allow the shared subscription"
+        replicas[name] = client
+    forecaster = _client(compose_mosquitto, "forecaster")
+    sites = [f"fleet-{i}-{uuid.uuid4().hex[:4]}" for i in range(6)]
+    try:
+        for site in sites:  # not retained: each message goes to exactly one replica
+            forecaster.publish(f"darkstar/{site}/prices", b"{}", qos=1).wait_for_publish(10)
+        deadline = time.monotonic() + 10
+        while len(got["a"]) + len(got["b"]) < len(sites) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        delivered = got["a"] + got["b"]
+        assert sorted(delivered) == sorted(f"darkstar/{s}/prices" for s in sites)
+        assert got["a"] and got["b"], "both replicas should get a share"
+    finally:
+        for c in (*replicas.values(), forecaster):
+            c.disconnect()
+            c.loop_stop()
