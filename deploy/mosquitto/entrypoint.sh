@@ -24,9 +24,16 @@ for dir in "$(dirname "$passwd_file")" "$(dirname "$health_file")"; do
     fi
 done
 tmp_file="$passwd_file.new"
+trap 'rm -f "$tmp_file"' EXIT
 : > "$tmp_file"
 
 for user in $users; do
+    case "$user" in
+        "" | *[!a-z0-9_-]*)
+            echo "mosquitto entrypoint: bad MQTT user name '$user' (use a-z, 0-9, _ and -)" >&2
+            exit 1
+            ;;
+    esac
     var="MQTT_PASSWORD_$(printf '%s' "$user" | tr 'a-z-' 'A-Z_')"
     eval "value=\${$var:-}"
     eval "value_file=\${${var}_FILE:-}"
