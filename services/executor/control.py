@@ -80,6 +80,21 @@ class ControlSettings:
     controls_water: bool = False
     supports_soc_floor: bool = True
     grid_charging_allowed: bool = True
+    supported_modes: tuple[str, ...] = ("charge", "discharge", "self_consumption", "hold")
+
+    @classmethod
+    def for_device(cls, site: object, inverter: object) -> ControlSettings:
+        """Settings for a :class:`~services.executor.inverter.ModbusInverter`: its limits and its profile's abilities."""
+        profile = inverter.profile  # type: ignore[attr-defined]
+        limits = inverter.limits  # type: ignore[attr-defined]
+        settings = cls.from_site(
+            site,
+            max_charge_kw=limits.max_charge_kw,
+            max_discharge_kw=limits.max_discharge_kw,
+            supports_soc_floor=profile.has_soc_floor,
+            controls_water=profile.supports("water"),
+        )
+        return replace(settings, supported_modes=profile.supported_modes)
 
     @classmethod
     def from_site(cls, site: object, *, max_charge_kw: float, max_discharge_kw: float,
@@ -276,6 +291,11 @@ def decide(
             candidate = replace(candidate, water_kw=heat)
         reason = f"quick action {quick.kind} until {quick.expires_at.isoformat()}"
         source = "quick"
+
+    if candidate.mode not in settings.supported_modes:
+        guards.append(f"{candidate.mode}_unsupported")
+        reason += f"; the device cannot {candidate.mode}: self-consumption"
+        candidate = replace(candidate, mode="self_consumption", power_kw=0.0)
 
     # Guards: hardware and reserve protection, whatever the layer above asked.
     if soc is None and candidate.may_discharge:

@@ -329,12 +329,12 @@ class ModbusInverter:
             self._words[(table, address + i)] = word
         return words[:count]
 
-    async def _write_words(self, address: int, words: list[int], what: str) -> None:
+    async def _write_words(self, address: int, words: list[int], what: str, multiple: bool = False) -> None:
         unit = self.config.unit_id
 
         async def op() -> Any:
             assert self._client is not None
-            if len(words) == 1:
+            if len(words) == 1 and not multiple:
                 return await self._client.write_register(address, words[0], device_id=unit)
             return await self._client.write_registers(address, words, device_id=unit)
 
@@ -509,7 +509,7 @@ class ModbusInverter:
                 if current == words:
                     result.skipped.append(name)  # already holds the value: spare the flash
                     continue
-                await self._write_words(address, words, name)
+                await self._write_words(address, words, name, spec.write_multiple)
                 result.writes.append({"register": name, "address": address, "words": words})
             result.ok = True
             result.mismatches = await self._verify(planned)

@@ -232,6 +232,7 @@ class RegisterSpec(_Strict):
     unit: str = ""
     invalid: list[int] = Field(default_factory=list, description="raw values meaning 'not available'")
     writable: bool = False
+    write_multiple: bool = Field(False, description="write with function 16 even for one register (devices that refuse 6)")
     min: float | None = Field(None, description="lowest value (in ``unit``) the device accepts")
     max: float | None = Field(None, description="highest value (in ``unit``) the device accepts")
     description: str = ""
@@ -284,7 +285,7 @@ class IntentWrites(_Strict):
     charge: list[WriteStep] | None = None
     discharge: list[WriteStep] | None = None
     self_consumption: list[WriteStep]
-    hold: list[WriteStep] | None = None
+    hold: list[WriteStep] = Field(description="battery idle: required, the safety rules need it")
     export_limit: list[WriteStep] | None = None
     soc_limits: list[WriteStep] | None = None
     water: list[WriteStep] | None = None
@@ -371,6 +372,19 @@ class Profile(_Strict):
 
     def supports(self, intent: str) -> bool:
         return getattr(self.intents, intent) is not None
+
+    @property
+    def supported_modes(self) -> tuple[str, ...]:
+        return tuple(m for m in INTENT_MODES if self.supports(m))
+
+    @property
+    def has_soc_floor(self) -> bool:
+        """True when the device itself can be told a SoC floor (so self-consumption stops at the reserve)."""
+        if self.intents.soc_limits is not None:
+            return any("soc_floor_pct" in Expr(s.value).names or "soc_floor_frac" in Expr(s.value).names
+                       for s in self.intents.soc_limits)
+        return any("soc_floor_pct" in Expr(s.value).names or "soc_floor_frac" in Expr(s.value).names
+                   for s in self.intents.self_consumption)
 
 
 # --------------------------------------------------------------------------- loading
