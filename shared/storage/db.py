@@ -122,41 +122,55 @@ def alembic_config(connection: Connection | None = None, url: str | URL | None =
 
 @contextlib.contextmanager
 def _migration_lock(conn: Connection) -> Iterator[None]:
-    """Serialise concurrent migrations (several services starting at once)."""
+    """Serialise concurrent migrations (several services starting at once).
+
+    Held around the whole migration transaction, commit included, so the next process sees
+    the finished schema and its version stamp.
+    """
     name = conn.dialect.name
-    if name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})  # freed at commit
-        yield
-    elif name in ("mysql", "mariadb"):
-        got = conn.execute(text("SELECT GET_LOCK(:n, 120)"), {"n": _LOCK_NAME}).scalar()
-        if got != 1:
-            raise StorageError("timed out waiting for another process to finish migrating the database")
+    if name in ("postgresql", "mysql", "mariadb"):
+        if name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
+        else:
+            got = conn.execute(text("SELECT GET_LOCK(:n, 120)"), {"n": _LOCK_NAME}).scalar()
+            if got != 1:
+                raise StorageError("timed out waiting for another process to finish migrating the database")
+        conn.commit()  # end the implicit transaction; the session-level lock stays
         try:
             yield
         finally:
-            conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": _LOCK_NAME})
-    else:
-        db = conn.engine.url.database
-        if not db or db == ":memory:":
-            yield
-            return
-        import fcntl  # SQLite file: an OS lock beside the database file
+            conn.rollback()
+            if name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
+            else:
+                conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": _LOCK_NAME})
+            conn.commit()
+        return
+    db = conn.engine.url.database
+    if not db or db == ":memory:":
+        yield
+        return
+    import fcntl  # SQLite file: an OS lock beside the database file
 
-        with open(f"{db}.migrate.lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    with open(f"{db}.migrate.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _run(engine_or_url: Engine | str | URL, fn: str, revision: str) -> None:
     from alembic import command
+    from alembic.util import CommandError
 
     engine, owned = _as_engine(engine_or_url)
     try:
-        with engine.begin() as conn, _migration_lock(conn):
-            getattr(command, fn)(alembic_config(conn), revision)
+        with engine.connect() as conn, _migration_lock(conn):
+            with conn.begin():
+                getattr(command, fn)(alembic_config(conn), revision)
+    except CommandError as err:  # unknown revision and the like: a user error, say it plainly
+        raise StorageError(f"{fn} of {safe_url(engine.url)} to {revision!r}: {err}") from None
     except SQLAlchemyError as err:
         raise StorageError(f"{fn} of {safe_url(engine.url)} failed: {describe_error(err, engine.url)}") from None
     finally:

@@ -41,6 +41,11 @@ HYPERTABLES = {
 }
 
 
+# Case-sensitive keys on MariaDB too (its default collation would make 'M1' == 'm1'), as on
+# SQLite and PostgreSQL; full Unicode; transactional engine.
+MYSQL_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+
 def _json() -> sa.types.TypeEngine:
     return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
@@ -249,7 +254,7 @@ def upgrade() -> None:
     existing = set(inspector.get_table_names())
     for table, (columns, indexes) in TABLES.items():
         if table not in existing:
-            op.create_table(table, *columns())
+            op.create_table(table, *columns(), **MYSQL_OPTIONS)
             have: set[str] = set()
         else:
             have = {ix["name"] for ix in inspector.get_indexes(table) if ix.get("name")}
