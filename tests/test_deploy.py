@@ -13,6 +13,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import tomllib
 import uuid
@@ -623,3 +624,25 @@ def test_planner_replicas_share_work_through_an_mqtt5_shared_subscription(compos
         for c in (*replicas.values(), forecaster):
             c.disconnect()
             c.loop_stop()
+
+
+def test_migrate_command_brings_the_database_to_head_with_the_compose_environment(compose: dict[str, Any],
+                                                                                   tmp_path: Path):
+    """The `migrate` one-shot runs `darkstar db upgrade` with only what compose gives it (no --site)."""
+    import importlib.util
+
+    if importlib.util.find_spec("shared.storage.cli") is None:
+        pytest.skip("`darkstar db` (shared/storage/cli.py) is not available yet; compose's migrate service needs it")
+    from shared.storage.db import current_revision, head_revision
+
+    svc = compose["services"]["migrate"]
+    env = {k: str(v) for k, v in svc["environment"].items()}
+    db_url = f"sqlite:///{tmp_path / 'darkstar.db'}"
+    env |= {"DARKSTAR_SITE": str(SITE), "DARKSTAR__DATABASE__URL": db_url, "PATH": os.environ.get("PATH", "")}
+    command = svc["command"]
+    assert command[0] == "darkstar"
+    # `darkstar` is the console script of services.cli; run it with this interpreter.
+    proc = subprocess.run([sys.executable, "-m", "services.cli", *command[1:]], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert current_revision(db_url) == head_revision()
