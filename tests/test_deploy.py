@@ -646,3 +646,35 @@ def test_migrate_command_brings_the_database_to_head_with_the_compose_environmen
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert current_revision(db_url) == head_revision()
+
+
+def _mosquitto_hash_matches(line: str, password: str) -> bool:
+    """Check one password-file line (`user:$7$iterations$salt$hash`, PBKDF2-SHA512) against a password."""
+    import base64
+    import hashlib
+
+    _, encoded = line.split(":", 1)
+    _, kind, iterations, salt_b64, hash_b64 = encoded.split("$")
+    assert kind == "7", "mosquitto_passwd's sha512-pbkdf2 format expected"
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), base64.b64decode(salt_b64), int(iterations))
+    return digest == base64.b64decode(hash_b64)
+
+
+def test_entrypoint_reads_docker_secret_files(tmp_path: Path):
+    if shutil.which("mosquitto_passwd") is None:
+        if os.environ.get("CI"):
+            pytest.fail("mosquitto_passwd is needed (apt-get install mosquitto)")
+        pytest.skip("mosquitto_passwd not installed")
+    secret = tmp_path / "planner_password"
+    secret.write_text("from-a-secret-file")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "MOSQUITTO_PASSWD_FILE": str(tmp_path / "run" / "passwd"),
+           "MOSQUITTO_HEALTH_FILE": str(tmp_path / "run" / "h.pw"), "MOSQUITTO_RUN_USER": "",
+           **{f"MQTT_PASSWORD_{u.upper()}": f"env-{u}" for u in MQTT_USERS if u != "planner"},
+           "MQTT_PASSWORD_PLANNER_FILE": str(secret)}
+    proc = subprocess.run(["/bin/sh", str(MOSQUITTO_DIR / "entrypoint.sh"), "true"], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split(":", 1)[0]: line for line in (tmp_path / "run" / "passwd").read_text().splitlines()}
+    assert _mosquitto_hash_matches(lines["planner"], "from-a-secret-file")
+    assert not _mosquitto_hash_matches(lines["planner"], "env-planner")
+    assert _mosquitto_hash_matches(lines["executor"], "env-executor")
