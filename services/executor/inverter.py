@@ -312,6 +312,22 @@ class ModbusInverter:
                     await asyncio.sleep(min(self.backoff_max_s, self.backoff_s * (2**attempt)))
         raise InverterError(f"{what} failed after {attempts} attempt(s) on {self._where()}: {last}")
 
+    async def connect(self) -> None:
+        """Connect (and discover a SunSpec map) with retries; raise InverterError when the device stays unreachable."""
+        attempts = 1 + self.config.retries
+        last: Exception | None = None
+        for attempt in range(attempts):
+            try:
+                await self._ensure_connected()
+                return
+            except (ModbusException, ConnectionError, OSError, asyncio.TimeoutError) as err:
+                self.failures += 1
+                last = err
+                await self.close()
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(min(self.backoff_max_s, self.backoff_s * (2**attempt)))
+        raise InverterError(f"connect failed after {attempts} attempt(s) on {self._where()}: {last}")
+
     async def _read_words(self, table: str, address: int, count: int) -> list[int]:
         unit = self.config.unit_id
 
@@ -414,6 +430,7 @@ class ModbusInverter:
 
     async def read_telemetry(self) -> Telemetry:
         """Read every block and compute the telemetry fields. Raises InverterError if the device is unreachable."""
+        await self.connect()  # addresses of SunSpec models are known only once connected
         for block in self.profile.read_blocks:
             address = self._address(block)
             if address is None:
@@ -468,6 +485,7 @@ class ModbusInverter:
         applied, clamped = self.clamp(intent)
         result = WriteResult(requested=intent, applied=applied, ok=False, verified=False, clamped=clamped)
         try:
+            await self.connect()
             steps, result.unsupported = self._steps_for(applied)
         except InverterError as err:
             result.error = str(err)

@@ -190,6 +190,8 @@ class Expr:
             left, right = self._eval(node.left, env), self._eval(node.right, env)
             if left is None or right is None:
                 raise _Unknown
+            if isinstance(node.op, (ast.BitAnd, ast.BitOr, ast.RShift, ast.LShift)):
+                left, right = int(left), int(right)  # status bits: registers decode to floats
             return _BINOPS[type(node.op)](left, right)
         if isinstance(node, ast.Compare):
             left = self._eval(node.left, env)
