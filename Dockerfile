@@ -42,7 +42,9 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid darkstar --home-dir /app --shell /usr/sbin/nologin darkstar
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder --chown=root:root /app /app
-RUN mkdir -p /app/var && chown darkstar:darkstar /app/var
+# Writable state (SQLite, models) lives under /app/var; a named volume mounted there or at
+# /app/var/models starts with this ownership, so the non-root user can write it.
+RUN mkdir -p /app/var/models && chown -R darkstar:darkstar /app/var
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -52,7 +54,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 USER darkstar:darkstar
 VOLUME ["/app/var"]
-EXPOSE 8081 8082 8083 8084 8085
+EXPOSE 8080 8081 8082 8083 8084 8085
 # Each service sets DARKSTAR_HEALTH_PORT to its own HTTP port (docker-compose.yml).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('DARKSTAR_HEALTH_PORT', '8081'), timeout=4)"
