@@ -5,7 +5,7 @@
   microseconds) and attach UTC again on read. The application only ever sees aware UTC
   datetimes, and a naive datetime handed in is refused: its meaning would be a guess.
 - :data:`Float64`: an 8-byte float everywhere (SQLAlchemy's plain ``Float`` is 4 bytes on MariaDB).
-- :data:`JSONType`: JSON, JSONB on PostgreSQL.
+- :data:`JSONType`: JSON, JSONB on PostgreSQL; Python None is SQL NULL.
 """
 
 from __future__ import annotations
@@ -59,4 +59,5 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 Float64 = Double()
-JSONType = JSON().with_variant(postgresql.JSONB(), "postgresql")
+# None is stored as SQL NULL (not JSON 'null'), so "not given" stays distinguishable and COALESCE works.
+JSONType = JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
