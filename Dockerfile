@@ -11,8 +11,10 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
+# bash: the RUN lines below build an array of --extra flags (hadolint's SC3054 assumes sh).
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG UV_VERSION=0.13.8
-# Comma-separated extras from pyproject.toml (the default serves every service).
+# Comma-separated extras from pyproject.toml (the default serves every service and `darkstar up`).
 ARG EXTRAS=embedded,forecaster,planner,executor,trainer,oracle,postgres,mysql
 ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
     UV_COMPILE_BYTECODE=1 \
@@ -23,18 +25,20 @@ RUN pip install --no-cache-dir "uv==${UV_VERSION}"
 WORKDIR /app
 # Dependencies first, in their own layer: a code change does not reinstall them.
 COPY pyproject.toml uv.lock README.md ./
-RUN set -eu; extra_flags=""; \
-    for extra in $(echo "$EXTRAS" | tr ',' ' '); do extra_flags="$extra_flags --extra $extra"; done; \
-    uv sync --frozen --no-install-project $extra_flags
+# hadolint ignore=SC3054
+RUN extra_flags=(); for extra in ${EXTRAS//,/ }; do extra_flags+=(--extra "$extra"); done; \
+    uv sync --frozen --no-install-project "${extra_flags[@]}"
 COPY shared ./shared
 COPY services ./services
 COPY examples ./examples
-RUN set -eu; extra_flags=""; \
-    for extra in $(echo "$EXTRAS" | tr ',' ' '); do extra_flags="$extra_flags --extra $extra"; done; \
-    uv sync --frozen --no-editable $extra_flags
+# hadolint ignore=SC3054
+RUN extra_flags=(); for extra in ${EXTRAS//,/ }; do extra_flags+=(--extra "$extra"); done; \
+    uv sync --frozen --no-editable "${extra_flags[@]}"
 
 FROM ${PYTHON_IMAGE} AS runtime
-# libgomp1: OpenMP runtime that LightGBM's wheel links against.
+# libgomp1: OpenMP runtime that LightGBM's wheel links against (the base image's Debian release
+# fixes its version).
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1 \
     && rm -rf /var/lib/apt/lists/* \
@@ -52,11 +56,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     DARKSTAR__HTTP__HOST=0.0.0.0 \
     DARKSTAR_HEALTH_PORT=8081
 WORKDIR /app
-USER darkstar:darkstar
+USER 10001:10001
 VOLUME ["/app/var"]
 EXPOSE 8080 8081 8082 8083 8084 8085
 # Each service sets DARKSTAR_HEALTH_PORT to its own HTTP port (docker-compose.yml).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('DARKSTAR_HEALTH_PORT', '8081'), timeout=4)"
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('DARKSTAR_HEALTH_PORT', '8081'), timeout=4)"]
 # Default: the whole stack in one process (embedded broker, SQLite in /app/var).
 CMD ["darkstar", "up"]
