@@ -34,7 +34,9 @@ MOSQUITTO_DIR = ROOT / "deploy" / "mosquitto"
 ACL_FILE = MOSQUITTO_DIR / "acl"
 SITE = ROOT / "examples" / "se4-home.yaml"
 
-SERVICES = sorted(p.name for p in (ROOT / "services").iterdir() if p.is_dir() and (p / "__init__.py").exists())
+SERVICES = sorted(
+    p.name for p in (ROOT / "services").iterdir() if p.is_dir() and (p / "__init__.py").exists()
+)
 MQTT_USERS = [*SERVICES, "homeassistant"]
 UV_VERSION = "0.13.8"
 SITE_ID = "se4-home"
@@ -66,7 +68,9 @@ def _docker_compose() -> str:
     exe = shutil.which("docker-compose")
     if exe is None:
         if os.environ.get("CI"):
-            pytest.fail("docker-compose is missing under CI (apt-get install -y docker-compose; .ci/run does it)")
+            pytest.fail(
+                "docker-compose is missing under CI (apt-get install -y docker-compose; .ci/run does it)"
+            )
         pytest.skip("docker-compose not installed (apt-get install -y docker-compose)")
     return exe
 
@@ -81,7 +85,9 @@ def compose_config(tmp_path: Path, *files: Path, env: dict[str, str] | None = No
     for f in files:
         args += ["-f", str(f)]
     run_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(env or {})}
-    proc = subprocess.run([*args, "config"], cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [*args, "config"], cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, f"docker-compose config failed:\n{proc.stderr}"
     return yaml_load(proc.stdout)
 
@@ -108,8 +114,14 @@ def test_compose_files_validate_with_docker_compose(files: list[Path], tmp_path:
     args = [exe, "--env-file", str(tmp_path / "empty.env")]
     for f in files:
         args += ["-f", str(f)]
-    proc = subprocess.run([*args, "config", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    proc = subprocess.run(
+        [*args, "config", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "WARNING" not in proc.stderr, proc.stderr  # e.g. an unset variable without a default
 
@@ -123,13 +135,17 @@ def test_every_service_folder_runs_in_its_own_container_from_the_one_image(compo
         assert name in services, f"docker-compose.yml has no service for services/{name}/"
         svc = services[name]
         assert svc["command"] == ["python", "-m", f"services.{name}"]
-        assert (ROOT / "services" / name / "__main__.py").exists(), f"python -m services.{name} needs a __main__"
+        assert (ROOT / "services" / name / "__main__.py").exists(), (
+            f"python -m services.{name} needs a __main__"
+        )
         assert svc["image"] == image, f"{name} must run the same image as the others"
         env = svc["environment"]
         assert env["DARKSTAR__MQTT__USERNAME"] == name
         # The healthcheck probes the port the service actually listens on, and that port is published.
         assert int(env["DARKSTAR_HEALTH_PORT"]) == ports[name]
-        assert any(str(p.get("target")) == str(ports[name]) for p in _ports(svc)), f"{name}: port not published"
+        assert any(str(p.get("target")) == str(ports[name]) for p in _ports(svc)), (
+            f"{name}: port not published"
+        )
         assert svc["depends_on"] == {
             "mosquitto": {"condition": "service_healthy"},
             "db": {"condition": "service_healthy"},
@@ -190,14 +206,21 @@ def test_secrets_set_in_the_environment_reach_broker_and_services(compose_tmp: P
     model = compose_config(compose_tmp, COMPOSE, env=env)
     services = model["services"]
     for u in MQTT_USERS:
-        assert services["mosquitto"]["environment"][f"MQTT_PASSWORD_{u.upper()}"] == env[f"MQTT_PASSWORD_{u.upper()}"]
+        assert (
+            services["mosquitto"]["environment"][f"MQTT_PASSWORD_{u.upper()}"]
+            == env[f"MQTT_PASSWORD_{u.upper()}"]
+        )
     for name in SERVICES:
         svc_env = services[name]["environment"]
         assert svc_env["DARKSTAR__MQTT__PASSWORD"] == env[f"MQTT_PASSWORD_{name.upper()}"]
         assert svc_env["DARKSTAR__HTTP__ADMIN_TOKEN"] == "tok-s3cret"
         assert ":pg-s3cret@db:" in svc_env["DARKSTAR__DATABASE__URL"]
         # A service gets its own MQTT password only, never another user's.
-        others = {v for k, v in env.items() if k.startswith("MQTT_PASSWORD_") and k != f"MQTT_PASSWORD_{name.upper()}"}
+        others = {
+            v
+            for k, v in env.items()
+            if k.startswith("MQTT_PASSWORD_") and k != f"MQTT_PASSWORD_{name.upper()}"
+        }
         assert not others & {str(v) for v in svc_env.values()}
     assert services["db"]["environment"]["POSTGRES_PASSWORD"] == "pg-s3cret"
     assert "dev-insecure" not in repr(model)
@@ -211,7 +234,7 @@ _URL_PASSWORD = re.compile(r"://[^:/@\s]+:(?P<password>[^@\s]+)@")
 
 
 def plaintext_secrets(compose_text: str) -> list[str]:
-    """Secrets in a compose file that are not an ${ENV} interpolation with, at most, a dev-insecure default."""
+    """Secrets in a compose file other than an ${ENV} interpolation with, at most, a dev-insecure default."""
     problems: list[str] = []
 
     def check(where: str, key: str, value: Any) -> None:
@@ -292,7 +315,7 @@ def parse_acl(text: str) -> dict[str, list[AclRule]]:
 def topic_matches(pattern: str, name: str) -> bool:
     """MQTT filter matching: + one level, # the rest (and the parent); $-topics only match explicitly."""
     pat, top = pattern.split("/"), name.split("/")
-    if top[0].startswith("$") and not pat[0] == top[0]:
+    if top[0].startswith("$") and pat[0] != top[0]:
         return False
     for i, p in enumerate(pat):
         if p == "#":
@@ -321,8 +344,18 @@ def _concrete_topics() -> list[tuple[str, str, dict[str, str]]]:
         if "{service}" in spec.suffix:
             for svc in SERVICES:
                 parts = {"service": svc, "action": "replan", "name": "away"}
-                out.append((kind, topic("darkstar", SITE_ID, kind, **{k: v for k, v in parts.items()
-                                                                       if "{" + k + "}" in spec.suffix}), parts))
+                out.append(
+                    (
+                        kind,
+                        topic(
+                            "darkstar",
+                            SITE_ID,
+                            kind,
+                            **{k: v for k, v in parts.items() if "{" + k + "}" in spec.suffix},
+                        ),
+                        parts,
+                    )
+                )
         else:
             parts = {"name": "away"} if "{name}" in spec.suffix else {}
             out.append((kind, topic("darkstar", SITE_ID, kind, **parts), parts))
@@ -339,7 +372,9 @@ def _may_publish(user: str, kind: str, parts: dict[str, str]) -> bool:
 
 
 def test_every_contract_topic_has_an_owner():
-    assert set(TOPICS) == set(OWNERS), "a new topic in shared/contracts.py needs an owner here and in deploy/mosquitto/acl"
+    assert set(TOPICS) == set(OWNERS), (
+        "a new topic in shared/contracts.py needs an owner here and in deploy/mosquitto/acl"
+    )
 
 
 @pytest.mark.parametrize("user", MQTT_USERS)
@@ -376,13 +411,17 @@ def test_acl_spot_checks(acl: dict[str, list[AclRule]]):
     assert not any(acl_allows(acl, "healthcheck", "write", name) for _, name, _ in _concrete_topics())
 
 
-def test_acl_users_are_the_users_the_broker_gets_passwords_for(acl: dict[str, list[AclRule]], compose: dict[str, Any]):
+def test_acl_users_are_the_users_the_broker_gets_passwords_for(
+    acl: dict[str, list[AclRule]], compose: dict[str, Any]
+):
     entrypoint = (MOSQUITTO_DIR / "entrypoint.sh").read_text(encoding="utf-8")
-    default_users = re.search(r'DARKSTAR_MQTT_USERS:-([a-z ]+)\}', entrypoint).group(1).split()
+    default_users = re.search(r"DARKSTAR_MQTT_USERS:-([a-z ]+)\}", entrypoint).group(1).split()
     assert sorted(default_users) == sorted(MQTT_USERS)
     assert set(acl) == {*MQTT_USERS, "healthcheck"}
     broker_env = compose["services"]["mosquitto"]["environment"]
-    assert {k for k in broker_env if k.startswith("MQTT_PASSWORD_")} == {f"MQTT_PASSWORD_{u.upper()}" for u in MQTT_USERS}
+    assert {k for k in broker_env if k.startswith("MQTT_PASSWORD_")} == {
+        f"MQTT_PASSWORD_{u.upper()}" for u in MQTT_USERS
+    }
 
 
 # --------------------------------------------------------------------------- the ACL, on a real Mosquitto
@@ -404,7 +443,9 @@ class Broker:
 @pytest.fixture(scope="module")
 def compose_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """deploy/mosquitto's entrypoint + mosquitto.conf + acl, on a free loopback port."""
-    exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    exe = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
     if exe is None or shutil.which("mosquitto_passwd") is None:
         if os.environ.get("CI"):
             pytest.fail("mosquitto and mosquitto_passwd are needed (apt-get install mosquitto)")
@@ -425,7 +466,9 @@ def compose_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Brok
         conf, n = re.subn(pattern, new, conf, flags=re.MULTILINE)
         assert n == 1, f"mosquitto.conf: expected one line matching {pattern}"
     if os.geteuid() == 0:
-        conf += "\nuser root\n"  # the test's temp dir is private to root; in the container it drops to mosquitto
+        conf += (
+            "\nuser root\n"  # the test's temp dir is private to root; in the container it drops to mosquitto
+        )
     (tmp / "mosquitto.conf").write_text(conf)
     passwords = {u: f"pw-{u}-{uuid.uuid4().hex[:8]}" for u in MQTT_USERS}
     env = {
@@ -435,8 +478,12 @@ def compose_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Brok
         "MOSQUITTO_RUN_USER": "",
         **{f"MQTT_PASSWORD_{u.upper()}": pw for u, pw in passwords.items()},
     }
-    proc = subprocess.Popen(["/bin/sh", str(MOSQUITTO_DIR / "entrypoint.sh"), exe, "-c", str(tmp / "mosquitto.conf")],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        ["/bin/sh", str(MOSQUITTO_DIR / "entrypoint.sh"), exe, "-c", str(tmp / "mosquitto.conf")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -458,11 +505,20 @@ def compose_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Brok
 def test_entrypoint_refuses_to_start_without_a_password(tmp_path: Path):
     if shutil.which("mosquitto_passwd") is None and not os.environ.get("CI"):
         pytest.skip("mosquitto_passwd not installed")
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "MOSQUITTO_PASSWD_FILE": str(tmp_path / "passwd"),
-           "MOSQUITTO_HEALTH_FILE": str(tmp_path / "h.pw"), "MOSQUITTO_RUN_USER": "",
-           **{f"MQTT_PASSWORD_{u.upper()}": "x" for u in MQTT_USERS if u != "planner"}}
-    proc = subprocess.run(["/bin/sh", str(MOSQUITTO_DIR / "entrypoint.sh"), "true"], env=env,
-                          capture_output=True, text=True, timeout=30)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "MOSQUITTO_PASSWD_FILE": str(tmp_path / "passwd"),
+        "MOSQUITTO_HEALTH_FILE": str(tmp_path / "h.pw"),
+        "MOSQUITTO_RUN_USER": "",
+        **{f"MQTT_PASSWORD_{u.upper()}": "x" for u in MQTT_USERS if u != "planner"},
+    }
+    proc = subprocess.run(
+        ["/bin/sh", str(MOSQUITTO_DIR / "entrypoint.sh"), "true"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode != 0
     assert "MQTT_PASSWORD_PLANNER" in proc.stderr
     assert not (tmp_path / "passwd").exists()
@@ -477,10 +533,18 @@ def test_password_file_holds_hashes_not_passwords(compose_mosquitto: Broker):
 
 
 def test_container_healthcheck_script_passes_against_the_broker(compose_mosquitto: Broker):
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "MOSQUITTO_HEALTH_FILE": str(compose_mosquitto.health_file),
-           "MOSQUITTO_HEALTH_PORT": str(compose_mosquitto.port)}
-    proc = subprocess.run(["/bin/sh", str(MOSQUITTO_DIR / "healthcheck.sh")], env=env, capture_output=True,
-                          text=True, timeout=20)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "MOSQUITTO_HEALTH_FILE": str(compose_mosquitto.health_file),
+        "MOSQUITTO_HEALTH_PORT": str(compose_mosquitto.port),
+    }
+    proc = subprocess.run(
+        ["/bin/sh", str(MOSQUITTO_DIR / "healthcheck.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -488,8 +552,9 @@ def _client(broker: Broker, user: str | None, password: str | None = None):
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{user}-{uuid.uuid4().hex[:6]}",
-                         protocol=paho.MQTTv5)
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"t-{user}-{uuid.uuid4().hex[:6]}", protocol=paho.MQTTv5
+    )
     if user is not None:
         client.username_pw_set(user, broker.passwords.get(user) if password is None else password)
     result: dict[str, Any] = {}
@@ -533,10 +598,12 @@ def test_real_broker_enforces_logins_and_the_acl(compose_mosquitto: Broker):
         while len(received) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(0.3)  # would a forged message still arrive?
-        assert sorted(received) == sorted([
-            (f"darkstar/{SITE_ID}/plan", b"plan-by-planner"),
-            (f"darkstar/{SITE_ID}/telemetry", b"telemetry-by-executor"),
-        ])
+        assert sorted(received) == sorted(
+            [
+                (f"darkstar/{SITE_ID}/plan", b"plan-by-planner"),
+                (f"darkstar/{SITE_ID}/telemetry", b"telemetry-by-executor"),
+            ]
+        )
     finally:
         for c in (ha, planner, executor, bad, anonymous):
             c.disconnect()  # before loop_stop: a refused client's loop would sit in its reconnect delay
@@ -549,7 +616,7 @@ def test_real_broker_enforces_logins_and_the_acl(compose_mosquitto: Broker):
 def _dockerfile_stages() -> dict[str, str]:
     text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     stages = re.split(r"^FROM .* AS (\w+)\s*$", text, flags=re.MULTILINE)
-    return dict(zip(stages[1::2], stages[2::2]))
+    return dict(zip(stages[1::2], stages[2::2], strict=True))
 
 
 def test_image_installs_from_the_lock_file_and_runs_as_non_root():
@@ -565,7 +632,9 @@ def test_image_installs_from_the_lock_file_and_runs_as_non_root():
 def test_image_default_extras_exist_and_cover_every_service(compose: dict[str, Any]):
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     defined = set(pyproject["project"]["optional-dependencies"])
-    docker_default = re.search(r"^ARG EXTRAS=(\S+)", _dockerfile_stages()["builder"], re.MULTILINE).group(1).split(",")
+    docker_default = (
+        re.search(r"^ARG EXTRAS=(\S+)", _dockerfile_stages()["builder"], re.MULTILINE).group(1).split(",")
+    )
     compose_default = compose["services"]["planner"]["build"]["args"]["EXTRAS"].split(",")
     for extras in (docker_default, compose_default):
         assert set(extras) <= defined, f"unknown extras {set(extras) - defined}"
@@ -573,8 +642,11 @@ def test_image_default_extras_exist_and_cover_every_service(compose: dict[str, A
 
 
 def test_dockerignore_keeps_what_the_image_needs():
-    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert not ignored & {"shared", "services", "examples", "pyproject.toml", "uv.lock", "README.md"}
     assert {".git", ".venv", ".env"} <= ignored
 
@@ -585,10 +657,13 @@ def test_ci_runs_exactly_the_readme_test_command():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.DOTALL)
     assert any(line.strip() == command for block in blocks for line in block.splitlines()), (
-        f"README has no ```bash block with the line: {command}")
+        f"README has no ```bash block with the line: {command}"
+    )
     assert f"uv=={UV_VERSION}" in command and "--frozen" in command
     assert "set -euo pipefail" in ci and "== 5" in ci  # pytest's "no tests collected" fails the run
-    proc = subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        ["bash", "-n", str(ROOT / ".ci" / "run")], capture_output=True, text=True, timeout=30
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -626,13 +701,16 @@ def test_planner_replicas_share_work_through_an_mqtt5_shared_subscription(compos
             c.loop_stop()
 
 
-def test_migrate_command_brings_the_database_to_head_with_the_compose_environment(compose: dict[str, Any],
-                                                                                   tmp_path: Path):
+def test_migrate_command_brings_the_database_to_head_with_the_compose_environment(
+    compose: dict[str, Any], tmp_path: Path
+):
     """The `migrate` one-shot runs `darkstar db upgrade` with only what compose gives it (no --site)."""
     import importlib.util
 
     if importlib.util.find_spec("shared.storage.cli") is None:
-        pytest.skip("`darkstar db` (shared/storage/cli.py) is not available yet; compose's migrate service needs it")
+        pytest.skip(
+            "`darkstar db` (shared/storage/cli.py) is not available yet; compose's migrate service needs it"
+        )
     from shared.storage.db import current_revision, head_revision
 
     svc = compose["services"]["migrate"]
@@ -642,8 +720,14 @@ def test_migrate_command_brings_the_database_to_head_with_the_compose_environmen
     command = svc["command"]
     assert command[0] == "darkstar"
     # `darkstar` is the console script of services.cli; run it with this interpreter.
-    proc = subprocess.run([sys.executable, "-m", "services.cli", *command[1:]], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.cli", *command[1:]],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert current_revision(db_url) == head_revision()
 
@@ -667,12 +751,21 @@ def test_entrypoint_reads_docker_secret_files(tmp_path: Path):
         pytest.skip("mosquitto_passwd not installed")
     secret = tmp_path / "planner_password"
     secret.write_text("from-a-secret-file")
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "MOSQUITTO_PASSWD_FILE": str(tmp_path / "run" / "passwd"),
-           "MOSQUITTO_HEALTH_FILE": str(tmp_path / "run" / "h.pw"), "MOSQUITTO_RUN_USER": "",
-           **{f"MQTT_PASSWORD_{u.upper()}": f"env-{u}" for u in MQTT_USERS if u != "planner"},
-           "MQTT_PASSWORD_PLANNER_FILE": str(secret)}
-    proc = subprocess.run(["/bin/sh", str(MOSQUITTO_DIR / "entrypoint.sh"), "true"], env=env,
-                          capture_output=True, text=True, timeout=30)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "MOSQUITTO_PASSWD_FILE": str(tmp_path / "run" / "passwd"),
+        "MOSQUITTO_HEALTH_FILE": str(tmp_path / "run" / "h.pw"),
+        "MOSQUITTO_RUN_USER": "",
+        **{f"MQTT_PASSWORD_{u.upper()}": f"env-{u}" for u in MQTT_USERS if u != "planner"},
+        "MQTT_PASSWORD_PLANNER_FILE": str(secret),
+    }
+    proc = subprocess.run(
+        ["/bin/sh", str(MOSQUITTO_DIR / "entrypoint.sh"), "true"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = {line.split(":", 1)[0]: line for line in (tmp_path / "run" / "passwd").read_text().splitlines()}
     assert _mosquitto_hash_matches(lines["planner"], "from-a-secret-file")
