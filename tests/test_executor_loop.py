@@ -308,3 +308,43 @@ def test_pause_shadow_and_quick_action_ttl() -> None:
             assert r.rows[0]["commanded"]["mode"] == "charge" and r.states[-1].shadow
 
     run(body())
+
+
+def test_threaded_runner_follows_commands_on_an_accelerated_clock() -> None:
+    """run() on its own thread and event loop, as the thread-based service runtime will drive it."""
+    from shared.clock import SimClock
+
+    from services.executor.loop import ThreadedExecutor
+
+    async def body() -> None:
+        clock = SimClock(START, accel=600.0)  # a 10 s tick every 1/60 s of wall time
+        sim = InverterSimulator(SITE, DATA, clock=clock, port=0, soc_frac=0.5)
+        await sim.start()
+        inverter = ModbusInverter(load_profile("darkstar_sim"), ModbusConfig(port=sim.port, timeout_s=0.5),
+                                  battery=SITE.battery, clock=clock.now)
+        states: list = []
+        loop = ExecutorLoop(inverter, ControlSettings.for_device(SITE, inverter), site_id=SITE.site_id, clock=clock,
+                            tick_s=10.0, publish_state=states.append)
+        runner = ThreadedExecutor(loop)
+        runner.start()
+        try:
+            slots = [PlanSlot(start=START + i * SLOT, mode="charge", charge_kw=3.0, import_kw=3.0, soc_kwh=20.0,
+                              reason_code="charge_grid_cheap") for i in range(40)]
+            loop.set_plan(make_plan(slots))
+            for _ in range(100):
+                await asyncio.sleep(0.02)
+                if sim.command.mode == 1:
+                    break
+            assert sim.command.mode == 1 and sim.command.power_w == 3000
+            loop.command("force_export", ttl_s=3600, power_kw=2.0)
+            for _ in range(100):
+                await asyncio.sleep(0.02)
+                if sim.command.mode == 2:
+                    break
+            assert sim.command.mode == 2 and sim.command.power_w == 2000
+            assert states and states[-1].override is not None and states[-1].override.kind == "force_export"
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, runner.stop)
+            await sim.stop()
+
+    run(body())

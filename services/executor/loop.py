@@ -15,9 +15,11 @@ or as raw payloads (``receive_plan_payload``, which rejects and reports a bad on
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import logging
 import math
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -152,6 +154,21 @@ class ExecutorLoop:
         self._last_state_key: Any = None
         self._wake = asyncio.Event()
         self._stopping = False
+        self._aio: asyncio.AbstractEventLoop | None = None  # the event loop run() is on
+
+    def _poke(self) -> None:
+        """Wake run() for an immediate tick; safe from any thread (MQTT and HTTP callbacks)."""
+        aio = self._aio
+        if aio is None or aio.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is aio:
+            self._wake.set()
+        else:
+            aio.call_soon_threadsafe(self._wake.set)
 
     # ----------------------------------------------------------------- inputs
 
@@ -161,7 +178,7 @@ class ExecutorLoop:
             log.warning("ignoring plan %s: older than the plan in use %s", plan.plan_id, self.plan.plan_id)
             return
         self.plan = plan
-        self._wake.set()
+        self._poke()
 
     async def receive_plan_payload(self, payload: bytes | str) -> bool:
         """Decode a raw plan payload; a bad one is rejected, reported, and never reaches the control logic."""
@@ -201,7 +218,7 @@ class ExecutorLoop:
             self.overrides = Overrides(paused=self.overrides.paused, quick=quick)
         else:
             raise ValueError(f"unknown executor command {action!r}; known: pause, resume, cancel, {', '.join(QUICK_ACTIONS)}")
-        self._wake.set()
+        self._poke()
         return self.override_state()
 
     def override_state(self) -> dict[str, Any]:
@@ -385,6 +402,7 @@ class ExecutorLoop:
     async def run(self) -> None:
         """Tick until ``stop()``; a command or a new plan triggers the next tick at once."""
         self._stopping = False
+        self._aio = asyncio.get_running_loop()
         while not self._stopping:
             try:
                 await self.tick()
@@ -400,4 +418,42 @@ class ExecutorLoop:
 
     def stop(self) -> None:
         self._stopping = True
-        self._wake.set()
+        self._poke()
+
+
+class ThreadedExecutor:
+    """Runs an :class:`ExecutorLoop` on its own asyncio event loop in a daemon thread.
+
+    For the thread-based service runtime: ``set_plan``/``command`` may be called from any thread;
+    coroutines such as ``receive_plan_payload`` go through :meth:`submit`.
+    """
+
+    def __init__(self, loop: ExecutorLoop):
+        self.loop = loop
+        self._aio = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._main, name="executor-loop", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._aio)
+        try:
+            self._aio.run_until_complete(self.loop.run())
+            self._aio.run_until_complete(self.loop.inverter.close())
+        finally:
+            self._aio.close()
+
+    def submit(self, coro: Any) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self._aio)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self._thread is None:
+            return
+        if not self._aio.is_closed():
+            self._aio.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout_s)
+        self._thread = None
