@@ -127,7 +127,7 @@ def test_compose_files_validate_with_docker_compose(files: list[Path], tmp_path:
 
 
 def test_every_service_folder_runs_in_its_own_container_from_the_one_image(compose: dict[str, Any]):
-    assert SERVICES == ["executor", "forecaster", "oracle", "planner", "trainer"]
+    assert {"forecaster", "planner", "executor", "trainer", "oracle"} <= set(SERVICES)
     services = compose["services"]
     image = services["migrate"]["image"]
     ports = HTTPConfig().ports
@@ -193,11 +193,16 @@ def test_each_service_environment_yields_a_valid_site_config(variant: str, reque
         assert site.mqtt.password.get_secret_value() == broker_env[f"MQTT_PASSWORD_{name.upper()}"]
         assert site.http.host == "0.0.0.0"
         assert site.http.admin_token is not None
+    # The services log in to the database with the password the database was initialised with.
+    db_env = services["db"]["environment"]
+    url = services["planner"]["environment"]["DARKSTAR__DATABASE__URL"]
     if variant == "mariadb":
         assert services["db"]["image"].startswith("mariadb:")
-        db_env = services["db"]["environment"]
-        url = services["planner"]["environment"]["DARKSTAR__DATABASE__URL"]
-        assert f":{db_env['MARIADB_PASSWORD']}@" in url
+        assert db_env["MARIADB_USER"] == "darkstar" and db_env["MARIADB_DATABASE"] == "darkstar"
+        assert f"darkstar:{db_env['MARIADB_PASSWORD']}@" in url
+    else:
+        assert db_env["POSTGRES_USER"] == "darkstar" and db_env["POSTGRES_DB"] == "darkstar"
+        assert f"darkstar:{db_env['POSTGRES_PASSWORD']}@" in url
 
 
 def test_secrets_set_in_the_environment_reach_broker_and_services(compose_tmp: Path):
