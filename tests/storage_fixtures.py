@@ -28,7 +28,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared.storage import Store, make_engine
-from shared.storage.db import describe_error, safe_url
+from shared.storage.db import describe_error, safe_url, scratch_database
 
 MARIADB_URL = os.environ.get("DARKSTAR_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 POSTGRES_URLS = (
@@ -75,30 +75,11 @@ def _admin_url(kind: str) -> URL:
 @contextlib.contextmanager
 def fresh_database(kind: str, tmp_dir: Path) -> Iterator[str]:
     """URL of a new, empty database of ``kind``; dropped afterwards."""
-    name = f"darkstar_test_{uuid.uuid4().hex[:12]}"
     if kind == "sqlite":
-        yield f"sqlite:///{tmp_dir / name}.db"
+        yield f"sqlite:///{tmp_dir / 'darkstar_test'}_{uuid.uuid4().hex[:12]}.db"
         return
-    admin = _admin_url(kind)
-    engine = make_engine(admin, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            if kind == "mariadb":
-                conn.execute(text(f"CREATE DATABASE `{name}`"))
-                url = admin.set(database=name)
-            else:
-                conn.execute(text(f'CREATE SCHEMA "{name}"'))
-                url = admin.update_query_dict({"options": f"-csearch_path={name}"})
-        try:
-            yield url.render_as_string(hide_password=False)
-        finally:
-            with engine.connect() as conn:
-                if kind == "mariadb":
-                    conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-                else:
-                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-    finally:
-        engine.dispose()
+    with scratch_database(_admin_url(kind), prefix="darkstar_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

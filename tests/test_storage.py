@@ -35,7 +35,7 @@ from shared.contracts import (
 )
 from shared.sitedata import load_site_data
 from shared.slots import SLOT_HOURS, local_day_bounds, local_day_slots
-from shared.storage import ExecutionRecord, Store
+from shared.storage import ExecutionRecord, Store, bench_store_observation
 
 UTC = timezone.utc
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -353,3 +353,17 @@ def test_store_answers_ping_and_counts_every_table(store: Store, site_id: str) -
     assert all(v == 0 for v in counts.values())
     with pytest.raises(KeyError, match="unknown table"):
         store.count("no_such_table")
+
+
+def test_async_commit_stores_the_same_rows(store: Store, site_id: str) -> None:
+    fast = Store(store.engine, async_commit=True)  # only changes how PostgreSQL waits for the disk
+    assert fast.async_commit == (store.dialect == "postgresql")
+    fast.store_observations([_obs(site_id, s) for s in _slots(4)])
+    assert store.count("slot_observations", site_id) == 4
+
+
+def test_the_benchmark_helper_writes_only_under_its_own_system(store: Store, site_id: str) -> None:
+    result = bench_store_observation(store, n=3, site_id=site_id)
+    assert set(result) == {"n", "median_ms", "p95_ms"} and result["p95_ms"] >= result["median_ms"] > 0
+    assert store.count("slot_observations", site_id, system_id="live") == 0
+    assert store.count("slot_observations", site_id, system_id="bench") == 3

@@ -218,6 +218,51 @@ def head_revision() -> str:
     return head
 
 
+@contextlib.contextmanager
+def scratch_database(url: str | URL, prefix: str = "darkstar_scratch") -> Iterator[str]:
+    """A new empty database next to ``url``, dropped on exit: for tests and benchmarks that
+    must not touch the data (or the schema) of a shared server.
+
+    MariaDB: ``CREATE DATABASE <prefix>_<hex>``; PostgreSQL: ``CREATE SCHEMA <prefix>_<hex>``
+    used through ``search_path``; SQLite: a file in a new temporary folder.
+    """
+    import shutil
+    import tempfile
+    import uuid
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    parsed = _normalise(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        folder = tempfile.mkdtemp(prefix=f"{prefix}-")
+        try:
+            yield f"sqlite:///{folder}/{name}.db"
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    admin = make_engine(parsed, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if backend == "postgresql":
+                conn.execute(text(f'CREATE SCHEMA "{name}"'))
+                scratch = parsed.update_query_dict({"options": f"-csearch_path={name}"})
+            else:
+                conn.execute(text(f"CREATE DATABASE `{name}`"))
+                scratch = parsed.set(database=name)
+        try:
+            yield scratch.render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                if backend == "postgresql":
+                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+                else:
+                    conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+    except SQLAlchemyError as err:
+        raise StorageError(f"scratch database on {safe_url(parsed)}: {describe_error(err, parsed)}") from None
+    finally:
+        admin.dispose()
+
+
 def ping(engine: Engine) -> bool:
     """True when the database answers a trivial query."""
     try:

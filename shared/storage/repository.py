@@ -24,7 +24,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, Table, and_, delete, func, select
+from sqlalchemy import Connection, Engine, Table, and_, delete, func, select, text
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -112,13 +112,18 @@ class ModelRecord:
 class Store:
     """Repository over one SQLAlchemy engine; see the module doc."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, async_commit: bool = False) -> None:
+        """``async_commit=True`` (PostgreSQL only) commits without waiting for the WAL flush:
+        ~0.4 ms instead of ~8 ms per message on this machine's disk, at the price of losing the
+        last fraction of a second of writes if the database server itself crashes (never
+        corruption). Off by default: durability first."""
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.async_commit = async_commit and self.dialect == "postgresql"
         self._write_lock: Any = threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
 
     @classmethod
-    def open(cls, url: str, migrate: bool = True, **engine_kwargs: Any) -> Store:
+    def open(cls, url: str, migrate: bool = True, async_commit: bool = False, **engine_kwargs: Any) -> Store:
         """Engine for ``url`` (+ migrations to head) wrapped in a Store."""
         from shared.storage.db import make_engine
         from shared.storage.db import migrate as run_migrations
@@ -126,7 +131,7 @@ class Store:
         engine = make_engine(url, **engine_kwargs)
         if migrate:
             run_migrations(engine)
-        return cls(engine)
+        return cls(engine, async_commit=async_commit)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -139,6 +144,8 @@ class Store:
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
         with self._write_lock, self.engine.begin() as conn:
+            if self.async_commit:
+                conn.execute(text("SET LOCAL synchronous_commit = off"))
             yield conn
 
     def _upsert(
