@@ -348,3 +348,23 @@ def test_threaded_runner_follows_commands_on_an_accelerated_clock() -> None:
             await sim.stop()
 
     run(body())
+
+
+def test_a_device_refusing_a_write_gets_the_safe_mode() -> None:
+    async def body() -> None:
+        slots = [PlanSlot(start=START + i * SLOT, mode="discharge", discharge_kw=4.0, export_kw=3.0, soc_kwh=10.0,
+                          reason_code="discharge_export") for i in range(8)]
+        async with rig(soc_frac=0.8) as r:
+            r.sim.faults.refuse_modes = {2}  # e.g. forced discharge disabled in the installer menu
+            r.loop.set_plan(make_plan(slots))
+            reports = await r.run(90)
+            assert not reports[0].result.ok and "refused" in (reports[0].error or "")
+            assert r.rows[0]["success"] is False
+            assert reports[1].result.ok and reports[1].result.applied.mode == "self_consumption"
+            assert r.sim.command.mode == 0 and "safe_mode" in r.loop.alarms()
+            assert r.sim.totals.discharge_kwh <= 4.0 * 90 / 3600 + 1e-9  # at most self-consumption's own draw
+            r.sim.faults.refuse_modes = set()
+            await r.run(400)  # after retry_refused_s the plan is tried again and accepted
+            assert r.sim.command.mode == 2 and "safe_mode" not in r.loop.alarms()
+
+    run(body())

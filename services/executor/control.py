@@ -188,6 +188,15 @@ def _base(settings: ControlSettings) -> Intent:
     )
 
 
+def safe_intent(settings: ControlSettings, soc_frac: float | None) -> Intent:
+    """The fallback when a write keeps failing: self-consumption with the floor at the reserve, or
+    hold when the SoC is unknown or the device has no floor."""
+    base = _base(settings)
+    if soc_frac is None or not settings.supports_soc_floor:
+        return replace(base, mode="hold")
+    return base
+
+
 def _differs(a: Intent, b: Intent, threshold_kw: float) -> bool:
     if a.mode != b.mode:
         return True

@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from services.executor.control import QUICK_ACTIONS, ControlSettings, Decision, Overrides, QuickAction, decide
+from services.executor.control import (
+    QUICK_ACTIONS,
+    ControlSettings,
+    Decision,
+    Overrides,
+    QuickAction,
+    decide,
+    safe_intent,
+)
 from services.executor.inverter import Intent, Inverter, InverterError, Telemetry, WriteResult
 from shared.contracts import (
     ContractError,
@@ -126,6 +134,7 @@ class ExecutorLoop:
         log_execution: Callback | None = None,
         report_error: Callback | None = None,
         safe_after_failures: int = 3,
+        retry_refused_s: float = 300.0,
     ):
         self.inverter = inverter
         self.settings = settings
@@ -138,6 +147,7 @@ class ExecutorLoop:
         self.log_execution = log_execution
         self.report_error = report_error
         self.safe_after_failures = safe_after_failures
+        self.retry_refused_s = retry_refused_s  # how long the safe mode stands in for a refused intent
         self.plan: PlanMsg | None = None
         self.overrides = Overrides()
         self.last_written: Intent | None = None
@@ -148,6 +158,9 @@ class ExecutorLoop:
         self.ticks = 0
         self.writes = 0
         self._must_rewrite = False
+        self._failed_intent: Intent | None = None
+        self._failed_at: datetime | None = None
+        self.safe_mode = False  # writing the safe intent because the decided one failed
         self._written_epoch: int | None = None
         self._energy: _SlotEnergy | None = None
         self._prev_reading: Telemetry | None = None
@@ -262,17 +275,29 @@ class ExecutorLoop:
                 # pile up more retries. The decision is recorded; it is written once the device answers.
                 self._must_rewrite = True
             else:
-                result = await self.inverter.apply(decision.intent)
+                intent = decision.intent
+                if (self._failed_intent is not None and intent == self._failed_intent and self._failed_at is not None
+                        and (now - self._failed_at).total_seconds() < self.retry_refused_s):
+                    # The device refused this intent after the retries: fall back to the safe mode.
+                    intent = safe_intent(self.settings, telemetry.soc_frac)
+                    self.safe_mode = True
+                result = await self.inverter.apply(intent)
                 self.last_result = result
                 self.writes += 1
                 if result.ok:
                     self.last_written = result.applied
                     self._written_epoch = result.connection_epoch
                     self._must_rewrite = not result.verified
+                    if intent == decision.intent:
+                        self._failed_intent, self.safe_mode = None, False
+                    else:
+                        self._must_rewrite = True  # keep trying the decision, falling back each time it fails
                 else:
                     # Partially written or not at all: the device state is unknown until the next write.
                     self.last_written = None
                     self._must_rewrite = True
+                    if intent == decision.intent:
+                        self._failed_intent, self._failed_at = decision.intent, now
                     error = result.error
         self.last_decision = decision
         success = telemetry is not None and (result is None or (result.ok and result.verified))
@@ -291,6 +316,8 @@ class ExecutorLoop:
             alarms.append("readback_mismatch")
         if self.last_result is not None and not self.last_result.ok:
             alarms.append("write_failed")
+        if self.safe_mode:
+            alarms.append("safe_mode")
         return alarms
 
     # ----------------------------------------------------------------- observations

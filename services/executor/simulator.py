@@ -92,6 +92,7 @@ class SimWrite:
 @dataclass
 class SimFaults:
     soc_unavailable: bool = False  # the BMS stops reporting SoC (register reads 0xFFFF)
+    refuse_modes: set[int] = field(default_factory=set)  # mode values the device answers with exception 3
 
 
 @dataclass
@@ -303,8 +304,8 @@ class InverterSimulator:
             if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
                 self.writes.append(SimWrite(now, name, value, False, "out of range"))
                 return ExcCodes.ILLEGAL_VALUE
-            if name == "mode" and int(word) not in MODES:
-                self.writes.append(SimWrite(now, name, value, False, "unknown mode"))
+            if name == "mode" and (int(word) not in MODES or int(word) in self.faults.refuse_modes):
+                self.writes.append(SimWrite(now, name, value, False, "mode refused"))
                 return ExcCodes.ILLEGAL_VALUE
             updates[name] = value
         cmd = self.command
