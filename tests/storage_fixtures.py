@@ -1,8 +1,7 @@
 """Database fixtures for the storage tests: SQLite, MariaDB and PostgreSQL, each isolated.
 
-Import the fixtures you need in a test module::
-
-    from storage_fixtures import BACKENDS, fresh_db_url, site_id, store  # noqa: F401
+Use them from a test module with ``pytest_plugins = ["storage_fixtures"]`` (fixtures
+``store``, ``fresh_db_url``, ``site_id``; ``BACKENDS`` to parametrize your own).
 
 Every test session gets its own database on MariaDB (``darkstar_test_<hex>``) and its own
 schema on PostgreSQL (``darkstar_test_<hex>``, used through ``search_path``), dropped at the

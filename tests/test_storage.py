@@ -7,13 +7,12 @@ site_id, which is how a fleet shares one database too.
 from __future__ import annotations
 
 import threading
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
-from storage_fixtures import site_id, store  # noqa: F401 - fixtures
 
 from shared.contracts import (
     CommandMsg,
@@ -37,7 +36,9 @@ from shared.sitedata import load_site_data
 from shared.slots import SLOT_HOURS, local_day_bounds, local_day_slots
 from shared.storage import ExecutionRecord, Store, bench_store_observation
 
-UTC = timezone.utc
+# Fixtures store / fresh_db_url / site_id, on SQLite, MariaDB and PostgreSQL.
+pytest_plugins = ["storage_fixtures"]
+
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 CET = timezone(timedelta(hours=1))
 T0 = datetime(2026, 1, 15, 0, 0, tzinfo=UTC)

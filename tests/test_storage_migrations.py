@@ -10,11 +10,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
-from storage_fixtures import fresh_db_url  # noqa: F401 - fixture
 
 from shared.storage import TABLES, current_revision, downgrade, head_revision, make_engine, migrate
 from shared.storage import cli as db_cli
 from shared.storage.models import HYPERTABLES, Base
+
+# Fixtures store / fresh_db_url / site_id, on SQLite, MariaDB and PostgreSQL.
+pytest_plugins = ["storage_fixtures"]
 
 SECRET = "pw-Xq9-secret"
 

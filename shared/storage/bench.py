@@ -45,7 +45,7 @@ def bench_store_plan(store: Store, site_id: str, n_plans: int = 20, n_slots: int
         times_ms.append((time.perf_counter() - t0) * 1000)
     times_ms.sort()
     return {"n": float(n_plans), "slots": float(n_slots), "median_ms": statistics.median(times_ms),
-            "p95_ms": times_ms[min(n_plans - 1, int(round(0.95 * (n_plans - 1))))]}
+            "p95_ms": times_ms[min(n_plans - 1, round(0.95 * (n_plans - 1)))]}
 
 
 def main(argv: list[str] | None = None) -> int:

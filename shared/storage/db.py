@@ -166,9 +166,9 @@ def _run(engine_or_url: Engine | str | URL, fn: str, revision: str) -> None:
 
     engine, owned = _as_engine(engine_or_url)
     try:
-        with engine.connect() as conn, _migration_lock(conn):
-            with conn.begin():
-                getattr(command, fn)(alembic_config(conn), revision)
+        # The lock wraps the transaction: it is released only after the commit.
+        with engine.connect() as conn, _migration_lock(conn), conn.begin():
+            getattr(command, fn)(alembic_config(conn), revision)
     except CommandError as err:  # unknown revision and the like: a user error, say it plainly
         raise StorageError(f"{fn} of {safe_url(engine.url)} to {revision!r}: {err}") from None
     except SQLAlchemyError as err:

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
@@ -30,8 +30,8 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from shared.contracts import (
-    CostBreakdown,
     ContextMsg,
+    CostBreakdown,
     ErrorEventMsg,
     ForecastMsg,
     ForecastSlot,
@@ -49,7 +49,6 @@ from shared.contracts import (
 from shared.storage import models as m
 from shared.storage.db import ping as _ping
 
-UTC = timezone.utc
 MODEL_KINDS = ("aurora", "antares")
 
 _OBS_FIELDS = ("load_kwh", "pv_kwh", "import_kwh", "export_kwh", "charge_kwh", "discharge_kwh",
@@ -635,4 +634,4 @@ def bench_store_observation(store: Store, n: int = 200, site_id: str = "bench", 
         times_ms.append((time.perf_counter() - t0) * 1000)
     times_ms.sort()
     return {"n": float(n), "median_ms": statistics.median(times_ms),
-            "p95_ms": times_ms[min(n - 1, int(round(0.95 * (n - 1))))]}
+            "p95_ms": times_ms[min(n - 1, round(0.95 * (n - 1)))]}
