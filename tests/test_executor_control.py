@@ -126,3 +126,19 @@ def test_any_plan_and_override_stay_within_limits_and_never_discharge_unsafely(s
     elif soc <= SETTINGS.reserve_soc_frac:
         assert d.intent.mode != "discharge"
         assert d.intent.mode != "self_consumption" or d.intent.soc_floor_frac >= SETTINGS.reserve_soc_frac
+
+
+def test_home_assistant_buttons_send_valid_commands_the_loop_accepts() -> None:
+    from services.executor.loop import ExecutorLoop, ha_entities
+    from shared.contracts import CommandMsg, decode
+
+    loop = ExecutorLoop(inverter=None, settings=SETTINGS, site_id="home", clock=type("C", (), {"now": lambda self: NOW})())  # type: ignore[arg-type]
+    buttons = [e for e in ha_entities("home") if e.component == "button"]
+    assert {b.command_topic.rsplit("/", 1)[1] for b in buttons} >= {"pause", "resume", "force_charge", "force_export",
+                                                                      "stop", "heat"}
+    for b in buttons:
+        msg = decode(b.payload_press, "command")
+        assert isinstance(msg, CommandMsg)
+        loop.command(b.command_topic.rsplit("/", 1)[1], ttl_s=msg.ttl_s)
+    sensors = {e.object_id for e in ha_entities("home") if e.component == "sensor"}
+    assert sensors == {"battery_soc", "battery_power", "executor_mode", "executor_override"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import json
 import logging
 import math
 import threading
@@ -484,3 +485,37 @@ class ThreadedExecutor:
             self._aio.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout_s)
         self._thread = None
+
+
+def ha_entities(site_id: str, ttl_s: float = DEFAULT_TTL_S) -> list[Any]:
+    """Home Assistant entities of the executor, as data for ``shared.homeassistant``: SoC, battery
+    power, mode and active override as sensors; pause, resume and the quick actions as buttons."""
+    from shared.homeassistant import Entity
+
+    def button(action: str, label: str, icon: str, ttl: float | None = None) -> Entity:
+        payload: dict[str, Any] = {"schema": "darkstar.command/1", "site_id": site_id}
+        if ttl is not None:
+            payload["ttl_s"] = ttl
+        return Entity(component="button", object_id=f"executor_{action}", name=label,
+                      command_topic=f"cmd/executor/{action}", payload_press=json.dumps(payload), icon=icon)
+
+    hours = f"{ttl_s / 3600:g} h"
+    return [
+        Entity(component="sensor", object_id="battery_soc", name="Battery SoC", state_topic="telemetry",
+               value_template="{{ (value_json.soc_frac * 100) | round(1) if value_json.soc_frac is not none }}",
+               unit="%", device_class="battery", state_class="measurement"),
+        Entity(component="sensor", object_id="battery_power", name="Battery power", state_topic="telemetry",
+               value_template="{{ value_json.battery_kw if value_json.battery_kw is not none }}",
+               unit="kW", device_class="power", state_class="measurement"),
+        Entity(component="sensor", object_id="executor_mode", name="Inverter mode", state_topic="executor/state",
+               value_template="{{ value_json.mode }}", icon="mdi:battery-sync"),
+        Entity(component="sensor", object_id="executor_override", name="Active override", state_topic="executor/state",
+               value_template="{{ value_json.override.kind if value_json.override else 'none' }}", icon="mdi:hand-back-right"),
+        button("pause", "Pause executor", "mdi:pause"),
+        button("resume", "Resume executor", "mdi:play"),
+        button("force_charge", f"Force charge ({hours})", "mdi:battery-charging", ttl_s),
+        button("force_export", f"Force export ({hours})", "mdi:transmission-tower-export", ttl_s),
+        button("stop", f"Battery idle ({hours})", "mdi:battery-lock", ttl_s),
+        button("heat", f"Heat water ({hours})", "mdi:water-boiler", ttl_s),
+        button("cancel", "Cancel quick action", "mdi:cancel"),
+    ]
