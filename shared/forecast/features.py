@@ -1,0 +1,238 @@
+"""Feature rows for load and PV models, built the same way for training and for forecasting.
+
+Everything is relative to an ISSUE TIME: a row is (issue slot i, horizon step h) for target slot
+p = i + h, and every lag uses only observations strictly before slot i. Training simulates many
+issue times inside the history, so the model sees exactly the information it will have live.
+Arrays live on one regular 15-min UTC grid; gaps are NaN and stay NaN (LightGBM treats them as
+missing; rows whose TARGET is missing are dropped, never filled).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+
+import holidays
+import numpy as np
+import pandas as pd
+
+from shared.config import LocationConfig, PVConfig
+from shared.forecast.solar import pv_physical_kw, solar_geometry
+from shared.slots import SLOT, SLOTS_PER_HOUR, UTC
+
+SLOTS_PER_DAY = 24 * SLOTS_PER_HOUR
+WEATHER_COLUMNS = ("temp_c", "ghi_wm2", "dni_wm2", "dhi_wm2", "cloud_cover_pct")
+IRRADIANCE_COLUMNS = ("ghi_wm2", "dni_wm2", "dhi_wm2")
+CONTEXT_COLUMNS = ("away", "vacation")
+MEAN_DAYS = 7
+HISTORY_DAYS_NEEDED = MEAN_DAYS + 3  # enough for every lag at a 48 h horizon
+
+
+@lru_cache(maxsize=32)
+def _holiday_dates(country: str, years: tuple[int, ...]) -> frozenset[date]:
+    try:
+        cal = holidays.country_holidays(country, years=list(years))
+    except NotImplementedError:
+        return frozenset()
+    return frozenset(cal.keys())
+
+
+def has_irradiance(weather: pd.DataFrame | None) -> bool:
+    if weather is None or weather.empty:
+        return False
+    cols = set(weather.columns)
+    return "ghi_wm2" in cols or {"dni_wm2", "dhi_wm2"} <= cols
+
+
+@dataclass
+class Grid:
+    """Per-slot arrays on a regular 15-min UTC grid (observations, weather, sun, calendar)."""
+
+    index: pd.DatetimeIndex
+    load_kw: np.ndarray
+    pv_kw: np.ndarray
+    columns: dict[str, np.ndarray]
+
+    def position(self, ts: pd.Timestamp) -> int:
+        offset = (pd.Timestamp(ts).tz_convert(UTC) - self.index[0]) / SLOT
+        if offset != int(offset):
+            raise ValueError(f"issue time {ts} is not on the 15-min slot grid")
+        return int(offset)
+
+
+def prepare_grid(
+    observations: pd.DataFrame,
+    weather: pd.DataFrame | None,
+    location: LocationConfig,
+    pv: PVConfig,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    weather_shift_slots: int = 0,
+) -> Grid:
+    """Put observations and weather on one grid [start, end) and add sun, clear sky, calendar.
+
+    ``weather_shift_slots`` = k uses the weather value labelled k slots later for each slot
+    (sources differ in whether a value is labelled by the start, middle or end of its hour).
+    """
+    index = pd.date_range(start, end, freq=SLOT, inclusive="left", tz=UTC, name="slot_start")
+    obs = observations.reindex(index)
+    cols: dict[str, np.ndarray] = {}
+    geometry = solar_geometry(index, location)
+    cols["zenith_deg"] = geometry["zenith_deg"].to_numpy()
+    cols["azimuth_deg"] = geometry["azimuth_deg"].to_numpy()
+    cols["cs_kw"] = pv_physical_kw(pv, geometry, None).to_numpy()
+    if weather is not None and not weather.empty:
+        # Tolerate one extra slot of weather after `end` for the shift.
+        w_index = pd.date_range(start, end + SLOT * (abs(weather_shift_slots) + 1), freq=SLOT, tz=UTC)
+        w = weather.reindex(w_index)
+        if weather_shift_slots:
+            w = w.shift(-weather_shift_slots)
+        w = w.reindex(index)
+        for col in WEATHER_COLUMNS:
+            if col in w.columns:
+                cols[col] = w[col].to_numpy(dtype=float)
+        if has_irradiance(w):
+            cols["phys_kw"] = pv_physical_kw(pv, geometry, w[[c for c in w.columns if c in WEATHER_COLUMNS]]).to_numpy()
+    for col in CONTEXT_COLUMNS:
+        if col in obs.columns:
+            cols[col] = obs[col].to_numpy(dtype=float)
+    local = index.tz_convert(location.tz)
+    cols["slot_of_day"] = (local.hour * SLOTS_PER_HOUR + local.minute // 15).to_numpy(dtype=float)
+    dow = local.dayofweek.to_numpy()
+    cols["dow"] = dow.astype(float)
+    cols["doy"] = local.dayofyear.to_numpy(dtype=float)
+    years = tuple(sorted(set(local.year.tolist())))
+    hol = _holiday_dates(location.country, years)
+    is_hol = np.fromiter((d in hol for d in local.date), dtype=bool, count=len(local))
+    cols["holiday"] = is_hol.astype(float)
+    # day type: 0 working day, 1 Saturday, 2 Sunday or public holiday
+    cols["daytype"] = np.where(is_hol | (dow == 6), 2.0, np.where(dow == 5, 1.0, 0.0))
+    load = obs["load_kw"].to_numpy(dtype=float) if "load_kw" in obs.columns else np.full(len(index), np.nan)
+    pvv = obs["pv_kw"].to_numpy(dtype=float) if "pv_kw" in obs.columns else np.full(len(index), np.nan)
+    return Grid(index=index, load_kw=load, pv_kw=pvv, columns=cols)
+
+
+def _take(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    ok = (pos >= 0) & (pos < len(values))
+    out = np.full(pos.shape, np.nan)
+    out[ok] = values[pos[ok]]
+    return out
+
+
+def _window_stats(values: np.ndarray, ends: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum and count of the non-missing values in [end - length, end) for each end position."""
+    finite = np.isfinite(values)
+    csum = np.concatenate([[0.0], np.cumsum(np.where(finite, values, 0.0))])
+    ccnt = np.concatenate([[0], np.cumsum(finite)])
+    hi = np.clip(ends, 0, len(values))
+    lo = np.clip(ends - length, 0, len(values))
+    return csum[hi] - csum[lo], (ccnt[hi] - ccnt[lo]).astype(float)
+
+
+def _window_mean(values: np.ndarray, ends: np.ndarray, length: int, min_frac: float = 0.5) -> np.ndarray:
+    total, count = _window_stats(values, ends, length)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count >= min_frac * length, total / count, np.nan)
+
+
+def _pv_ratio(grid: Grid, ends: np.ndarray, length: int) -> np.ndarray:
+    """Measured PV energy / clear-sky PV energy over [end - length, end), over slots with data."""
+    pv = grid.pv_kw
+    cs = grid.columns["cs_kw"]
+    both = np.isfinite(pv)
+    pv_sum, _ = _window_stats(np.where(both, pv, np.nan), ends, length)
+    cs_sum, _ = _window_stats(np.where(both, cs, np.nan), ends, length)
+    cs_total, _ = _window_stats(cs, ends, length)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = pv_sum / cs_sum
+    # Too little of the window's sunshine observed -> unknown, not a guess.
+    ratio[(cs_sum < 0.5 * cs_total) | (cs_total <= 0)] = np.nan
+    return np.clip(ratio, 0.0, 2.0)
+
+
+def _nan_quantile_axis0(stack: np.ndarray, q: float) -> np.ndarray:
+    """Quantile (linear interpolation) along axis 0 ignoring NaN; all-NaN columns give NaN.
+
+    np.nanquantile falls back to a Python loop per column when NaN are present: far too slow here.
+    """
+    s = np.sort(stack, axis=0)  # NaN sort last
+    n = np.isfinite(stack).sum(axis=0)
+    pos = q * np.clip(n - 1, 0, None)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, np.clip(n - 1, 0, None))
+    cols = np.arange(stack.shape[1])
+    frac = pos - lo
+    out = s[lo, cols] * (1 - frac) + s[hi, cols] * frac
+    out[n == 0] = np.nan
+    return out
+
+
+def build_rows(grid: Grid, issue_pos: np.ndarray, n_steps: int) -> pd.DataFrame:
+    """One row per (issue, horizon step): features, targets (may be NaN) and baselines."""
+    issue_pos = np.asarray(issue_pos, dtype=np.int64)
+    steps = np.arange(n_steps, dtype=np.int64)
+    ii = np.repeat(issue_pos, n_steps)
+    hh = np.tile(steps, len(issue_pos))
+    pp = ii + hh
+    days_back = hh // SLOTS_PER_DAY + 1  # most recent whole-day lag that is before the issue
+    c = grid.columns
+    rows: dict[str, np.ndarray] = {"issue_pos": ii, "horizon_h": hh / SLOTS_PER_HOUR, "pos": pp}
+    for name in ("slot_of_day", "dow", "doy", "holiday", "daytype", "zenith_deg", "azimuth_deg", "cs_kw"):
+        rows[name] = _take(c[name], pp)
+    for name in (*WEATHER_COLUMNS, "phys_kw"):
+        if name in c:
+            rows[name] = _take(c[name], pp)
+    for name in CONTEXT_COLUMNS:
+        if name in c:
+            # context known at issue time (away / vacation) holds over the horizon
+            rows[name] = _take(c[name], ii - 1)
+    if "temp_c" in c:
+        rows["temp_mean_24h"] = _window_mean(c["temp_c"], pp + SLOTS_PER_DAY // 2, SLOTS_PER_DAY)
+
+    load, pv = grid.load_kw, grid.pv_kw
+    rows["load_kw"] = _take(load, pp)
+    rows["pv_kw"] = _take(pv, pp)
+    rows["load_lag_day"] = _take(load, pp - SLOTS_PER_DAY * days_back)
+    rows["load_lag_week"] = _take(load, pp - 7 * SLOTS_PER_DAY)
+    lags = np.stack([_take(load, pp - SLOTS_PER_DAY * (days_back + j)) for j in range(MEAN_DAYS)])
+    pv_lags = np.stack([_take(pv, pp - SLOTS_PER_DAY * (days_back + j)) for j in range(MEAN_DAYS)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rows["load_mean7"] = np.nanmean(lags, axis=0)
+        rows["load_std7"] = np.nanstd(lags, axis=0)
+        rows["load_p10_7"] = _nan_quantile_axis0(lags, 0.1)
+        rows["load_p90_7"] = _nan_quantile_axis0(lags, 0.9)
+        rows["pv_mean7"] = np.nanmean(pv_lags, axis=0)
+        rows["pv_p10_7"] = _nan_quantile_axis0(pv_lags, 0.1)
+        rows["pv_p90_7"] = _nan_quantile_axis0(pv_lags, 0.9)
+    rows["pv_lag_day"] = _take(pv, pp - SLOTS_PER_DAY * days_back)
+    issue_only = issue_pos
+    lvl3 = _window_mean(load, issue_only, 3 * SLOTS_PER_HOUR)
+    lvl24 = _window_mean(load, issue_only, SLOTS_PER_DAY)
+    lvl7d = _window_mean(load, issue_only, 7 * SLOTS_PER_DAY)
+    r1 = _pv_ratio(grid, issue_only, SLOTS_PER_DAY)
+    r3 = _pv_ratio(grid, issue_only, 3 * SLOTS_PER_DAY)
+    rows["load_level_3h"] = np.repeat(lvl3, n_steps)
+    rows["load_level_24h"] = np.repeat(lvl24, n_steps)
+    rows["load_level_7d"] = np.repeat(lvl7d, n_steps)
+    rows["pv_ratio_1d"] = np.repeat(r1, n_steps)
+    rows["pv_ratio_3d"] = np.repeat(r3, n_steps)
+    rows["pv_ratio_7d"] = np.repeat(_pv_ratio(grid, issue_only, 7 * SLOTS_PER_DAY), n_steps)
+    rows["daylight"] = (rows["zenith_deg"] < 90.0).astype(float)
+    frame = pd.DataFrame(rows)
+    frame.index = grid.index[np.clip(pp, 0, len(grid.index) - 1)]
+    return frame
+
+
+def training_issue_positions(grid: Grid, tz, hours_local: tuple[int, ...], first_valid: int) -> np.ndarray:
+    """Grid positions of simulated issue times (given local hours of every day) inside the grid."""
+    days = pd.date_range(
+        grid.index[0].tz_convert(tz).normalize(), grid.index[-1].tz_convert(tz).normalize(), freq="D"
+    )
+    pos = np.concatenate(
+        [np.asarray(((days + pd.Timedelta(hours=h)).tz_convert(UTC) - grid.index[0]) / SLOT) for h in hours_local]
+    ).astype(np.int64)
+    pos = np.sort(pos)
+    return pos[(pos >= first_valid) & (pos < len(grid.index))]
