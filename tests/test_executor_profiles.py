@@ -105,8 +105,16 @@ def test_expressions_are_safe_and_unknown_stays_unknown() -> None:
 
 
 @asynccontextmanager
-async def register_server(holding: dict[int, list[int]], inputs: dict[int, list[int]]) -> AsyncIterator[int]:
-    """A Modbus TCP server holding the given register images (address -> consecutive words)."""
+async def register_server(
+    holding: dict[int, list[int]], inputs: dict[int, list[int]], requests: list | None = None
+) -> AsyncIterator[int]:
+    """A Modbus TCP server holding the given register images (address -> consecutive words);
+    ``requests`` collects (function code, address, values written) of every request."""
+
+    async def action(fc, start, address, count, registers, values):  # noqa: ANN001, ANN202
+        if requests is not None:
+            requests.append((fc, address, list(values) if values else None))
+        return None
 
     def block(image: dict[int, list[int]]) -> list[SimData]:
         if not image:
@@ -115,7 +123,7 @@ async def register_server(holding: dict[int, list[int]], inputs: dict[int, list[
 
     bits = [SimData(0, count=16, values=False, datatype=DataType.BITS)]
     device = SimDevice(0, simdata=(bits, [SimData(0, count=16, values=False, datatype=DataType.BITS)],
-                                   block(holding), block(inputs)))
+                                   block(holding), block(inputs)), action=action)
     server = ModbusTcpServer(device, address=("127.0.0.1", 0))
     await server.serve_forever(background=True)
     try:
@@ -192,6 +200,29 @@ def test_sungrow_word_swapped_values_and_forced_mode() -> None:
             assert result.ok and result.verified
             assert result.applied.power_kw == 5.0 and result.clamped  # the site battery's 5 kW
             assert await read_holding(port, 13049, 10) == [2, 0xBB, 5000, 0, 0, 0, 0, 0, 950, 100]
+            await inverter.close()
+
+    asyncio.run(asyncio.wait_for(body(), 20))
+
+
+def test_deye_time_of_use_control_uses_function_16_and_cannot_discharge_at_power() -> None:
+    holding = {148: [1000, 1500], 166: [30, 0, 0, 0, 0, 0, 0], 588: [64, 0, s16(-1200)], 625: [s16(-300)],
+               653: [950], 672: [1000, 800, 0, 0]}
+    requests: list = []
+
+    async def body() -> None:
+        async with register_server(holding, {}, requests) as port:
+            inverter = ModbusInverter(load_profile("deye_hybrid"), ModbusConfig(port=port, timeout_s=1), battery=BATTERY)
+            t = await inverter.read_telemetry()
+            assert (t.soc_frac, t.pv_kw, t.load_kw, t.grid_kw) == pytest.approx((0.64, 1.8, 0.95, -0.3))
+            assert t.battery_kw == pytest.approx(1.2)  # Deye: negative battery output = charging
+            result = await inverter.apply(Intent("charge", 3.0, soc_floor_frac=0.2, soc_ceiling_frac=0.95))
+            assert result.ok and result.verified
+            writes = [(fc, a, v) for fc, a, v in requests if v is not None]
+            assert {fc for fc, _, _ in writes} == {16}
+            assert {a: v[0] for _, a, v in writes} == {166: 95, 148: 0, 149: 2355, 172: 1}
+            refused = await inverter.apply(Intent("discharge", 3.0))
+            assert not refused.ok and "cannot do 'discharge'" in refused.error
             await inverter.close()
 
     asyncio.run(asyncio.wait_for(body(), 20))

@@ -549,15 +549,18 @@ class ModbusInverter:
         return raw
 
     async def _verify(self, planned: list[tuple[str, RegisterSpec, int, list[int], bool]]) -> list[str]:
-        """Read the written holding registers back (one request per contiguous span) and compare."""
+        """Read the written holding registers back (one request per run of adjacent registers) and compare."""
         checks = [(n, a, w) for n, spec, a, w, verify in planned if verify]
         if not checks:
             return []
-        lo = min(a for _, a, _ in checks)
-        hi = max(a + len(w) for _, a, w in checks)
-        spans = [(lo, hi - lo)] if hi - lo <= 125 else [(a, len(w)) for _, a, w in checks]
-        for start, count in spans:
-            await self._read_words("holding", start, count)
+        spans: list[list[int]] = []  # [start, end) of adjacent registers; gaps may be unmapped on the device
+        for _, address, words in sorted(checks, key=lambda c: c[1]):
+            if spans and address <= spans[-1][1] and address + len(words) - spans[-1][0] <= 125:
+                spans[-1][1] = max(spans[-1][1], address + len(words))
+            else:
+                spans.append([address, address + len(words)])
+        for start, end in spans:
+            await self._read_words("holding", start, end - start)
         mismatches = []
         # Only the last write to a register counts (a sequence may set a register twice).
         final: dict[int, tuple[str, list[int]]] = {}
