@@ -1,0 +1,296 @@
+"""Solve a plan: build the model from components, solve with HiGHS through PuLP, explain it.
+
+``solve_plan(inputs, site)`` never returns a broken plan: an infeasible or failed solve is
+retried with soft limits relaxed (manual blocks and water-heater gaps dropped), and failing
+that :func:`fallback_plan` gives a safe self-consumption plan flagged ``fallback``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import highspy
+import numpy as np
+import pandas as pd
+import pulp
+
+from shared.config import SiteConfig
+from shared.cost import CostBreakdown, plan_cost
+from shared.optimize.components import (
+    EV,
+    PV,
+    Battery,
+    CapacityTariff,
+    Component,
+    Grid,
+    ManualBlocks,
+    Stability,
+    WaterHeater,
+)
+from shared.optimize.explain import binding_limits, mode_changes_per_day, plan_reason, slot_modes, slot_reason_codes
+from shared.optimize.inputs import PlanInputs, Strategy, WaterState, apply_strategy
+from shared.optimize.model import Model
+
+LAZY_ROUNDS = 4
+SLOT_COLUMNS = (
+    "load_kw", "pv_kw", "pv_curtail_kw", "import_kw", "export_kw", "charge_kw", "discharge_kw", "soc_kwh",
+    "water_kw", "ev_kw",
+)
+
+
+@dataclass
+class SolverStats:
+    build_s: float = 0.0
+    solve_s: float = 0.0
+    dual_s: float = 0.0
+    mip_gap: float = 0.0
+    objective: float = 0.0
+    variables: int = 0
+    constraints: int = 0
+    binaries: int = 0
+    status: str = ""
+    attempts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class PlanResult:
+    """A plan: per-slot flows and setpoints, its cost from :func:`shared.cost.plan_cost`, how it was solved."""
+
+    status: str  # "optimal", "relaxed" (soft limits dropped) or "fallback"
+    slots: pd.DataFrame
+    cost: CostBreakdown
+    objective_terms: dict[str, float]
+    stats: SolverStats
+    reason: str
+    strategy: Strategy
+    fallback: bool = False
+    binding: list[dict[str, Any]] = field(default_factory=list)
+    mode_changes_per_day: dict[str, int] = field(default_factory=dict)
+    terminal_value_per_kwh: float = 0.0
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def objective(self) -> float:
+        return self.stats.objective
+
+
+def components_for(site: SiteConfig, inputs: PlanInputs,
+                   ev_binary_slots: dict[int, frozenset[int]] | None = None) -> list[Component]:
+    comps: list[Component] = [Grid(), PV()]
+    if site.battery is not None:
+        comps.append(Battery())
+        comps.append(Stability())
+    for i, heater in enumerate(site.water_heaters):
+        comps.append(WaterHeater(heater, i, inputs.water.get(heater.name, WaterState())))
+    for i, ev in enumerate(site.evs):
+        comps.append(EV(ev, i, None if ev_binary_slots is None else ev_binary_slots.get(i, frozenset())))
+    comps.append(ManualBlocks())
+    if site.tariff.capacity.enabled:
+        comps.append(CapacityTariff())
+    return comps
+
+
+def build_model(inputs: PlanInputs, site: SiteConfig, strategy: Strategy, relaxed: bool = False,
+                ev_binary_slots: dict[int, frozenset[int]] | None = None) -> tuple[Model, list[Component]]:
+    """Assemble the model; ``ev_binary_slots`` limits the EVs' min-power binaries to those slots."""
+    m = Model(site=site, inputs=inputs, strategy=strategy, relaxed=relaxed)
+    comps = components_for(site, inputs, ev_binary_slots)
+    for comp in comps:
+        comp.build(m)
+    m.finish()
+    return m, comps
+
+
+def _configure(h: highspy.Highs, site: SiteConfig, time_limit_s: float | None) -> None:
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("mip_rel_gap", site.planner.mip_gap)
+    h.setOptionValue("time_limit", float(time_limit_s or site.planner.time_limit_s))
+    h.setOptionValue("threads", 1)  # 2 cores shared by every service: one is plenty
+
+
+def run_highs(m: Model, site: SiteConfig, mip: bool = True, time_limit_s: float | None = None) -> tuple[highspy.Highs, float, float]:
+    """Hand the PuLP model to HiGHS in-process (PuLP's own HiGHS adapter) and run it; (highs, build_s, solve_s)."""
+    solver = pulp.HiGHS(msg=False, mip=mip)
+    t0 = time.perf_counter()
+    solver.createAndConfigureSolver(m.prob)
+    h: highspy.Highs = m.prob.solverModel
+    _configure(h, site, time_limit_s)
+    solver.buildSolverModel(m.prob)
+    t1 = time.perf_counter()
+    h.run()
+    t2 = time.perf_counter()
+    return h, t1 - t0, t2 - t1
+
+
+def _fix_binaries_and_resolve(h: highspy.Highs, m: Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """LP with binaries fixed at their MIP values: its duals explain the plan."""
+    if m.binaries:
+        idx = np.array([v.index for v in m.binaries], dtype=np.int32)
+        vals = np.round(x[idx])
+        h.changeColsIntegrality(len(idx), idx, np.array([highspy.HighsVarType.kContinuous] * len(idx)))
+        h.changeColsBounds(len(idx), idx, vals, vals)
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return None
+    sol = h.getSolution()
+    return np.asarray(sol.col_value), np.asarray(sol.col_dual), np.asarray(sol.row_dual)
+
+
+def solve_plan(inputs: PlanInputs, site: SiteConfig, time_limit_s: float | None = None) -> PlanResult:
+    """The cheapest safe plan for ``inputs`` (see module doc for relax and fallback)."""
+    inputs.validate()
+    adjusted, strategy = apply_strategy(inputs, site)
+    messages: list[str] = []
+    total_build = total_solve = 0.0
+    for attempt, relaxed in enumerate((False, True), start=1):
+        # EV minimum power is semi-continuous; the cheapest plan rarely charges below it, so the
+        # binaries are added lazily, only in slots where a solve charged below the minimum. When
+        # no slot does, the plan is optimal for the full model too (an optimum of a relaxation
+        # that is feasible for the full model).
+        ev_binaries: dict[int, frozenset[int]] | None = {i: frozenset() for i in range(len(site.evs))}
+        for round_ in range(LAZY_ROUNDS + 1):
+            if round_ == LAZY_ROUNDS:
+                ev_binaries = None  # give up being lazy: every plugged slot gets its binary
+            t0 = time.perf_counter()
+            m, comps = build_model(adjusted, site, strategy, relaxed=relaxed, ev_binary_slots=ev_binaries)
+            t_model = time.perf_counter() - t0
+            h, t_build, t_solve = run_highs(m, site, time_limit_s=time_limit_s)
+            total_build += t_model + t_build
+            total_solve += t_solve
+            status = h.getModelStatus()
+            has_solution = h.getInfo().primal_solution_status == 2  # kSolutionStatusFeasible
+            ok = status == highspy.HighsModelStatus.kOptimal or (
+                status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt) and has_solution
+            )
+            if not ok or ev_binaries is None:
+                break
+            x = np.asarray(h.getSolution().col_value)
+            added = False
+            for comp in comps:
+                if isinstance(comp, EV):
+                    bad = comp.semicontinuous_violations(x)
+                    if bad:
+                        ev_binaries[comp.number] = ev_binaries[comp.number] | frozenset(bad)
+                        added = True
+            if not added:
+                break
+        if ok:
+            return _result(m, comps, h, adjusted, site, strategy, relaxed, attempt, total_build, total_solve,
+                           h.modelStatusToString(status), messages)
+        messages.append(f"attempt {attempt} ({'relaxed' if relaxed else 'strict'}): {h.modelStatusToString(status)}")
+    result = fallback_plan(inputs, site)
+    result.messages = messages + result.messages
+    result.stats.build_s, result.stats.solve_s = total_build, total_solve
+    return result
+
+
+def _result(m: Model, comps: list[Component], h: highspy.Highs, inputs: PlanInputs, site: SiteConfig,
+            strategy: Strategy, relaxed: bool, attempt: int, build_s: float, solve_s: float, status_text: str,
+            messages: list[str]) -> PlanResult:
+    info = h.getInfo()
+    x = np.asarray(h.getSolution().col_value)
+    objective = float(info.objective_function_value)
+    mip_gap = float(info.mip_gap) if m.binaries and np.isfinite(info.mip_gap) else 0.0
+    objective_terms = m.cost_values(x)
+    for comp in comps:
+        comp.extract(m, x)
+    t0 = time.perf_counter()
+    duals = _fix_binaries_and_resolve(h, m, x)
+    dual_s = time.perf_counter() - t0
+
+    frame = pd.DataFrame(index=m.index)
+    for col in SLOT_COLUMNS:
+        frame[col] = np.asarray(m.columns.get(col, np.zeros(m.T)), dtype=float) * np.ones(m.T)
+    for key, values in m.columns.items():
+        if key not in frame.columns:
+            frame[key] = values
+    if site.battery is None:
+        frame["soc_kwh"] = 0.0
+    # clean solver round-off (1e-9 kW) so flows read as they are
+    num = frame.select_dtypes("number").columns
+    frame[num] = frame[num].where(frame[num].abs() > 1e-7, 0.0)
+    frame.index.name = "slot_start"
+
+    if duals is not None:
+        _, col_dual, row_dual = duals
+        frame["bus_value_per_kwh"] = [-row_dual[r.index] / m.dt for r in m.bus_rows]
+        battery = next((c for c in comps if isinstance(c, Battery)), None)
+        frame["soc_value_per_kwh"] = (
+            [-row_dual[r.index] for r in battery.balance_rows] if battery is not None else 0.0
+        )
+        binding = binding_limits(m, col_dual, row_dual)
+    else:
+        frame["bus_value_per_kwh"] = np.nan
+        frame["soc_value_per_kwh"] = np.nan
+        binding = []
+        messages.append("fixed-binary LP for the duals did not solve; marginal values omitted")
+    frame["mode"] = slot_modes(frame)
+    manual = next(c for c in comps if isinstance(c, ManualBlocks))
+    frame["reason_code"] = slot_reason_codes(frame, m, manual)
+
+    cost = cost_of(frame, inputs, site, strategy, comps, x)
+    stats = SolverStats(
+        build_s=build_s, solve_s=solve_s, dual_s=dual_s, mip_gap=mip_gap, objective=objective,
+        variables=h.getNumCol(), constraints=h.getNumRow(), binaries=len(m.binaries), status=status_text,
+        attempts=attempt,
+    )
+    battery = next((c for c in comps if isinstance(c, Battery)), None)
+    result = PlanResult(
+        status="relaxed" if relaxed else "optimal",
+        slots=frame,
+        cost=cost,
+        objective_terms=objective_terms,
+        stats=stats,
+        reason="",
+        strategy=strategy,
+        binding=binding,
+        mode_changes_per_day=mode_changes_per_day(frame, site),
+        terminal_value_per_kwh=battery.terminal_value_per_kwh if battery else 0.0,
+        messages=messages,
+    )
+    if relaxed:
+        messages.append("strict model infeasible: solved with manual blocks and water-heater gaps relaxed")
+    result.reason = plan_reason(result, site, inputs)
+    return result
+
+
+def cost_of(frame: pd.DataFrame, inputs: PlanInputs, site: SiteConfig, strategy: Strategy,
+            comps: list[Component] | None = None, x: np.ndarray | None = None) -> CostBreakdown:
+    ev_short: dict[str, float] = {}
+    water_short: dict[str, float] = {}
+    for comp in comps or []:
+        if isinstance(comp, EV) and x is not None:
+            ev_short[comp.ev.name] = comp.shortfall_kwh(x)
+        if isinstance(comp, WaterHeater) and x is not None:
+            water_short[comp.heater.name] = comp.shortfall_kwh(x)
+    return plan_cost(
+        frame, inputs.prices, site, capacity_state=inputs.capacity_state, slot_hours=inputs.slot_hours,
+        reserve_kwh=strategy.reserve_kwh, ev_shortfall_kwh=ev_short, water_shortfall_kwh=water_short,
+        water_on_before={n: s.on_now for n, s in inputs.water.items()},
+    )
+
+
+def fallback_plan(inputs: PlanInputs, site: SiteConfig) -> PlanResult:
+    """A safe self-consumption plan: no optimiser, no grid charging, nothing exported from the battery."""
+    from shared.optimize.fallback import self_consumption_plan
+
+    adjusted, strategy = apply_strategy(inputs, site)
+    frame = self_consumption_plan(adjusted, site)
+    cost = plan_cost(frame, inputs.prices, site, capacity_state=inputs.capacity_state, slot_hours=inputs.slot_hours,
+                     reserve_kwh=strategy.reserve_kwh,
+                     water_on_before={n: s.on_now for n, s in inputs.water.items()})
+    frame["mode"] = slot_modes(frame)
+    frame["reason_code"] = "fallback_self_consumption"
+    frame["bus_value_per_kwh"] = np.nan
+    frame["soc_value_per_kwh"] = np.nan
+    stats = SolverStats(status="fallback", objective=cost.total)
+    return PlanResult(
+        status="fallback", slots=frame, cost=cost, objective_terms={}, stats=stats,
+        reason="fallback: the optimiser found no plan, so the battery only stores PV surplus and covers the load",
+        strategy=strategy, fallback=True, mode_changes_per_day=mode_changes_per_day(frame, site),
+    )
