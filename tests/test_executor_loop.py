@@ -368,3 +368,32 @@ def test_a_device_refusing_a_write_gets_the_safe_mode() -> None:
             assert r.sim.command.mode == 2 and "safe_mode" not in r.loop.alarms()
 
     run(body())
+
+
+def test_rtu_framing_over_tcp_and_a_missing_serial_port() -> None:
+    from pymodbus import FramerType
+
+    from services.executor.inverter import Intent, InverterError
+
+    async def body() -> None:
+        clock = ManualClock(START)
+        sim = InverterSimulator(SITE, DATA, clock=clock, port=0, soc_frac=0.42, framer=FramerType.RTU)
+        await sim.start()
+        try:
+            inverter = ModbusInverter(load_profile("darkstar_sim"),
+                                      ModbusConfig(transport="rtu_over_tcp", port=sim.port, timeout_s=0.5),
+                                      battery=SITE.battery, clock=clock.now)
+            t = await inverter.read_telemetry()
+            assert t.soc_frac == pytest.approx(0.42)
+            assert (await inverter.apply(Intent("hold", soc_floor_frac=0.1, soc_ceiling_frac=1.0))).verified
+            assert sim.command.mode == 3
+            await inverter.close()
+        finally:
+            await sim.stop()
+        serial = ModbusInverter(load_profile("darkstar_sim"),
+                                ModbusConfig(transport="rtu", serial_port="/dev/ttyDOES_NOT_EXIST", retries=0),
+                                battery=SITE.battery)
+        with pytest.raises(InverterError, match="ttyDOES_NOT_EXIST"):
+            await serial.read_telemetry()
+
+    run(body())

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -149,6 +150,7 @@ class InverterSimulator:
         soc_frac: float = 0.5,
         profile: Profile | str = "darkstar_sim",
         background_s: float = 1.0,
+        framer: FramerType = FramerType.SOCKET,
     ):
         if site.battery is None:
             raise ValueError(f"site {site.site_id!r} has no battery: the inverter simulator needs one")
@@ -171,6 +173,7 @@ class InverterSimulator:
         self.host = host
         self._port = port
         self.background_s = background_s
+        self.framer = framer  # FramerType.RTU: RTU frames over TCP, like a serial-to-Ethernet gateway
         self.soc_kwh = soc_frac * self.battery.capacity_kwh
         self.command = Command(
             soc_floor_pct=self.battery.min_soc_frac * 100, soc_ceiling_pct=self.battery.max_soc_frac * 100
@@ -381,7 +384,7 @@ class InverterSimulator:
         """Listen on ``host:port`` (port 0 picks a free port; read it back from ``.port``)."""
         if self._server is not None:
             return
-        server = ModbusTcpServer(self._device(), address=(self.host, self._port))
+        server = ModbusTcpServer(self._device(), address=(self.host, self._port), framer=self.framer)
         await server.serve_forever(background=True)
         sockets = getattr(server.transport, "sockets", None)
         if sockets:
