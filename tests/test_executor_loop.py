@@ -152,6 +152,9 @@ def test_follows_a_plan_within_tolerance_for_a_simulated_day() -> None:
             # Flash wear: one write per setpoint change, not one per tick.
             assert r.loop.writes <= 20 and all(row["success"] for row in r.rows)
             assert not [w for w in r.sim.writes if not w.accepted]
+            # What the shell publishes and stores is serialisable as is.
+            json.dumps(r.rows[-1])
+            assert encode(r.states[-1]) and encode(r.telemetry[-1]) and encode(r.observations[-1])
 
     run(body())
 
