@@ -50,8 +50,9 @@ def _slots(n: int, start: datetime = T0) -> list[datetime]:
 
 
 def _prices(site: str, n: int = 8, base: float = 1.0, start: datetime = T0, **kw: object) -> PricesMsg:
+    kw.setdefault("source", "test")
     return PricesMsg(
-        site_id=site, currency="SEK", resolution_minutes=15, area="SE4", source="test",
+        site_id=site, currency="SEK", resolution_minutes=15, area="SE4",
         slots=[PriceSlot(start=s, spot_per_kwh=base + i / 10, import_price_per_kwh=base + i / 10 + 0.5,
                          export_price_per_kwh=base + i / 10 - 0.1) for i, s in enumerate(_slots(n, start))],
         **kw,  # type: ignore[arg-type]
@@ -368,3 +369,17 @@ def test_the_benchmark_helper_writes_only_under_its_own_system(store: Store, sit
     assert set(result) == {"n", "median_ms", "p95_ms"} and result["p95_ms"] >= result["median_ms"] > 0
     assert store.count("slot_observations", site_id, system_id="live") == 0
     assert store.count("slot_observations", site_id, system_id="bench") == 3
+
+
+def test_every_database_refuses_or_fits_bad_values_the_same_way(store: Store, site_id: str) -> None:
+    # Free text is shortened to fit; identifiers are never cut (two ids must not collide); NaN is
+    # refused (SQLite would keep it as NULL, MariaDB reject it, PostgreSQL store NaN).
+    store.store_prices(_prices(site_id, source="nordpool " * 20))
+    back = store.latest_prices(site_id)
+    assert back is not None and back.source.startswith("nordpool") and len(back.source) == 64
+    with pytest.raises(ValueError, match="prices.prices_id: 80 characters"):
+        store.store_prices(_prices(site_id, prices_id="p" * 80))
+    with pytest.raises(ValueError, match="oracle_daily_results.oracle_cost"):
+        store.store_oracle_result(OracleResultMsg(site_id=site_id, day="2026-01-01", currency="SEK",
+                                                  oracle_cost=float("nan")))
+    assert store.count("oracle_daily_results", site_id) == 0

@@ -14,6 +14,7 @@ Real and simulated data never mix: observations, plans, execution log and oracle
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 import threading
 import time
@@ -24,7 +25,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, Table, and_, delete, func, select, text
+from sqlalchemy import Connection, Engine, Float, String, Table, and_, delete, func, select, text
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -147,6 +148,10 @@ class Store:
                 conn.execute(text("SET LOCAL synchronous_commit = off"))
             yield conn
 
+    def _insert(self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            conn.execute(table.insert(), _checked(table, rows))
+
     def _upsert(
         self,
         conn: Connection,
@@ -160,6 +165,7 @@ class Store:
         """
         if not rows:
             return
+        rows = _checked(table, rows)
         keys = [c.name for c in table.primary_key.columns]
         update_cols = [c for c in rows[0] if c not in keys]
         keep = set(keep_if_null)
@@ -179,7 +185,7 @@ class Store:
             stmt = stmt.on_conflict_do_update(index_elements=keys, set_=values)
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-        conn.execute(stmt, list(rows))
+        conn.execute(stmt, rows)
 
     # ------------------------------------------------------------------ market and weather
 
@@ -272,7 +278,7 @@ class Store:
             # A re-published plan with fewer slots must not keep stale ones.
             conn.execute(delete(table).where(and_(
                 table.c.site_id == msg.site_id, table.c.system_id == system_id, table.c.plan_id == msg.plan_id)))
-            conn.execute(table.insert(), slots)
+            self._insert(conn, table, slots)
         return len(slots)
 
     def store_execution(self, records: ExecutionRecord | Sequence[ExecutionRecord]) -> int:
@@ -325,7 +331,7 @@ class Store:
                    "payload_excerpt": fields.get("payload_excerpt"), "data": fields.get("data")}
         row["event_id"] = uuid.uuid4().hex
         with self._write() as conn:
-            conn.execute(m.Event.__table__.insert(), [row])
+            self._insert(conn, m.Event.__table__, [row])
         return row["event_id"]
 
     # ------------------------------------------------------------------ learning and evaluation
@@ -585,6 +591,37 @@ class Store:
             if col.endswith(("_kwh", "_frac", "_per_kwh", "_c", "_wm2", "_pct", "_cost")) or col == "regret":
                 frame[col] = frame[col].astype("float64")  # None -> NaN, even for all-empty columns
         return frame.set_index(index)
+
+
+# --------------------------------------------------------------------------- row checks
+
+# Free text that may be shortened to fit its column; identifiers and codes are never cut.
+_TRUNCATABLE = frozenset({"source", "who", "what", "solver_status", "detail", "error", "why"})
+
+
+def _checked(table: Table, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows that every database accepts alike: a too-long identifier or a non-finite number
+    raises ValueError naming table and column (SQLite would silently keep it, MariaDB refuse
+    it, PostgreSQL store NaN); free-text fields are shortened to fit."""
+    limits = {c.name: c.type.length for c in table.columns
+              if isinstance(c.type, String) and getattr(c.type, "length", None)}
+    floats = {c.name for c in table.columns if isinstance(c.type, Float)}
+    out = []
+    for row in rows:
+        fixed = None
+        for name, limit in limits.items():
+            value = row.get(name)
+            if isinstance(value, str) and len(value) > limit:
+                if name not in _TRUNCATABLE:
+                    raise ValueError(f"{table.name}.{name}: {len(value)} characters, at most {limit} fit")
+                fixed = fixed or dict(row)
+                fixed[name] = value[: limit - 1] + "…"
+        for name in floats:
+            value = row.get(name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{table.name}.{name}: {value} is not a finite number")
+        out.append(fixed or row)
+    return out
 
 
 # --------------------------------------------------------------------------- context values
