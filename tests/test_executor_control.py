@@ -114,10 +114,20 @@ def test_slot_flows_map_to_intents_without_reason_codes() -> None:
     code=st.sampled_from(["charge_grid_cheap", "discharge_export", "hold_for_later", "idle", None]),
     q=st.sampled_from([None, "force_charge", "force_export", "stop", "heat"]),
     qpower=st.one_of(st.none(), st.floats(0, 1e6)),
+    device=st.sampled_from([
+        SETTINGS,
+        replace(SETTINGS, supports_soc_floor=False),
+        replace(SETTINGS, grid_charging_allowed=False),
+        replace(SETTINGS, supported_modes=("charge", "self_consumption", "hold")),
+    ]),
 )
-def test_any_plan_and_override_stay_within_limits_and_never_discharge_unsafely(soc, charge, discharge, code, q, qpower) -> None:
+def test_any_plan_and_override_stay_within_limits_and_never_discharge_unsafely(
+    soc, charge, discharge, code, q, qpower, device
+) -> None:
     overrides = quick(q, qpower) if q else Overrides()
-    d = decide(reading(soc=soc), plan(code, charge, discharge), overrides, NOW, SETTINGS)
+    d = decide(reading(soc=soc), plan(code, charge, discharge), overrides, NOW, device)
+    assert d.intent.mode in device.supported_modes
+    assert d.intent.mode != "charge" or device.grid_charging_allowed
     assert d.intent is not None
     cap = {"charge": SETTINGS.max_charge_kw, "discharge": SETTINGS.max_discharge_kw}.get(d.intent.mode, 0.0)
     assert 0.0 <= d.intent.power_kw <= cap
@@ -125,7 +135,8 @@ def test_any_plan_and_override_stay_within_limits_and_never_discharge_unsafely(s
         assert not d.intent.may_discharge
     elif soc <= SETTINGS.reserve_soc_frac:
         assert d.intent.mode != "discharge"
-        assert d.intent.mode != "self_consumption" or d.intent.soc_floor_frac >= SETTINGS.reserve_soc_frac
+        if d.intent.mode == "self_consumption":  # only with a device floor at the reserve
+            assert device.supports_soc_floor and d.intent.soc_floor_frac >= SETTINGS.reserve_soc_frac
 
 
 def test_home_assistant_buttons_send_valid_commands_the_loop_accepts() -> None:

@@ -301,6 +301,10 @@ def decide(
         reason = f"quick action {quick.kind} until {quick.expires_at.isoformat()}"
         source = "quick"
 
+    if candidate.mode == "charge" and not settings.grid_charging_allowed:
+        guards.append("grid_charging_not_allowed")
+        candidate = replace(candidate, mode="self_consumption", power_kw=0.0)
+        reason += "; grid charging not allowed: self-consumption"
     if candidate.mode not in settings.supported_modes:
         guards.append(f"{candidate.mode}_unsupported")
         reason += f"; the device cannot {candidate.mode}: self-consumption"
@@ -322,11 +326,6 @@ def decide(
                 reason += "; SoC at reserve: battery on hold"
         if candidate.mode == "self_consumption" and settings.supports_soc_floor:
             candidate = replace(candidate, soc_floor_frac=max(candidate.soc_floor_frac or 0.0, settings.reserve_soc_frac))
-        # No export from the battery at the reserve: cap export to what PV alone gives (device floor does that).
-    if candidate.mode == "charge" and not settings.grid_charging_allowed:
-        guards.append("grid_charging_not_allowed")
-        candidate = replace(candidate, mode="self_consumption", power_kw=0.0)
-        reason += "; grid charging not allowed: self-consumption"
     if guards:
         alarms.extend(g for g in guards if g not in alarms)
 
