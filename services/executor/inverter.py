@@ -462,7 +462,7 @@ class ModbusInverter:
         if intent.soc_floor_frac is not None and intent.soc_ceiling_frac is not None:
             if intents.soc_limits is not None:
                 steps += intents.soc_limits
-            else:
+            elif not self.profile.has_soc_floor:  # e.g. Deye puts the floor in its mode sequences
                 unsupported.append("soc_limits")
         if intent.export_limit_kw is not None:
             if intents.export_limit is not None:
