@@ -121,6 +121,9 @@ class Store:
         self.dialect = engine.dialect.name
         self.async_commit = async_commit and self.dialect == "postgresql"
         self._write_lock: Any = threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        # An in-memory SQLite database is one shared connection: readers must take turns too.
+        memory = self.dialect == "sqlite" and engine.url.database in (None, "", ":memory:")
+        self._read_lock: Any = self._write_lock if memory else contextlib.nullcontext()
 
     @classmethod
     def open(cls, url: str, migrate: bool = True, async_commit: bool = False, **engine_kwargs: Any) -> Store:
@@ -140,6 +143,11 @@ class Store:
         return _ping(self.engine)
 
     # ------------------------------------------------------------------ plumbing
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._read_lock, self.engine.connect() as conn:
+            yield conn
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -413,7 +421,7 @@ class Store:
     def latest_approved_model(self, kind: str, site_id: str) -> ModelRecord | None:
         """The approved model of ``kind`` with the highest version, or None."""
         table = m.ModelRegistryEntry.__table__
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 select(table)
                 .where(table.c.site_id == site_id, table.c.kind == kind, table.c.approved.is_(True))
@@ -449,7 +457,7 @@ class Store:
     def latest_prices(self, site_id: str) -> PricesMsg | None:
         """The most recently issued price curve (its slots as stored), or None."""
         t = m.Price.__table__
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             latest = conn.execute(
                 select(t.c.prices_id).where(t.c.site_id == site_id).order_by(t.c.issued_at.desc()).limit(1)
             ).scalar_one_or_none()
@@ -491,7 +499,7 @@ class Store:
 
     def latest_forecast(self, site_id: str) -> ForecastMsg | None:
         t = m.Forecast.__table__
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             latest = conn.execute(
                 select(t.c.forecast_id).where(t.c.site_id == site_id).order_by(t.c.issued_at.desc()).limit(1)
             ).scalar_one_or_none()
@@ -510,7 +518,7 @@ class Store:
     def latest_plan(self, site_id: str, system_id: str = m.LIVE) -> PlanMsg | None:
         """The most recently created plan, rebuilt as the PlanMsg that was stored, or None."""
         p, s = m.Plan.__table__, m.PlanSlotRow.__table__
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             head = conn.execute(
                 select(p).where(p.c.site_id == site_id, p.c.system_id == system_id)
                 .order_by(p.c.created_at.desc()).limit(1)
@@ -537,7 +545,7 @@ class Store:
         Items whose ``expires_at`` has passed (at ``at``, default now) are left out unless asked."""
         t = m.Context.__table__
         moment = _utc(at) if at is not None else _now()
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(select(t).where(t.c.site_id == site_id)).all()
         return {
             r.name: _decode_context_value(r.value, r.value_type)
@@ -550,7 +558,7 @@ class Store:
         query = select(t).where(t.c.site_id == site_id)
         if kind is not None:
             query = query.where(t.c.kind == kind)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [r._asdict() for r in conn.execute(query.order_by(t.c.ts.desc()).limit(limit))]
 
     def oracle_results(self, site_id: str, system_id: str = m.LIVE) -> pd.DataFrame:
@@ -561,7 +569,7 @@ class Store:
 
     def training_run(self, site_id: str, run_id: str) -> dict[str, Any] | None:
         t = m.TrainingRun.__table__
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(select(t).where(t.c.site_id == site_id, t.c.run_id == run_id)).first()
         return None if row is None else row._asdict()
 
@@ -575,14 +583,14 @@ class Store:
             query = query.where(t.c.site_id == site_id)
         if system_id is not None:
             query = query.where(t.c.system_id == system_id)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return int(conn.execute(query).scalar_one())
 
     def counts(self, site_id: str | None = None) -> dict[str, int]:
         return {name: self.count(name, site_id) for name in m.TABLES}
 
     def _frame(self, query: Any, columns: list[str], index: str = "slot_start") -> pd.DataFrame:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(query.order_by(index)).all()
         frame = pd.DataFrame.from_records([tuple(r) for r in rows], columns=columns)
         if index == "slot_start":
