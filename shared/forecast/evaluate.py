@@ -138,7 +138,8 @@ def walk_forward(
 ) -> WalkForwardResult:
     """Issue a forecast every day in [date_from, date_to) and score it; retrain every ``retrain_days``.
 
-    Models see only ``frame`` rows before each issue time. ``weather`` should hold FORECASTS
+    Models see only ``frame`` rows before each issue time and are trained for the issue hour being
+    evaluated (simulated issue times at that local hour) unless ``train_kwargs`` says otherwise. ``weather`` should hold FORECASTS
     (e.g. CityLearn ``*_fc24h``); ``None`` runs the no-weather fallback and the result says so.
     """
     tz = site.location.tz
@@ -160,7 +161,8 @@ def walk_forward(
             hist = frame.loc[(frame.index >= lo) & (frame.index < issue)]
             w_hist = None if weather is None else weather.loc[(weather.index >= lo) & (weather.index < issue)]
             t0 = time.perf_counter()
-            models = ForecastModels.train(hist, w_hist, site, **(train_kwargs or {}))
+            kwargs = {"issue_hours_local": (issue_hour_local,), **(train_kwargs or {})}
+            models = ForecastModels.train(hist, w_hist, site, **kwargs)
             result.train_s.append(time.perf_counter() - t0)
             result.model_ids.append(models.model_id)
             trained_at = issue

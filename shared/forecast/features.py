@@ -27,7 +27,7 @@ WEATHER_COLUMNS = ("temp_c", "ghi_wm2", "dni_wm2", "dhi_wm2", "cloud_cover_pct")
 IRRADIANCE_COLUMNS = ("ghi_wm2", "dni_wm2", "dhi_wm2")
 CONTEXT_COLUMNS = ("away", "vacation")
 MEAN_DAYS = 7
-HISTORY_DAYS_NEEDED = MEAN_DAYS + 3  # enough for every lag at a 48 h horizon
+HISTORY_DAYS_NEEDED = 15  # enough for every lag (2 weeks back) at a 48 h horizon
 
 
 @lru_cache(maxsize=32)
@@ -204,9 +204,12 @@ def build_rows(grid: Grid, issue_pos: np.ndarray, n_steps: int) -> pd.DataFrame:
         rows["load_std7"] = np.nanstd(lags, axis=0)
         rows["load_p10_7"] = _nan_quantile_axis0(lags, 0.1)
         rows["load_p90_7"] = _nan_quantile_axis0(lags, 0.9)
+        rows["load_med7"] = _nan_quantile_axis0(lags, 0.5)
+        rows["load_lag_2week"] = _take(load, pp - 14 * SLOTS_PER_DAY)
         rows["pv_mean7"] = np.nanmean(pv_lags, axis=0)
         rows["pv_p10_7"] = _nan_quantile_axis0(pv_lags, 0.1)
         rows["pv_p90_7"] = _nan_quantile_axis0(pv_lags, 0.9)
+        rows["pv_med7"] = _nan_quantile_axis0(pv_lags, 0.5)
     rows["pv_lag_day"] = _take(pv, pp - SLOTS_PER_DAY * days_back)
     issue_only = issue_pos
     lvl3 = _window_mean(load, issue_only, 3 * SLOTS_PER_HOUR)

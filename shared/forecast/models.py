@@ -45,12 +45,12 @@ MODEL_NAME = "aurora"
 FORECAST_COLUMNS = ["load_p10_kw", "load_p50_kw", "load_p90_kw", "pv_p10_kw", "pv_p50_kw", "pv_p90_kw"]
 LOAD_BASE_FEATURES = [
     "slot_of_day", "dow", "daytype", "holiday", "horizon_h",
-    "load_lag_day", "load_lag_week", "load_mean7", "load_std7", "load_p10_7", "load_p90_7",
+    "load_lag_day", "load_lag_week", "load_mean7", "load_std7", "load_p10_7", "load_p90_7", "load_med7", "load_lag_2week",
     "load_level_3h", "load_level_24h", "load_level_7d",
 ]
 PV_BASE_FEATURES = [
     "slot_of_day", "horizon_h", "zenith_deg", "azimuth_deg", "cs_kw", "base_kw",
-    "pv_ratio_1d", "pv_ratio_3d", "pv_ratio_7d", "pv_lag_day", "pv_mean7", "pv_p10_7", "pv_p90_7",
+    "pv_ratio_1d", "pv_ratio_3d", "pv_ratio_7d", "pv_lag_day", "pv_mean7", "pv_p10_7", "pv_p90_7", "pv_med7",
 ]
 SHIFT_CANDIDATES = tuple(range(-8, 9, 2))  # weather label conventions up to +-2 h
 
@@ -107,11 +107,13 @@ class ForecastModels:
         calibration_days: int = 14,
         num_rounds: int = 120,
         refit: bool = False,
+        row_stride: int = 2,
     ) -> ForecastModels:
         """Train on ``history`` (15-min UTC grid: load_kw, pv_kw, optional away/vacation) and the
         weather for the same slots (forecasts preferably; ``None`` -> fallback models only).
 
-        Rows whose target is missing are dropped; nothing is interpolated.
+        Rows whose target is missing are dropped; nothing is interpolated. ``row_stride`` keeps
+        every n-th horizon step per simulated issue time (neighbouring slots are nearly duplicates).
         """
         t0 = time.perf_counter()
         if history.empty or "load_kw" not in history or "pv_kw" not in history:
@@ -135,7 +137,7 @@ class ForecastModels:
         if len(issue_pos) == 0:
             raise ForecastError("no training issue times fit in the history")
         rows = build_rows(grid, issue_pos, n_steps)
-        rows = rows[rows["pos"] < len(grid.index)]
+        rows = rows[(rows["pos"] < len(grid.index)) & (rows["horizon_h"] * 4 % max(row_stride, 1) == 0)]
         cal_start = len(grid.index) - min(calibration_days, int(days * 0.25)) * SLOTS_PER_DAY
         is_cal = rows["issue_pos"].to_numpy() >= cal_start
 
@@ -188,6 +190,7 @@ class ForecastModels:
             "train_to": last.isoformat(),
             "rows": int(len(rows)),
             "issue_hours_local": list(issue_hours_local),
+            "row_stride": row_stride,
             "calibration_days": int(min(calibration_days, int(days * 0.25))),
             "weather_columns": w_cols,
             "weather_shift_slots": shift,
