@@ -263,11 +263,16 @@ def upgrade() -> None:
             if name not in have:
                 op.create_index(name, table, cols)
     if _timescale_ready(bind):
+        # No default (time DESC) indexes: the keys lead with site_id, which is how every query
+        # filters, and the schema stays identical to SQLite's and MariaDB's.
+        # TimescaleDB >= 2.13 has the by_range() interface; older ones only the positional one.
+        new_api = bind.execute(sa.text("SELECT 1 FROM pg_proc WHERE proname = 'by_range'")).first() is not None
+        dimension = "by_range(CAST(:c AS name))" if new_api else "CAST(:c AS name)"
         for table, time_col in HYPERTABLES.items():
             bind.execute(
                 sa.text(
-                    "SELECT create_hypertable(CAST(:t AS regclass), CAST(:c AS name),"
-                    " if_not_exists => TRUE, migrate_data => TRUE)"
+                    f"SELECT create_hypertable(CAST(:t AS regclass), {dimension},"
+                    " if_not_exists => TRUE, migrate_data => TRUE, create_default_indexes => FALSE)"
                 ),
                 {"t": table, "c": time_col},
             )
