@@ -383,3 +383,27 @@ def test_every_database_refuses_or_fits_bad_values_the_same_way(store: Store, si
         store.store_oracle_result(OracleResultMsg(site_id=site_id, day="2026-01-01", currency="SEK",
                                                   oracle_cost=float("nan")))
     assert store.count("oracle_daily_results", site_id) == 0
+
+
+def test_every_contract_field_has_a_column() -> None:
+    # A field added to a contract needs a column (and a migration), or it would not be stored.
+    from shared.storage import models as m
+
+    expected = {
+        ObservationMsg: (m.SlotObservation, {"schema_", "site_id"}),
+        PricesMsg: (m.Price, {"schema_", "slots"}),
+        PriceSlot: (m.Price, {"start"}),
+        WeatherMsg: (m.Weather, {"schema_", "slots"}),
+        WeatherSlot: (m.Weather, {"start"}),
+        ForecastMsg: (m.Forecast, {"schema_", "slots", "notes"}),  # notes: free text, not kept
+        ForecastSlot: (m.Forecast, {"start"}),
+        PlanMsg: (m.Plan, {"schema_", "slots", "cost", "solver"}),
+        PlanSlot: (m.PlanSlotRow, {"start"}),
+        CostBreakdown: (m.Plan, set()),
+        OracleResultMsg: (m.OracleDailyResult, {"schema_"}),
+        ExecutionRecord: (m.ExecutionLog, set()),
+    }
+    for contract, (model, skip) in expected.items():
+        fields = set(getattr(contract, "model_fields", None) or contract.__dataclass_fields__) - skip
+        missing = fields - set(model.__table__.columns.keys())
+        assert not missing, f"{contract.__name__} fields without a column in {model.__tablename__}: {missing}"

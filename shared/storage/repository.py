@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, Float, String, Table, and_, delete, func, select, text
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -46,19 +47,29 @@ from shared.contracts import (
     SolverStats,
     TrainerRunMsg,
     WeatherMsg,
+    WeatherSlot,
 )
 from shared.storage import models as m
 from shared.storage.db import ping as _ping
 
 MODEL_KINDS = ("aurora", "antares")
 
-_OBS_FIELDS = ("load_kwh", "pv_kwh", "import_kwh", "export_kwh", "charge_kwh", "discharge_kwh",
-               "water_kwh", "ev_kwh", "soc_end_frac", "coverage_frac")
-_PLAN_SLOT_FIELDS = tuple(f for f in PlanSlot.model_fields if f != "start")
-_FORECAST_FIELDS = tuple(f for f in ForecastSlot.model_fields if f != "start")
-_WEATHER_FIELDS = ("temp_c", "ghi_wm2", "dni_wm2", "dhi_wm2", "cloud_cover_pct")
-_PRICE_FIELDS = ("spot_per_kwh", "import_price_per_kwh", "export_price_per_kwh")
-_COST_FIELDS = tuple(CostBreakdown.model_fields)
+
+
+def _shared_fields(model: type[BaseModel], table: Table, skip: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Contract fields that have a column of the same name. A contract field without a column
+    is not written (a newer producer must not crash the recorder); tests/test_storage.py
+    fails on such a gap so the migration gets written."""
+    return tuple(f for f in model.model_fields if f not in skip and f in table.columns)
+
+
+_OBS_FIELDS = _shared_fields(ObservationMsg, m.SlotObservation.__table__,
+                             skip=("schema_", "site_id", "slot_start", "duration_minutes"))
+_PLAN_SLOT_FIELDS = _shared_fields(PlanSlot, m.PlanSlotRow.__table__, skip=("start",))
+_FORECAST_FIELDS = _shared_fields(ForecastSlot, m.Forecast.__table__, skip=("start",))
+_WEATHER_FIELDS = _shared_fields(WeatherSlot, m.Weather.__table__, skip=("start",))
+_PRICE_FIELDS = _shared_fields(PriceSlot, m.Price.__table__, skip=("start",))
+_COST_FIELDS = _shared_fields(CostBreakdown, m.Plan.__table__)
 
 
 def _now() -> datetime:
