@@ -99,6 +99,21 @@ def test_storing_the_same_prices_twice_keeps_one_row_per_slot_with_the_newest_va
     assert frame["import_price_per_kwh"].tolist() == pytest.approx([2.5 + i / 10 for i in range(8)], abs=1e-12)
 
 
+def test_a_stale_price_curve_arriving_late_does_not_roll_newer_prices_back(store: Store, site_id: str) -> None:
+    issued = datetime(2026, 1, 14, 12, 0, tzinfo=UTC)
+    newer = _prices(site_id, n=8, base=2.0, issued_at=issued + timedelta(hours=1))
+    older = _prices(site_id, n=12, base=1.0, issued_at=issued)  # overlaps 8 slots, adds 4
+    store.store_prices(newer)
+    store.store_prices(older)
+    frame = store.prices_between(site_id, T0, T0 + timedelta(hours=3))
+    assert len(frame) == 12
+    assert frame["import_price_per_kwh"].iloc[:8].tolist() == pytest.approx([2.5 + i / 10 for i in range(8)])
+    assert frame["import_price_per_kwh"].iloc[8:].tolist() == pytest.approx([1.5 + i / 10 for i in range(8, 12)])
+    assert (frame["prices_id"].iloc[:8] == newer.prices_id).all()
+    assert (frame["issued_at"].iloc[:8] == newer.issued_at).all()
+    assert store.latest_prices(site_id) == newer
+
+
 def test_timestamps_come_back_as_the_same_instants_in_aware_utc(store: Store, site_id: str) -> None:
     # Producer sends local times with an offset; storage keeps the instant, readers see UTC.
     local_start = datetime(2026, 1, 15, 1, 0, tzinfo=CET)  # == T0

@@ -177,10 +177,13 @@ class Store:
         table: Table,
         rows: Sequence[dict[str, Any]],
         keep_if_null: Iterable[str] = (),
+        unless_older: str | None = None,
     ) -> None:
         """Insert ``rows`` or update them on a primary-key clash, as one batch (executemany).
 
         Columns in ``keep_if_null`` keep their stored value when the new row has NULL there.
+        With ``unless_older="issued_at"``, a stored row is only replaced by a row at least as new
+        (a late, stale message must not roll newer data back).
         """
         if not rows:
             return
@@ -188,7 +191,8 @@ class Store:
         keys = [c.name for c in table.primary_key.columns]
         update_cols = [c for c in rows[0] if c not in keys]
         keep = set(keep_if_null)
-        if self.dialect in ("mysql", "mariadb"):
+        mysql = self.dialect in ("mysql", "mariadb")
+        if mysql:
             stmt: Any = mysql_dialect.insert(table)
             new = stmt.inserted
         elif self.dialect == "postgresql":
@@ -197,11 +201,18 @@ class Store:
         else:
             stmt = sqlite_dialect.insert(table)
             new = stmt.excluded
-        values = {c: func.coalesce(new[c], table.c[c]) if c in keep else new[c] for c in update_cols}
-        if self.dialect in ("mysql", "mariadb"):
+        values = [(c, func.coalesce(new[c], table.c[c]) if c in keep else new[c]) for c in update_cols]
+        if mysql:
+            if unless_older:
+                # MariaDB assigns left to right and later terms see earlier results: compare
+                # against the stored time in every column, and update that column last.
+                newer = new[unless_older] >= table.c[unless_older]
+                values = [(c, func.if_(newer, v, table.c[c])) for c, v in values if c != unless_older]
+                values.append((unless_older, func.greatest(new[unless_older], table.c[unless_older])))
             stmt = stmt.on_duplicate_key_update(values) if values else stmt.prefix_with("IGNORE")
         elif values:
-            stmt = stmt.on_conflict_do_update(index_elements=keys, set_=values)
+            where = table.c[unless_older] <= new[unless_older] if unless_older else None
+            stmt = stmt.on_conflict_do_update(index_elements=keys, set_=dict(values), where=where)
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=keys)
         conn.execute(stmt, rows)
@@ -209,7 +220,8 @@ class Store:
     # ------------------------------------------------------------------ market and weather
 
     def store_prices(self, msg: PricesMsg) -> int:
-        """Upsert one row per price slot; returns the number of slots."""
+        """Upsert one row per price slot; returns the number of slots. Slots already stored from
+        a curve issued later keep their values (messages can arrive out of order)."""
         now = _now()
         rows = [
             {
@@ -221,7 +233,7 @@ class Store:
             for s in msg.slots
         ]
         with self._write() as conn:
-            self._upsert(conn, m.Price.__table__, rows)
+            self._upsert(conn, m.Price.__table__, rows, unless_older="issued_at")
         return len(rows)
 
     def store_weather(self, msg: WeatherMsg) -> int:
@@ -235,7 +247,7 @@ class Store:
             for s in msg.slots
         ]
         with self._write() as conn:
-            self._upsert(conn, m.Weather.__table__, rows)
+            self._upsert(conn, m.Weather.__table__, rows, unless_older="issued_at")
         return len(rows)
 
     def store_forecast(self, msg: ForecastMsg) -> int:
