@@ -67,7 +67,10 @@ class Grid(Component):
         dt = m.dt
         m.cost("import_cost", [(v, m.import_price[t] * dt) for t, v in enumerate(self.imp.vars) if v is not None])
         m.cost("export_revenue", [(v, -m.export_price[t] * dt) for t, v in enumerate(self.exp.vars) if v is not None])
-        m.cost("tie_break", [(v, TIE_BREAK_PER_KWH * dt) for v in self.imp.vars + self.exp.vars if v is not None])
+        # at equal prices import+export in one slot costs nothing: break the tie there only
+        tie = np.abs(m.import_price - m.export_price) < 1e-9
+        m.cost("tie_break", [(v, TIE_BREAK_PER_KWH * dt) for t in np.flatnonzero(tie)
+                             for v in (self.imp.vars[t], self.exp.vars[t]) if v is not None])
         self.binary_slots = []
         for t in range(m.T):
             i, e = self.imp.vars[t], self.exp.vars[t]
@@ -100,7 +103,6 @@ class PV(Component):
         self.curt = m.slot_vars("pv_curtail_kw", must, ub, mask=m.pv_kw > 0)
         m.shared["pv_curtail_kw"] = self.curt
         m.add_slot_flow(self.curt, -1.0)
-        m.cost("tie_break", [(v, TIE_BREAK_PER_KWH * m.dt) for v in self.curt.vars if v is not None])
 
     def extract(self, m: Model, x: np.ndarray) -> None:
         m.columns["pv_kw"] = m.pv_kw
@@ -159,7 +161,8 @@ class Battery(Component):
             prev = self.soc.vars[t]
         if b.wear_cost_per_kwh > 0:
             m.cost("wear_cost", [(v, b.wear_cost_per_kwh * dt) for v in self.ch.vars + self.dis.vars])
-        m.cost("tie_break", [(v, TIE_BREAK_PER_KWH * dt) for v in self.ch.vars + self.dis.vars])
+        if b.wear_cost_per_kwh <= 0:  # without wear, cycling through the battery could be free: break the tie
+            m.cost("tie_break", [(v, TIE_BREAK_PER_KWH * dt) for v in self.ch.vars + self.dis.vars])
         # soft reserve
         reserve = m.strategy.reserve_kwh
         self.short = None
@@ -243,11 +246,11 @@ class Stability(Component):
 class WaterHeater(Component):
     """A tank heater, on/off at rated power or modulating.
 
-    On/off heaters run in blocks of ``min_run_minutes``: one binary per slot says "a block
-    starts here" and the heater is on in a slot when a block covers it (blocks may follow each
-    other, so a run lasts a whole number of blocks). Compared with an on/off binary per slot
-    plus min-run rows, every constraint below is an interval of block starts, which keeps the
-    LP relaxation almost integral (measured: 0.1 s instead of > 20 s with a max gap).
+    On/off heaters run in blocks of ``min_run_minutes`` aligned to the clock (30 min: :00-:30 and
+    :30-:00), one binary per block; a run lasts a whole number of blocks, so the minimum run
+    holds by construction. Compared with an on/off binary per slot plus min-run rows (which
+    needed > 20 s here), every constraint below is an interval of blocks and the LP relaxation
+    is much tighter.
 
     - daily minimum energy per local day, minus what is done today; a partial last day is
       pro rata; a soft shortfall priced above any import;
@@ -278,9 +281,7 @@ class WaterHeater(Component):
             self.on_fixed = w.fixed / h.power_kw
             self.w = w
         else:
-            # a block is at least the minimum run and at least the price step: within one price
-            # step every slot costs the same, so finer blocks only add symmetric choices
-            run = max(1, int(np.ceil(h.min_run_minutes / 15)), price_step_slots(m))
+            run = max(1, int(np.ceil(h.min_run_minutes / 15)))
             self.run = run
             # blocks aligned to the clock (UTC quarter-hour count), e.g. :00-:30 and :30-:00 for 30 min
             quarter = np.asarray((m.index - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(minutes=15))
@@ -435,7 +436,6 @@ class EV(Component):
 
     ev: EVConfig
     number: int
-    binary_slots: frozenset[int] | None = None  # None: every plugged slot; else only these
     name = "ev"
 
     def build(self, m: Model) -> None:
@@ -461,8 +461,6 @@ class EV(Component):
             self.low_kw = low
             self.on_blocks: dict[int, pulp.LpVariable] = {}
             for b in np.unique(self.block_of_slot[plugged]):
-                if self.binary_slots is not None and int(b) not in self.binary_slots:
-                    continue
                 z = m.var(f"{p}_on_b{b:03d}", binary=True)
                 self.on_blocks[int(b)] = z
                 for t in np.flatnonzero(plugged & (self.block_of_slot == b)):
@@ -491,14 +489,6 @@ class EV(Component):
                 if curt.vars[t] is not None:
                     terms.append((curt.vars[t], 1.0))
                 m.row(f"{p}_not_from_battery_t{t:03d}", terms, LE, float(m.pv_kw[t] - curt.fixed[t]))
-
-    def semicontinuous_violations(self, x: np.ndarray) -> set[int]:
-        """Slots charging below the minimum power (possible where the binary was left out)."""
-        if self.on is None:
-            return set()
-        power = self.power.value(x)
-        bad = (power > 1e-6) & (power < self.low_kw - 1e-6)
-        return {int(self.block_of_slot[t]) for t in np.flatnonzero(bad)} - set(self.on_blocks)
 
     def extract(self, m: Model, x: np.ndarray) -> None:
         m.columns[f"ev{self.number}_kw"] = self.power.value(x)

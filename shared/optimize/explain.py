@@ -96,7 +96,8 @@ _LIMIT_PATTERNS = [
 ]
 
 
-def binding_limits(m: Model, col_dual: np.ndarray, row_dual: np.ndarray, eps: float = 1e-6) -> list[dict[str, Any]]:
+def binding_limits(m: Model, x: np.ndarray, col_dual: np.ndarray, row_dual: np.ndarray,
+                   eps: float = 1e-6) -> list[dict[str, Any]]:
     """Limits whose dual (in the fixed-binary LP) is non-zero: what a unit more of them is worth.
 
     ``value`` is the objective change per unit of the limit summed over the slots where it binds
@@ -113,9 +114,16 @@ def binding_limits(m: Model, col_dual: np.ndarray, row_dual: np.ndarray, eps: fl
         d = col_dual[v.index]
         if abs(d) <= eps or v.cat != "Continuous":
             continue
+        at_upper = v.upBound is not None and abs(x[v.index] - v.upBound) < 1e-6
+        at_lower = v.lowBound is not None and abs(x[v.index] - v.lowBound) < 1e-6
         for pattern, label, kind in _LIMIT_PATTERNS:
             if kind == "col" and pattern.match(v.name):
-                note(label, v.name, d)
+                if label == "battery SoC limit" and (at_upper or at_lower):
+                    note("battery SoC maximum" if at_upper else "battery SoC minimum", v.name, d)
+                elif at_upper and (label != "capacity peak so far" or at_lower):
+                    note(label, v.name, d)
+                elif label == "capacity peak so far" and at_lower:
+                    note(label, v.name, d)
                 break
     for name, c in m.rows.items():
         d = row_dual[c.index]
@@ -156,7 +164,8 @@ def plan_reason(result: PlanResult, site: SiteConfig, inputs: PlanInputs) -> str
     discharge = np.isin(codes, ["discharge_cover_load", "discharge_export"])
     blocks = _blocks(grid_charge)
     if blocks:
-        a, b = blocks[0]
+        charge = f["charge_kw"].to_numpy()
+        a, b = max(blocks, key=lambda blk: float(charge[blk[0]:blk[1]].sum()))
         hours = (b - a) * inputs.slot_hours
         avg = float(np.mean(price[a:b]))
         later = [blk for blk in _blocks(discharge) if blk[0] >= b]
@@ -166,7 +175,11 @@ def plan_reason(result: PlanResult, site: SiteConfig, inputs: PlanInputs) -> str
         text += f"; {rank:g} h of the horizon are cheaper)" if rank > 0 else ", the cheapest of the horizon)"
         if later:
             c, d = max(later, key=lambda blk: float(np.mean(price[blk[0]:blk[1]])))
-            text += f" before the {hm(c)} peak ({float(np.mean(price[c:d])):.3f} {cur}/kWh)"
+            peak = float(np.mean(price[c:d]))
+            if peak > avg:
+                text += f" before the {hm(c)} peak ({peak:.3f} {cur}/kWh)"
+            else:
+                text += f" to cover {hm(c)}–{hm(d)} without raising the grid peak"
         parts.append(text)
     else:
         pv_store = _blocks(codes == "charge_pv_surplus")

@@ -33,7 +33,6 @@ from shared.optimize.explain import binding_limits, mode_changes_per_day, plan_r
 from shared.optimize.inputs import PlanInputs, Strategy, WaterState, apply_strategy
 from shared.optimize.model import Model
 
-LAZY_ROUNDS = 4
 SLOT_COLUMNS = (
     "load_kw", "pv_kw", "pv_curtail_kw", "import_kw", "export_kw", "charge_kw", "discharge_kw", "soc_kwh",
     "water_kw", "ev_kw",
@@ -79,8 +78,7 @@ class PlanResult:
         return self.stats.objective
 
 
-def components_for(site: SiteConfig, inputs: PlanInputs,
-                   ev_binary_slots: dict[int, frozenset[int]] | None = None) -> list[Component]:
+def components_for(site: SiteConfig, inputs: PlanInputs) -> list[Component]:
     comps: list[Component] = [Grid(), PV()]
     if site.battery is not None:
         comps.append(Battery())
@@ -88,18 +86,17 @@ def components_for(site: SiteConfig, inputs: PlanInputs,
     for i, heater in enumerate(site.water_heaters):
         comps.append(WaterHeater(heater, i, inputs.water.get(heater.name, WaterState())))
     for i, ev in enumerate(site.evs):
-        comps.append(EV(ev, i, None if ev_binary_slots is None else ev_binary_slots.get(i, frozenset())))
+        comps.append(EV(ev, i))
     comps.append(ManualBlocks())
     if site.tariff.capacity.enabled:
         comps.append(CapacityTariff())
     return comps
 
 
-def build_model(inputs: PlanInputs, site: SiteConfig, strategy: Strategy, relaxed: bool = False,
-                ev_binary_slots: dict[int, frozenset[int]] | None = None) -> tuple[Model, list[Component]]:
-    """Assemble the model; ``ev_binary_slots`` limits the EVs' min-power binaries to those slots."""
+def build_model(inputs: PlanInputs, site: SiteConfig, strategy: Strategy, relaxed: bool = False) -> tuple[Model, list[Component]]:
+    """Assemble the model: the builder only loops over components."""
     m = Model(site=site, inputs=inputs, strategy=strategy, relaxed=relaxed)
-    comps = components_for(site, inputs, ev_binary_slots)
+    comps = components_for(site, inputs)
     for comp in comps:
         comp.build(m)
     m.finish()
@@ -148,38 +145,17 @@ def solve_plan(inputs: PlanInputs, site: SiteConfig, time_limit_s: float | None 
     messages: list[str] = []
     total_build = total_solve = 0.0
     for attempt, relaxed in enumerate((False, True), start=1):
-        # EV minimum power is semi-continuous; the cheapest plan rarely charges below it, so the
-        # binaries are added lazily, only in slots where a solve charged below the minimum. When
-        # no slot does, the plan is optimal for the full model too (an optimum of a relaxation
-        # that is feasible for the full model).
-        ev_binaries: dict[int, frozenset[int]] | None = {i: frozenset() for i in range(len(site.evs))}
-        for round_ in range(LAZY_ROUNDS + 1):
-            if round_ == LAZY_ROUNDS:
-                ev_binaries = None  # give up being lazy: every plugged slot gets its binary
-            t0 = time.perf_counter()
-            m, comps = build_model(adjusted, site, strategy, relaxed=relaxed, ev_binary_slots=ev_binaries)
-            t_model = time.perf_counter() - t0
-            h, t_build, t_solve = run_highs(m, site, time_limit_s=time_limit_s)
-            total_build += t_model + t_build
-            total_solve += t_solve
-            status = h.getModelStatus()
-            has_solution = h.getInfo().primal_solution_status == 2  # kSolutionStatusFeasible
-            ok = status == highspy.HighsModelStatus.kOptimal or (
-                status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt) and has_solution
-            )
-            if not ok or ev_binaries is None:
-                break
-            x = np.asarray(h.getSolution().col_value)
-            added = False
-            for comp in comps:
-                if isinstance(comp, EV):
-                    bad = comp.semicontinuous_violations(x)
-                    if bad:
-                        ev_binaries[comp.number] = ev_binaries[comp.number] | frozenset(bad)
-                        added = True
-            if not added:
-                break
-        if ok:
+        t0 = time.perf_counter()
+        m, comps = build_model(adjusted, site, strategy, relaxed=relaxed)
+        t_model = time.perf_counter() - t0
+        h, t_build, t_solve = run_highs(m, site, time_limit_s=time_limit_s)
+        total_build += t_model + t_build
+        total_solve += t_solve
+        status = h.getModelStatus()
+        has_solution = h.getInfo().primal_solution_status == 2  # kSolutionStatusFeasible
+        if status == highspy.HighsModelStatus.kOptimal or (
+            status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt) and has_solution
+        ):
             return _result(m, comps, h, adjusted, site, strategy, relaxed, attempt, total_build, total_solve,
                            h.modelStatusToString(status), messages)
         messages.append(f"attempt {attempt} ({'relaxed' if relaxed else 'strict'}): {h.modelStatusToString(status)}")
@@ -217,13 +193,14 @@ def _result(m: Model, comps: list[Component], h: highspy.Highs, inputs: PlanInpu
     frame.index.name = "slot_start"
 
     if duals is not None:
-        _, col_dual, row_dual = duals
-        frame["bus_value_per_kwh"] = [-row_dual[r.index] / m.dt for r in m.bus_rows]
+        x_fixed, col_dual, row_dual = duals
+        # d(objective)/d(load kWh in the slot): what one more kWh used there costs
+        frame["bus_value_per_kwh"] = [row_dual[r.index] / m.dt for r in m.bus_rows]
         battery = next((c for c in comps if isinstance(c, Battery)), None)
         frame["soc_value_per_kwh"] = (
             [-row_dual[r.index] for r in battery.balance_rows] if battery is not None else 0.0
         )
-        binding = binding_limits(m, col_dual, row_dual)
+        binding = binding_limits(m, x_fixed, col_dual, row_dual)
     else:
         frame["bus_value_per_kwh"] = np.nan
         frame["soc_value_per_kwh"] = np.nan
