@@ -67,7 +67,7 @@ def grid_fee_per_kwh(index: pd.DatetimeIndex, tariff: TariffConfig, tz) -> np.nd
     local = index.tz_convert(tz)
     minute_of_day = np.asarray(local.hour * 60 + local.minute)
     month = np.asarray(local.month)
-    weekday = np.asarray(local.weekday)
+    weekday = np.asarray(local.day_of_week)
     fee = np.full(len(index), tariff.grid_fee_per_kwh, dtype=float)
     assigned = np.zeros(len(index), dtype=bool)
     for entry in tariff.grid_fee_schedule:

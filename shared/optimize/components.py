@@ -24,16 +24,6 @@ from shared.optimize.model import EQ, GE, LE, Model, SlotVars
 TIE_BREAK_PER_KWH = 1e-5
 
 
-def price_step_slots(m: Model) -> int:
-    """4 when import and export prices change only on the hour (hourly prices), else 1."""
-    hour = np.asarray((m.index - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(hours=1))
-    for price in (m.import_price, m.export_price):
-        same_hour = hour[1:] == hour[:-1]
-        if np.any(same_hour & (np.abs(np.diff(price)) > 1e-12)):
-            return 1
-    return 4
-
-
 class Component:
     name = "component"
 
@@ -452,21 +442,15 @@ class EV(Component):
         m.add_slot_flow(self.power, -1.0)
         self.on = None
         if needs_binary:
-            # one on/off decision per price step (an hour with hourly prices): within it every
-            # slot costs the same, so per-slot binaries would only add symmetric choices
-            step = price_step_slots(m)
-            quarter = np.asarray((m.index - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(minutes=15))
-            _, self.block_of_slot = np.unique(quarter // step, return_inverse=True)
             low = ev.max_charge_kw if not ev.modulating else ev.min_charge_kw
             self.low_kw = low
-            self.on_blocks: dict[int, pulp.LpVariable] = {}
-            for b in np.unique(self.block_of_slot[plugged]):
-                z = m.var(f"{p}_on_b{b:03d}", binary=True)
-                self.on_blocks[int(b)] = z
-                for t in np.flatnonzero(plugged & (self.block_of_slot == b)):
-                    v = self.power.vars[t]
-                    m.row(f"{p}_max_power_t{t:03d}", [(v, 1.0), (z, -ev.max_charge_kw)], LE, 0.0)
-                    m.row(f"{p}_min_power_t{t:03d}", [(v, 1.0), (z, -low)], GE, 0.0)
+            self.on_slots: dict[int, pulp.LpVariable] = {}
+            for t in np.flatnonzero(plugged):
+                z = m.var(f"{p}_on_t{t:03d}", binary=True)
+                self.on_slots[int(t)] = z
+                v = self.power.vars[t]
+                m.row(f"{p}_max_power_t{t:03d}", [(v, 1.0), (z, -ev.max_charge_kw)], LE, 0.0)
+                m.row(f"{p}_min_power_t{t:03d}", [(v, 1.0), (z, -low)], GE, 0.0)
             self.on = True
         self.short_vars = []
         horizon_end = m.index[-1] + pd.Timedelta(minutes=15)
@@ -521,10 +505,13 @@ class ManualBlocks(Component):
                 self.mask[t] = True
                 self.action[t] = block.action
                 name = f"manual{n}_{block.action}_t{t:03d}"
+                # a forced direction also forbids the other one: no charging "through" the battery
                 if block.action == "charge" and ch is not None and b is not None:
                     m.row(name, [(ch.vars[t], 1.0)], GE, min(block.power_kw or b.max_charge_kw, b.max_charge_kw))
+                    m.row(f"{name}_no_discharge", [(dis.vars[t], 1.0)], LE, 0.0)
                 elif block.action == "discharge" and dis is not None and b is not None:
                     m.row(name, [(dis.vars[t], 1.0)], GE, min(block.power_kw or b.max_discharge_kw, b.max_discharge_kw))
+                    m.row(f"{name}_no_charge", [(ch.vars[t], 1.0)], LE, 0.0)
                 elif block.action == "export" and exp.vars[t] is not None:
                     m.row(name, [(exp.vars[t], 1.0)], GE, min(block.power_kw or grid.max_export_kw, grid.max_export_kw))
                 elif block.action == "hold" and ch is not None:

@@ -103,6 +103,30 @@ def build_model(inputs: PlanInputs, site: SiteConfig, strategy: Strategy, relaxe
     return m, comps
 
 
+_BANNER_SILENCED = False
+
+
+def _silence_banner() -> None:
+    """HiGHS prints a banner on stdout when the first instance is created; ``--json`` output must
+    stay one clean document, so create that first instance with stdout pointed at /dev/null."""
+    global _BANNER_SILENCED
+    if _BANNER_SILENCED:
+        return
+    import os
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    _BANNER_SILENCED = True
+
+
 def _configure(h: highspy.Highs, site: SiteConfig, time_limit_s: float | None) -> None:
     h.setOptionValue("output_flag", False)
     h.setOptionValue("mip_rel_gap", site.planner.mip_gap)
@@ -112,6 +136,7 @@ def _configure(h: highspy.Highs, site: SiteConfig, time_limit_s: float | None) -
 
 def run_highs(m: Model, site: SiteConfig, mip: bool = True, time_limit_s: float | None = None) -> tuple[highspy.Highs, float, float]:
     """Hand the PuLP model to HiGHS in-process (PuLP's own HiGHS adapter) and run it; (highs, build_s, solve_s)."""
+    _silence_banner()
     solver = pulp.HiGHS(msg=False, mip=mip)
     t0 = time.perf_counter()
     solver.createAndConfigureSolver(m.prob)
