@@ -10,7 +10,7 @@ from typing import Any
 
 from shared.broker import EmbeddedBroker
 from shared.config import SiteConfig
-from shared.runtime import add_site_argument, http_server, load_site_or_exit, open_store, serve_until_signal, setup_logging
+from shared.runtime import add_site_argument, catch_stop_signals_early, http_server, load_site_or_exit, open_store, serve_until_signal, setup_logging
 
 log = logging.getLogger("darkstar.stack")
 
@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    catch_stop_signals_early()
     site = load_site_or_exit(args.site)
     stack = Stack(site)
     try:

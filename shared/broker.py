@@ -8,6 +8,7 @@ stack can be plain threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -82,10 +83,11 @@ class EmbeddedBroker:
         loop.close()
 
     def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop listening, drop every client connection (clients see it at once and reconnect), shut down."""
         loop, broker = self._loop, self._broker
         if loop is None or broker is None:
             return
-        future = asyncio.run_coroutine_threadsafe(broker.shutdown(), loop)
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(broker), loop)
         try:
             future.result(timeout_s)
         except Exception:  # noqa: BLE001 - shutting down anyway
@@ -96,3 +98,21 @@ class EmbeddedBroker:
         self._loop = None
         self._broker = None
         self._ready.clear()
+
+    @staticmethod
+    async def _shutdown(broker: Any) -> None:
+        # amqtt's own shutdown can wait long on connected clients; close the listeners and the
+        # client sockets first so the port is free and clients reconnect promptly.
+        for server in list(broker._servers.values()):  # noqa: SLF001 - amqtt has no public API for this
+            server.instance.close()
+        for _session, handler in list(broker._sessions.values()):  # noqa: SLF001
+            writer = getattr(handler, "writer", None)
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.close(), 1)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(broker.shutdown(), 3)
+        current = asyncio.current_task()
+        for task in asyncio.all_tasks():
+            if task is not current:
+                task.cancel()

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,15 @@ def http_server(app: Any, host: str, port: int) -> _QuietServer:
     return _QuietServer(config)
 
 
+_early_stop = threading.Event()
+
+
+def catch_stop_signals_early() -> None:
+    """Remember a SIGTERM/SIGINT that arrives while services start, before the HTTP loop runs."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: _early_stop.set())
+
+
 async def serve_until_signal(
     servers: list[_QuietServer], on_stop: Callable[[], None], stop_event: asyncio.Event | None = None
 ) -> None:
@@ -84,6 +94,8 @@ async def serve_until_signal(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    if _early_stop.is_set():
+        stop.set()
     tasks = [asyncio.create_task(s.serve()) for s in servers]
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -105,6 +117,7 @@ def run_one(service_cls: type, argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None, help="HTTP port (default from http.ports)")
     args = parser.parse_args(argv)
     setup_logging()
+    catch_stop_signals_early()
     site = load_site_or_exit(args.site)
     store = open_store(site) if service_cls.uses_store else None
     service = service_cls(site, store=store)

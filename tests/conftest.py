@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -84,13 +85,16 @@ def broker_mqtt(request: pytest.FixtureRequest) -> dict[str, Any]:
 class PrivateMosquitto:
     """A Mosquitto process of our own (with persistence) that a test may stop and restart."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self) -> None:
         self.port = free_port()
+        # mosquitto started as root drops to user 'mosquitto', which must reach and write this folder
+        workdir = Path(tempfile.mkdtemp(prefix="darkstar-mosquitto-"))
+        workdir.chmod(0o777)
         self.workdir = workdir
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {workdir}/\nautosave_interval 1\n"
+            f"persistence_location {workdir}/\nautosave_interval 1\nlog_dest file {workdir}/mosquitto.log\nlog_type error\nlog_type warning\n"
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -107,10 +111,11 @@ class PrivateMosquitto:
 
 
 @pytest.fixture
-def private_mosquitto(tmp_path: Path) -> Iterator[PrivateMosquitto]:
+def private_mosquitto() -> Iterator[PrivateMosquitto]:
     if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
         pytest.fail("the mosquitto binary is needed for the broker-restart test (apt-get install mosquitto)")
-    broker = PrivateMosquitto(tmp_path)
+    broker = PrivateMosquitto()
     broker.start()
     yield broker
     broker.stop()
+    shutil.rmtree(broker.workdir, ignore_errors=True)
