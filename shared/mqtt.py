@@ -104,7 +104,9 @@ class MqttClient:
         self.site_id = site_id
         self.service = service
         self.base = cfg.base_topic
-        self.client_id = client_id or f"darkstar-{site_id}-{service}"
+        # Replicas behind a shared subscription need distinct ids, or they would keep kicking each other off.
+        replica = f"-{uuid.uuid4().hex[:6]}" if cfg.share_group else ""
+        self.client_id = client_id or f"darkstar-{site_id}-{service}{replica}"
         self.persistent_session = persistent_session
         self.status_topic = topic(self.base, site_id, "status", service=service)
         self._subs: dict[str, _Subscription] = {}

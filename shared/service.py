@@ -118,9 +118,10 @@ class Service:
         self.started_at = datetime.now(timezone.utc)
         self._stop.clear()
         for kind in self.subscriptions():
-            self._subscribe(kind)
-        self._subscribe("context")
-        self.mqtt.subscribe(self.mqtt.topic("command", service=self.name, action="+"), self._on_command, qos=1)
+            self._subscribe(kind, shared=True)
+        self._subscribe("context", shared=False)  # every replica needs the context
+        self.mqtt.subscribe(self._shared(self.mqtt.topic("command", service=self.name, action="+")),
+                            self._on_command, qos=1)
         self.mqtt.on_connected = self.publish_discovery
         self.mqtt.start()
         self.on_start()
@@ -147,9 +148,15 @@ class Service:
                 log.exception("%s: periodic work failed", self.name)
 
     # ------------------------------------------------------------------ messaging
-    def _subscribe(self, kind: str) -> None:
+    def _shared(self, topic_filter: str) -> str:
+        """Fleet mode: replicas of a service split its inputs through an MQTT 5 shared subscription."""
+        group = self.site.mqtt.share_group
+        return f"$share/{group}/{topic_filter}" if group else topic_filter
+
+    def _subscribe(self, kind: str, shared: bool) -> None:
         topic_filter = f"{self.site.mqtt.base_topic}/{self.site.site_id}/{_wildcard_suffix(kind)}"
-        self.mqtt.subscribe(topic_filter, self._on_raw, qos=TOPICS[kind].qos)
+        self.mqtt.subscribe(self._shared(topic_filter) if shared else topic_filter, self._on_raw,
+                            qos=TOPICS[kind].qos)
 
     def _on_raw(self, topic_name: str, payload: bytes, retained: bool) -> None:
         started = time.perf_counter()

@@ -141,3 +141,23 @@ def test_http_health_metrics_and_admin_token(running_planner):
     ok = client.post("/admin/command/replan", headers={"Authorization": "Bearer test-admin-token"})
     assert ok.status_code == 200 and ok.json()["status"] == "ok"
     assert "test-admin-token" not in client.get("/openapi.json").text
+
+
+def test_fleet_replicas_split_inputs_through_a_shared_subscription(tmp_path: Path, mosquitto):
+    site = make_site(tmp_path, {**mosquitto, "share_group": "planners"})
+    replicas = [PlannerService(site), PlannerService(site)]
+    for replica in replicas:
+        replica.start()
+    watcher = Watcher(mosquitto["host"], mosquitto["port"], f"darkstar/{site.site_id}/#")
+    try:
+        assert all(r.mqtt.wait_connected(10) for r in replicas)
+        assert replicas[0].mqtt.client_id != replicas[1].mqtt.client_id
+        for _ in range(10):
+            watcher.publish(f"darkstar/{site.site_id}/prices", encode(prices(site.site_id)))
+        received = lambda: [r.m_received.labels(kind="prices")._value.get() for r in replicas]  # noqa: E731
+        wait_for(lambda: sum(received()) >= 10)
+        assert sum(received()) == 10  # each message handled once by the fleet, not once per replica
+    finally:
+        for replica in replicas:
+            replica.stop()
+        watcher.close()
