@@ -12,7 +12,6 @@ import contextlib
 import logging
 import socket
 import threading
-import time
 from typing import Any
 
 log = logging.getLogger("darkstar.broker")
@@ -54,11 +53,6 @@ class EmbeddedBroker:
             raise RuntimeError(f"embedded MQTT broker did not start within {timeout_s} s")
         if self._error is not None:
             raise RuntimeError(f"embedded MQTT broker failed to start: {self._error}")
-        deadline = time.monotonic() + timeout_s
-        while not port_is_open(self.host, self.port):
-            if time.monotonic() > deadline:
-                raise RuntimeError("embedded MQTT broker does not accept connections")
-            time.sleep(0.05)
         log.info("embedded MQTT broker on %s:%d", self.host, self.port)
 
     def _run(self) -> None:
