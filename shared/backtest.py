@@ -1,0 +1,406 @@
+"""Closed-loop backtest: the planner (MPC) replayed over recorded history.
+
+Every ``replan_minutes`` the planner gets only what was knowable at that moment:
+
+- prices: today's (local day), and tomorrow's only once the day-ahead auction has published
+  them (``site.tariff.auction_time_local``, 13:00 by default); never beyond the data;
+- load/PV forecasts (``forecast``): ``perfect`` (the measured future: an upper bound for the
+  MPC), ``naive`` (the same slot on the most recent day before now; "yesterday"), or ``aurora``
+  (the forecaster's models trained strictly on data before the issue time, retrained every
+  ``retrain_days``, a forecast issued every ``forecast_every_hours``);
+- the SoC from the simulator, the capacity-tariff peaks already made this billing period, and
+  the previous plan (for the planner's stability terms).
+
+Its plan is executed by :mod:`shared.simulator` against the measured load and PV until the
+next replan. The result is compared with the same house without a battery (``baseline``), a
+battery on a simple self-consumption rule (the planner's fallback rule) and the perfect
+hindsight :mod:`shared.oracle`, all priced by :func:`shared.cost.plan_cost`.
+
+Battery and PV only (see :func:`shared.oracle.battery_pv_site`). Deterministic: the same
+inputs give the same numbers (single-threaded HiGHS, LightGBM with fixed seeds).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from shared.config import SiteConfig
+from shared.cost import CostBreakdown, plan_cost
+from shared.oracle import Actuals, actuals, battery_pv_site, capacity_state_before, oracle_range, range_index
+from shared.simulator import money, no_battery_flows, replay
+from shared.slots import SLOT, local_day_bounds
+from shared.tariff import price_curve_from_data
+
+ForecastKind = Literal["perfect", "naive", "aurora"]
+Progress = Callable[[int, int, str], None]
+
+
+# --------------------------------------------------------------------------- what is knowable
+
+
+def prices_known_until(now: pd.Timestamp, site: SiteConfig) -> pd.Timestamp:
+    """End (UTC, exclusive) of the prices published at ``now``: end of today, or of tomorrow after the auction."""
+    local = now.tz_convert(site.tz)
+    today = local.date()
+    auction = site.tariff.auction_time_local
+    published = local.time() >= auction
+    last_day = today + timedelta(days=1) if published else today
+    return local_day_bounds(last_day, site.tz)[1]
+
+
+# --------------------------------------------------------------------------- forecasts
+
+
+class Forecaster:
+    """Load/PV forecast for the slots of ``index`` as known at ``now`` (= index[0])."""
+
+    name: str = ""
+    notes: list[str]
+
+    def __init__(self) -> None:
+        self.notes = []
+
+    def forecast(self, now: pd.Timestamp, index: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class PerfectForecast(Forecaster):
+    name = "perfect"
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        super().__init__()
+        self.load = frame["load_kw"]
+        self.pv = frame["pv_kw"]
+
+    def forecast(self, now: pd.Timestamp, index: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+        # measured gaps count as 0, as in the simulator (shared.oracle.actuals)
+        return (np.nan_to_num(self.load.reindex(index).to_numpy(dtype=float)),
+                np.nan_to_num(self.pv.reindex(index).to_numpy(dtype=float)))
+
+
+class NaiveForecast(Forecaster):
+    """The same slot on the most recent earlier day whose value was measured before ``now``
+    (then one more day back while it is missing, up to a week; 0 when nothing was ever measured)."""
+
+    name = "naive"
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        super().__init__()
+        self.load = frame["load_kw"]
+        self.pv = frame["pv_kw"]
+
+    def forecast(self, now: pd.Timestamp, index: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+        day = pd.Timedelta(days=1)
+        # days back so that the source slot lies strictly before now
+        back = ((index - now) // day + 1).astype(int)
+        out = []
+        for series in (self.load, self.pv):
+            values = np.full(len(index), np.nan)
+            for extra in range(8):
+                todo = ~np.isfinite(values)
+                if not todo.any():
+                    break
+                src = index[todo] - (back[todo] + extra) * day
+                values[todo] = series.reindex(src).to_numpy(dtype=float)
+            missing = ~np.isfinite(values)
+            if missing.any():
+                values[missing] = 0.0
+            out.append(values)
+        return out[0], out[1]
+
+
+class AuroraForecast(Forecaster):
+    """Aurora models (shared.forecast) trained only on data before the issue time."""
+
+    name = "aurora"
+
+    def __init__(self, frame: pd.DataFrame, site: SiteConfig, retrain_days: int = 7, forecast_every_hours: int = 6,
+                 max_train_days: int = 365, min_train_days: int = 14, horizon_hours: int = 48) -> None:
+        super().__init__()
+        from shared.forecast.evaluate import weather_from_forecast_columns
+
+        self.frame = frame[["load_kw", "pv_kw"]]
+        self.weather = weather_from_forecast_columns(frame)
+        self.site = site
+        self.retrain = timedelta(days=retrain_days)
+        self.every = timedelta(hours=forecast_every_hours)
+        self.max_train = timedelta(days=max_train_days)
+        self.min_train = timedelta(days=min_train_days)
+        self.horizon = timedelta(hours=horizon_hours) + self.every
+        self.models = None
+        self.trained_at: pd.Timestamp | None = None
+        self.current: pd.DataFrame | None = None
+        self.issued_at: pd.Timestamp | None = None
+        self.naive = NaiveForecast(frame)
+        self.train_s: list[float] = []
+        self.forecast_s: list[float] = []
+        self.model_ids: list[str] = []
+        if self.weather is None:
+            self.notes.append("aurora: no *_fc24h weather forecast columns; fallback models (calendar, lags, clear sky)")
+
+    def _train(self, now: pd.Timestamp) -> None:
+        from shared.forecast.models import ForecastModels
+
+        lo = now - self.max_train
+        hist = self.frame.loc[(self.frame.index >= lo) & (self.frame.index < now)]
+        w = None if self.weather is None else self.weather.loc[(self.weather.index >= lo) & (self.weather.index < now)]
+        t0 = time.perf_counter()
+        hours = tuple(sorted({(h * int(self.every.total_seconds() // 3600)) % 24
+                              for h in range(max(1, 24 // max(1, int(self.every.total_seconds() // 3600))))}))
+        self.models = ForecastModels.train(hist, w, self.site, issue_hours_local=hours[:4])
+        self.train_s.append(time.perf_counter() - t0)
+        self.model_ids.append(self.models.model_id)
+        self.trained_at = now
+
+    def forecast(self, now: pd.Timestamp, index: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+        from shared.forecast.features import HISTORY_DAYS_NEEDED
+
+        if now - self.frame.index[0] < self.min_train + timedelta(days=1):
+            note = f"aurora: naive forecast until {self.min_train.days} days of history exist"
+            if note not in self.notes:
+                self.notes.append(note)
+            return self.naive.forecast(now, index)
+        if self.models is None or now - self.trained_at >= self.retrain:
+            self._train(now)
+        covered = self.current is not None and index[-1] in self.current.index
+        if self.issued_at is None or now - self.issued_at >= self.every or not covered:
+            recent = self.frame.loc[(self.frame.index >= now - timedelta(days=HISTORY_DAYS_NEEDED)) & (self.frame.index < now)]
+            w = None
+            if self.weather is not None:
+                w = self.weather.loc[(self.weather.index >= now) & (self.weather.index < now + self.horizon + timedelta(hours=3))]
+            t0 = time.perf_counter()
+            self.current = self.models.forecast(now, self.horizon, w, recent)
+            self.forecast_s.append(time.perf_counter() - t0)
+            self.issued_at = now
+        fc = self.current.reindex(index)
+        return (np.nan_to_num(fc["load_p50_kw"].to_numpy(dtype=float)),
+                np.nan_to_num(fc["pv_p50_kw"].to_numpy(dtype=float)))
+
+
+def make_forecaster(kind: ForecastKind, frame: pd.DataFrame, site: SiteConfig, act: Actuals, **kwargs) -> Forecaster:
+    if kind == "perfect":
+        return PerfectForecast(frame)
+    if kind == "naive":
+        return NaiveForecast(frame)
+    if kind == "aurora":
+        return AuroraForecast(frame, site, **kwargs)
+    raise ValueError(f"--forecast: unknown kind {kind!r} (perfect, naive or aurora)")
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def stderr_progress(label: str) -> Progress:
+    """A simple progress bar on stderr (redrawn in place on a terminal, every 5 % otherwise)."""
+    state = {"last": -1, "t0": time.perf_counter()}
+    tty = sys.stderr.isatty()
+
+    def show(done: int, total: int, what: str) -> None:
+        frac = done / max(total, 1)
+        pct = int(frac * 100)
+        if not tty and pct // 5 == state["last"] // 5 and done != total:
+            return
+        state["last"] = pct
+        elapsed = time.perf_counter() - state["t0"]
+        eta = elapsed / frac - elapsed if frac > 0 else 0.0
+        bar = "#" * int(frac * 30)
+        line = f"{label} [{bar:<30}] {pct:3d}% {what} {elapsed:5.0f}s eta {eta:5.0f}s"
+        sys.stderr.write(("\r" + line) if tty else (line + "\n"))
+        if tty and done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def daily_costs(flows: pd.DataFrame, prices: pd.DataFrame, site: SiteConfig) -> dict[date, float]:
+    """Money per local day (capacity charge increments attributed to the day that caused them)."""
+    out: dict[date, float] = {}
+    dates = np.asarray(flows.index.tz_convert(site.tz).date)
+    imports = flows["import_kw"]
+    for d in pd.unique(dates):
+        sel = dates == d
+        part = flows.loc[sel]
+        state = capacity_state_before(imports, part.index[0], site)
+        out[d] = money(plan_cost(part, prices.loc[sel], site, capacity_state=state))
+    return out
+
+
+@dataclass
+class BacktestResult:
+    site_id: str
+    currency: str
+    forecast: str
+    date_from: date
+    date_to: date
+    replan_minutes: int
+    flows: pd.DataFrame
+    prices: pd.DataFrame
+    realized: CostBreakdown
+    baseline: CostBreakdown
+    self_consumption: CostBreakdown
+    oracle: CostBreakdown
+    per_day: list[dict[str, Any]]
+    runtime_s: float
+    replans: int
+    solve_s_total: float
+    fallback_plans: int
+    missing_slots: int
+    soc_end_kwh: float
+    oracle_soc_end_kwh: float
+    notes: list[str] = field(default_factory=list)
+    curves: dict[str, pd.Series] = field(default_factory=dict)
+
+    @property
+    def savings_captured_frac(self) -> float | None:
+        base, real, orc = money(self.baseline), money(self.realized), money(self.oracle)
+        if abs(base - orc) < 1e-9:
+            return None
+        return (base - real) / (base - orc)
+
+    def to_dict(self) -> dict[str, Any]:
+        def r(x: float) -> float:
+            return round(float(x), 6)
+
+        frac = self.savings_captured_frac
+        return {
+            "site_id": self.site_id, "currency": self.currency, "forecast": self.forecast,
+            "from": self.date_from.isoformat(), "to": self.date_to.isoformat(), "days": len(self.per_day),
+            "replan_minutes": self.replan_minutes,
+            "realized_cost": r(money(self.realized)), "baseline_cost": r(money(self.baseline)),
+            "self_consumption_cost": r(money(self.self_consumption)), "oracle_cost": r(money(self.oracle)),
+            "savings_captured_frac": None if frac is None else round(frac, 6),
+            "realized_import_kwh": r(self.realized.import_kwh), "realized_export_kwh": r(self.realized.export_kwh),
+            "realized_capacity_cost": r(self.realized.capacity_cost), "realized_wear_cost": r(self.realized.wear_cost),
+            "oracle_capacity_cost": r(self.oracle.capacity_cost),
+            "soc_end_kwh": r(self.soc_end_kwh), "oracle_soc_end_kwh": r(self.oracle_soc_end_kwh),
+            "replans": self.replans, "fallback_plans": self.fallback_plans,
+            "solve_s_total": round(self.solve_s_total, 3), "missing_slots": self.missing_slots,
+            "runtime_s": round(self.runtime_s, 3), "notes": self.notes, "per_day": self.per_day,
+        }
+
+
+def run_backtest(
+    frame: pd.DataFrame,
+    site: SiteConfig,
+    date_from: date,
+    date_to: date,
+    forecast: ForecastKind = "perfect",
+    replan_minutes: int = 60,
+    soc_kwh: float | None = None,
+    progress: Progress | None = None,
+    forecast_kwargs: dict[str, Any] | None = None,
+) -> BacktestResult:
+    """Closed-loop MPC over the local days ``date_from`` .. ``date_to`` (inclusive); see module doc."""
+    from shared.optimize import PlanInputs, solve_plan
+    from shared.optimize.fallback import self_consumption_plan
+    from shared.optimize.inputs import apply_strategy
+
+    t_start = time.perf_counter()
+    if replan_minutes <= 0 or replan_minutes % 15:
+        raise ValueError(f"--replan-minutes must be a positive multiple of 15, got {replan_minutes}")
+    had_deferrable = bool(site.water_heaters or site.evs)
+    site = battery_pv_site(site)
+    b = site.battery
+    if b is None:
+        raise ValueError("the site has no battery: nothing to backtest (add battery: to the site YAML)")
+    index = range_index(site, date_from, date_to)
+    act = actuals(frame, site, index)
+    data_end = frame.index[-1] + SLOT
+    forecaster = make_forecaster(forecast, frame, site, act, **(forecast_kwargs or {}))
+    step_slots = replan_minutes // 15
+    soc0 = b.reserve_soc_kwh if soc_kwh is None else float(soc_kwh)
+    soc = soc0
+    parts: list[pd.DataFrame] = []
+    imports = pd.Series(dtype=float)
+    previous: pd.Series | None = None
+    replans = fallbacks = 0
+    solve_s = 0.0
+    n = len(index)
+    horizon = pd.Timedelta(hours=site.planner.horizon_hours)
+    for k0 in range(0, n, step_slots):
+        now = index[k0]
+        end = min(prices_known_until(now, site), now + horizon, data_end)
+        plan_index = pd.date_range(now, end, freq=SLOT, inclusive="left")
+        window = frame.reindex(plan_index)
+        prices = price_curve_from_data(window, site)
+        load_fc, pv_fc = forecaster.forecast(now, plan_index)
+        state = capacity_state_before(imports, now, site) if site.tariff.capacity.enabled else None
+        inputs = PlanInputs(index=plan_index, load_kw=load_fc, pv_kw=pv_fc, prices=prices, soc_kwh=soc,
+                            capacity_state=state, previous_battery_kw=previous)
+        t0 = time.perf_counter()
+        plan = solve_plan(inputs, site)
+        solve_s += time.perf_counter() - t0
+        replans += 1
+        fallbacks += int(plan.fallback)
+        k1 = min(k0 + step_slots, n)
+        executed = plan.slots.iloc[: k1 - k0]
+        flows = replay(executed, act.load_kw[k0:k1], act.pv_kw[k0:k1], site, soc)
+        soc = float(flows["soc_kwh"].iloc[-1])
+        parts.append(flows)
+        if site.tariff.capacity.enabled:
+            # only the running billing period matters (at most a month of slots)
+            keep = imports[imports.index >= now - pd.Timedelta(days=32)] if len(imports) else imports
+            imports = pd.concat([keep, flows["import_kw"]]) if len(keep) else flows["import_kw"]
+        previous = (plan.slots["charge_kw"] - plan.slots["discharge_kw"]).iloc[k1 - k0:]
+        if progress:
+            progress(k1, n, now.tz_convert(site.tz).strftime("%Y-%m-%d %H:%M"))
+    flows = pd.concat(parts)
+    realized = plan_cost(flows, act.prices, site)
+
+    base_flows = no_battery_flows(act.load_kw, act.pv_kw, index, site)
+    baseline = plan_cost(base_flows, act.prices, site)
+    sc_inputs = PlanInputs(index=index, load_kw=act.load_kw, pv_kw=act.pv_kw, prices=act.prices, soc_kwh=soc0)
+    sc_flows = self_consumption_plan(apply_strategy(sc_inputs, site)[0], site)
+    self_consumption = plan_cost(sc_flows, act.prices, site)
+    orc = oracle_range(frame, site, date_from, date_to, soc_kwh=soc0)
+
+    per_day = []
+    days_real = daily_costs(flows, act.prices, site)
+    days_base = daily_costs(base_flows, act.prices, site)
+    days_sc = daily_costs(sc_flows, act.prices, site)
+    days_orc = {d.day: d.oracle_cost for d in orc.days}
+    soc_end_by_day = flows["soc_kwh"].groupby(np.asarray(flows.index.tz_convert(site.tz).date)).last()
+    for d in days_real:
+        per_day.append({
+            "date": d.isoformat(), "realized_cost": round(days_real[d], 6), "baseline_cost": round(days_base[d], 6),
+            "self_consumption_cost": round(days_sc[d], 6), "oracle_cost": round(days_orc.get(d, float("nan")), 6),
+            "soc_end_kwh": round(float(soc_end_by_day[d]), 4),
+        })
+    notes = list(forecaster.notes) + list(orc.notes)
+    if had_deferrable:
+        notes.append("water heaters/EVs not modelled (the measured load already contains them)")
+    if isinstance(forecaster, AuroraForecast) and forecaster.train_s:
+        notes.append(f"aurora: trained {len(forecaster.train_s)} times ({sum(forecaster.train_s):.1f} s), "
+                     f"{len(forecaster.forecast_s)} forecasts ({sum(forecaster.forecast_s):.1f} s)")
+    curves = {
+        "realized": pd.Series(list(days_real.values()), index=list(days_real.keys())).cumsum(),
+        "baseline": pd.Series(list(days_base.values()), index=list(days_base.keys())).cumsum(),
+        "self_consumption": pd.Series(list(days_sc.values()), index=list(days_sc.keys())).cumsum(),
+        "oracle": pd.Series(list(days_orc.values()), index=list(days_orc.keys())).cumsum(),
+    }
+    return BacktestResult(
+        site_id=site.site_id, currency=site.tariff.currency, forecast=forecast, date_from=date_from, date_to=date_to,
+        replan_minutes=replan_minutes, flows=flows, prices=act.prices, realized=realized, baseline=baseline,
+        self_consumption=self_consumption, oracle=orc.cost, per_day=per_day, runtime_s=time.perf_counter() - t_start,
+        replans=replans, solve_s_total=solve_s, fallback_plans=fallbacks, missing_slots=act.missing_slots,
+        soc_end_kwh=soc, oracle_soc_end_kwh=orc.days[-1].soc_end_kwh, notes=notes, curves=curves,
+    )
+
+
+def parse_date(text: str) -> date:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").date()
+    except ValueError:
+        raise ValueError(f"not a date (YYYY-MM-DD): {text!r}") from None
