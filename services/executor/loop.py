@@ -432,12 +432,15 @@ class ExecutorLoop:
         self._stopping = False
         self._aio = asyncio.get_running_loop()
         while not self._stopping:
+            # Cleared before the tick: a plan, command or stop() arriving during it wakes the next one.
+            self._wake.clear()
             try:
                 await self.tick()
             except Exception:  # the loop must survive anything a tick throws
                 log.exception("executor tick failed")
+            if self._stopping:
+                break
             wait_s = self.clock.wall_seconds(self.tick_s) if hasattr(self.clock, "wall_seconds") else self.tick_s
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=max(wait_s, 0.0))
             except asyncio.TimeoutError:
