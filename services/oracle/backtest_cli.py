@@ -1,0 +1,101 @@
+"""``darkstar backtest``: closed-loop replay of the planner over recorded history.
+
+    darkstar backtest --site SITE.yaml --data FILE.csv --from DATE --to DATE
+        --forecast perfect|naive|aurora [--replan-minutes 60] [--json] [--plot out.png]
+
+Progress goes to stderr; with ``--json`` one JSON document goes to stdout (money in the
+site currency). Logic: :mod:`shared.backtest`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--site", type=Path, required=True, help="site YAML file")
+    parser.add_argument("--data", type=Path, required=True, help="recorded site data CSV (.gz)")
+    parser.add_argument("--from", dest="date_from", required=True, help="first local day, YYYY-MM-DD")
+    parser.add_argument("--to", dest="date_to", required=True, help="last local day (inclusive), YYYY-MM-DD")
+    parser.add_argument("--forecast", choices=("perfect", "naive", "aurora"), default="perfect")
+    parser.add_argument("--replan-minutes", type=int, default=60, help="minutes between replans (multiple of 15)")
+    parser.add_argument("--soc-kwh", type=float, default=None, help="battery energy at the start (default: reserve)")
+    parser.add_argument("--retrain-days", type=int, default=7, help="aurora: days between retrainings")
+    parser.add_argument("--forecast-every-hours", type=int, default=6, help="aurora: hours between forecast issues")
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    parser.add_argument("--plot", type=Path, default=None, help="write a PNG: cumulative cost per strategy and SoC")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def plot_backtest(result, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 7), sharex=False)
+    for name, curve in result.curves.items():
+        ax1.plot(list(curve.index), curve.to_numpy(), label=name.replace("_", " "))
+    ax1.set_ylabel(f"cumulative cost ({result.currency})")
+    ax1.set_title(f"{result.site_id}: backtest {result.date_from}..{result.date_to}, forecast {result.forecast}")
+    ax1.legend()
+    ax1.grid(alpha=0.3)
+    flows = result.flows
+    ax2.plot(flows.index, flows["soc_kwh"], lw=0.7, label="SoC (kWh)")
+    ax2.set_ylabel("SoC (kWh)")
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _summary(doc: dict) -> str:
+    cur = doc["currency"]
+    frac = doc["savings_captured_frac"]
+    lines = [
+        f"{doc['site_id']} {doc['from']}..{doc['to']} ({doc['days']} days), forecast {doc['forecast']}, "
+        f"replan every {doc['replan_minutes']} min ({doc['replans']} plans, {doc['fallback_plans']} fallbacks)",
+        f"  baseline (no battery) {doc['baseline_cost']:10.2f} {cur}",
+        f"  self-consumption      {doc['self_consumption_cost']:10.2f} {cur}",
+        f"  MPC (realized)        {doc['realized_cost']:10.2f} {cur}",
+        f"  oracle                {doc['oracle_cost']:10.2f} {cur}",
+        "  savings captured      " + ("n/a (the oracle saves nothing)" if frac is None else f"{frac * 100:9.1f} %"),
+        f"  runtime {doc['runtime_s']:.1f} s (solver {doc['solve_s_total']:.1f} s)",
+    ]
+    lines += [f"note: {n}" for n in doc["notes"]]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from shared.backtest import parse_date, run_backtest, stderr_progress
+    from shared.config import ConfigError, load_site_config
+    from shared.optimize.inputs import PlanInputError
+    from shared.sitedata import SiteDataError, load_site_data
+    from shared.tariff import PriceError
+
+    try:
+        site = load_site_config(args.site)
+        data = load_site_data(args.data)
+        date_from, date_to = parse_date(args.date_from), parse_date(args.date_to)
+        kwargs = {}
+        if args.forecast == "aurora":
+            kwargs = {"retrain_days": args.retrain_days, "forecast_every_hours": args.forecast_every_hours}
+        result = run_backtest(
+            data.frame, site, date_from, date_to, forecast=args.forecast, replan_minutes=args.replan_minutes,
+            soc_kwh=args.soc_kwh, progress=None if args.quiet else stderr_progress("backtest"), forecast_kwargs=kwargs,
+        )
+    except (ConfigError, SiteDataError, PlanInputError, PriceError, ValueError) as err:
+        print(f"darkstar backtest: {err}", file=sys.stderr)
+        return 2
+    doc = result.to_dict()
+    if args.plot:
+        plot_backtest(result, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(doc))
+    else:
+        print(_summary(doc))
+    return 0
