@@ -289,3 +289,40 @@ def test_shadow_mode_decides_and_logs_but_never_writes(make_rig, broker_mqtt) ->
     assert states[-1].shadow
     wait_for(lambda: len(r.log_rows()) > len(rows) + 3)
     assert r.sim.writes == [] and r.sim.command.mode == 0
+
+
+def test_readyz_is_honest_about_the_inverter_and_recovers(make_rig, broker_mqtt) -> None:
+    if not broker_mqtt["embedded"]:
+        pytest.skip("broker-independent: run once")
+    r = make_rig()
+    client = TestClient(r.service.build_app())
+    plan = charge_plan(r.site.site_id, charge_kw=2.0)
+    r.publish("plan", encode(plan))
+    wait_for(lambda: client.get("/readyz").status_code == 200)
+
+    r.simt.call(r.sim.stop())  # the inverter drops off the network
+    body = wait_for(lambda: (resp := client.get("/readyz")).status_code == 503 and resp.json())
+    assert body["executor"]["inverter"].startswith("unreachable")
+    errors = wait_for(lambda: [e for e in r.messages("events/error") if e.what == "executor/modbus_unreachable"])
+    assert errors[0].who == "executor"
+
+    r.simt.call(r.sim.start())  # back on the same address: commands written again, ready again
+    wait_for(lambda: client.get("/readyz").status_code == 200)
+    wait_for(lambda: r.sim.command.mode == 1 and r.sim.command.power_w == 2000)
+
+
+def test_a_site_without_battery_runs_without_a_control_loop(tmp_path: Path, broker_mqtt) -> None:
+    if not broker_mqtt["embedded"]:
+        pytest.skip("broker-independent: run once")
+    site = make_site(tmp_path, broker_mqtt, battery=None)
+    service = ExecutorService(site)
+    service.start()
+    try:
+        assert service.mqtt.wait_connected(10)
+        client = TestClient(service.build_app())
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "no battery" in ready.json()["executor"]["control_loop"]
+        refused = client.post("/admin/command/force_charge", json={"ttl_s": 60}, headers=TOKEN)
+        assert refused.status_code == 400 and "no battery" in refused.json()["detail"]
+    finally:
+        service.stop()
