@@ -123,7 +123,8 @@ class AuroraForecast(Forecaster):
     name = "aurora"
 
     def __init__(self, frame: pd.DataFrame, site: SiteConfig, retrain_days: int = 7, forecast_every_hours: int = 6,
-                 max_train_days: int = 365, min_train_days: int = 14, horizon_hours: int = 48) -> None:
+                 max_train_days: int = 120, min_train_days: int = 14, horizon_hours: int = 48,
+                 train_kwargs: dict[str, Any] | None = None) -> None:
         super().__init__()
         from shared.forecast.evaluate import weather_from_forecast_columns
 
@@ -143,6 +144,8 @@ class AuroraForecast(Forecaster):
         self.train_s: list[float] = []
         self.forecast_s: list[float] = []
         self.model_ids: list[str] = []
+        # lighter than the forecaster's nightly training so a year of weekly retraining stays in minutes
+        self.train_kwargs = {"issue_hours_local": (0, 12), "num_rounds": 120, "row_stride": 4, **(train_kwargs or {})}
         if self.weather is None:
             self.notes.append("aurora: no *_fc24h weather forecast columns; fallback models (calendar, lags, clear sky)")
 
@@ -153,9 +156,7 @@ class AuroraForecast(Forecaster):
         hist = self.frame.loc[(self.frame.index >= lo) & (self.frame.index < now)]
         w = None if self.weather is None else self.weather.loc[(self.weather.index >= lo) & (self.weather.index < now)]
         t0 = time.perf_counter()
-        hours = tuple(sorted({(h * int(self.every.total_seconds() // 3600)) % 24
-                              for h in range(max(1, 24 // max(1, int(self.every.total_seconds() // 3600))))}))
-        self.models = ForecastModels.train(hist, w, self.site, issue_hours_local=hours[:4])
+        self.models = ForecastModels.train(hist, w, self.site, **self.train_kwargs)
         self.train_s.append(time.perf_counter() - t0)
         self.model_ids.append(self.models.model_id)
         self.trained_at = now

@@ -37,6 +37,14 @@ from shared.tariff import price_curve_from_data
 Progress = Callable[[int, int, str], None]
 
 
+def oracle_site(site: SiteConfig) -> SiteConfig:
+    """:func:`battery_pv_site` without the planner's anti-flip-flop costs: hindsight has nothing to
+    be stable against, so the oracle minimises money only."""
+    site = battery_pv_site(site)
+    planner = site.planner.model_copy(update={"setpoint_change_cost_per_kw": 0.0, "mode_switch_cost": 0.0})
+    return site.model_copy(update={"planner": planner})
+
+
 def battery_pv_site(site: SiteConfig) -> SiteConfig:
     """The site as the oracle and backtest model it: battery and PV (see module doc)."""
     if not site.water_heaters and not site.evs:
@@ -124,7 +132,7 @@ def oracle_day(frame: pd.DataFrame, site: SiteConfig, day: date, soc_kwh: float 
     """The perfect-hindsight plan of one local day, replayed and priced."""
     from shared.optimize import PlanInputs, solve_plan
 
-    site = battery_pv_site(site)
+    site = oracle_site(site)
     index = local_day_slots(day, site.tz)
     act = actuals(frame, site, index)
     b = site.battery
@@ -176,7 +184,7 @@ def oracle_range(frame: pd.DataFrame, site: SiteConfig, date_from: date, date_to
                  soc_kwh: float | None = None, progress: Progress | None = None) -> OracleRun:
     """Daily oracle problems from ``date_from`` to ``date_to`` (inclusive), SoC carried day to day."""
     t0 = time.perf_counter()
-    site = battery_pv_site(site)
+    site = oracle_site(site)
     days: list[OracleDay] = []
     soc = soc_kwh
     imports: list[pd.Series] = []
