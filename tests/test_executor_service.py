@@ -135,6 +135,25 @@ def make_rig(tmp_path: Path, broker_mqtt: dict[str, Any]) -> Iterator[Any]:
         rig.watcher.close()
         rig.simt.stop()
         rig.store.close()
+        if not broker_mqtt["embedded"]:
+            clear_retained(broker_mqtt, rig.site.site_id)
+
+
+def clear_retained(broker: dict[str, Any], site_id: str) -> None:
+    """Leave the machine's Mosquitto as found: drop this test site's retained state and discovery."""
+    node = f"darkstar_{site_id.replace('-', '_')}"
+    watchers = [Watcher(broker["host"], broker["port"], f"darkstar/{site_id}/#"),
+                Watcher(broker["host"], broker["port"], f"homeassistant/+/{node}/+/config")]
+    try:
+        wait_for(lambda: all(w.messages for w in watchers), timeout_s=5)
+        for w in watchers:
+            with w.lock:
+                topics = {t for t, p, retained in w.messages if retained and p}
+            for topic_name in topics:
+                w.publish(topic_name, b"", retain=True)
+    finally:
+        for w in watchers:
+            w.close()
 
 
 def plan_msg(site_id: str, slots: list[PlanSlot], created: datetime = START, valid_hours: float = 12.0) -> PlanMsg:
