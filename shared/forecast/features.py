@@ -27,6 +27,10 @@ WEATHER_COLUMNS = ("temp_c", "ghi_wm2", "dni_wm2", "dhi_wm2", "cloud_cover_pct")
 IRRADIANCE_COLUMNS = ("ghi_wm2", "dni_wm2", "dhi_wm2")
 CONTEXT_COLUMNS = ("away", "vacation")
 MEAN_DAYS = 7
+# The measured PV's clock may be offset from the sun (e.g. data logged in local clock time with DST
+# but labelled with a fixed offset). The offset is read from the last days before each issue time.
+SUN_SHIFT_MAX = 8  # slots (2 h)
+SUN_SHIFT_WINDOW = 7 * 24 * SLOTS_PER_HOUR
 HISTORY_DAYS_NEEDED = 15  # enough for every lag (2 weeks back) at a 48 h horizon
 
 
@@ -54,6 +58,8 @@ class Grid:
     load_kw: np.ndarray
     pv_kw: np.ndarray
     columns: dict[str, np.ndarray]
+    # sun geometry and clear-sky PV on the grid extended by SUN_SHIFT_MAX slots at both ends
+    sun: dict[str, np.ndarray] | None = None
 
     def position(self, ts: pd.Timestamp) -> int:
         offset = (pd.Timestamp(ts).tz_convert(UTC) - self.index[0]) / SLOT
@@ -83,6 +89,13 @@ def prepare_grid(
     cols["zenith_deg"] = geometry["zenith_deg"].to_numpy()
     cols["azimuth_deg"] = geometry["azimuth_deg"].to_numpy()
     cols["cs_kw"] = pv_physical_kw(pv, geometry, None).to_numpy()
+    ext_index = pd.date_range(start - SLOT * SUN_SHIFT_MAX, end + SLOT * SUN_SHIFT_MAX, freq=SLOT, inclusive="left", tz=UTC)
+    ext_geo = solar_geometry(ext_index, location)
+    sun = {
+        "zenith_deg": ext_geo["zenith_deg"].to_numpy(),
+        "azimuth_deg": ext_geo["azimuth_deg"].to_numpy(),
+        "cs_kw": pv_physical_kw(pv, ext_geo, None).to_numpy(),
+    }
     if weather is not None and not weather.empty:
         # Tolerate one extra slot of weather after `end` for the shift.
         w_index = pd.date_range(start, end + SLOT * (abs(weather_shift_slots) + 1), freq=SLOT, tz=UTC)
@@ -100,9 +113,9 @@ def prepare_grid(
             cols[col] = obs[col].to_numpy(dtype=float)
     local = index.tz_convert(location.tz)
     cols["slot_of_day"] = (local.hour * SLOTS_PER_HOUR + local.minute // 15).to_numpy(dtype=float)
-    dow = local.dayofweek.to_numpy()
+    dow = local.day_of_week.to_numpy()
     cols["dow"] = dow.astype(float)
-    cols["doy"] = local.dayofyear.to_numpy(dtype=float)
+    cols["doy"] = local.day_of_year.to_numpy(dtype=float)
     years = tuple(sorted(set(local.year.tolist())))
     hol = _holiday_dates(location.country, years)
     is_hol = np.fromiter((d in hol for d in local.date), dtype=bool, count=len(local))
@@ -111,7 +124,43 @@ def prepare_grid(
     cols["daytype"] = np.where(is_hol | (dow == 6), 2.0, np.where(dow == 5, 1.0, 0.0))
     load = obs["load_kw"].to_numpy(dtype=float) if "load_kw" in obs.columns else np.full(len(index), np.nan)
     pvv = obs["pv_kw"].to_numpy(dtype=float) if "pv_kw" in obs.columns else np.full(len(index), np.nan)
-    return Grid(index=index, load_kw=load, pv_kw=pvv, columns=cols)
+    return Grid(index=index, load_kw=load, pv_kw=pvv, columns=cols, sun=sun)
+
+
+def sun_shifts(grid: Grid, issue_pos: np.ndarray, window: int = SUN_SHIFT_WINDOW) -> np.ndarray:
+    """Per issue time, the shift k (slots) for which clear-sky PV at t + k best correlates with the
+    PV measured in the ``window`` slots before the issue (0 when there is too little to tell)."""
+    n = len(grid.index)
+    pv = grid.pv_kw
+    ok = np.isfinite(pv)
+    pv0 = np.where(ok, pv, 0.0)
+    ends = np.clip(np.asarray(issue_pos, dtype=np.int64), 0, n)
+    starts = np.clip(ends - window, 0, n)
+
+    def wsum(x: np.ndarray) -> np.ndarray:
+        c = np.concatenate([[0.0], np.cumsum(x)])
+        return c[ends] - c[starts]
+
+    cnt = wsum(ok.astype(float))
+    s_p, s_pp = wsum(pv0), wsum(pv0 * pv0)
+    best = np.zeros(len(ends), dtype=np.int64)
+    best_corr = np.full(len(ends), -np.inf)
+    base_corr = None
+    for k in range(-SUN_SHIFT_MAX, SUN_SHIFT_MAX + 1):
+        cs = grid.sun["cs_kw"][SUN_SHIFT_MAX + k : SUN_SHIFT_MAX + k + n] * ok
+        s_c, s_cc, s_pc = wsum(cs), wsum(cs * cs), wsum(pv0 * cs)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cov = s_pc - s_p * s_c / cnt
+            corr = cov / np.sqrt((s_pp - s_p**2 / cnt) * (s_cc - s_c**2 / cnt))
+        corr = np.where(np.isfinite(corr), corr, -np.inf)
+        if k == 0:
+            base_corr = corr
+        better = corr > best_corr + 1e-9
+        best[better], best_corr[better] = k, corr[better]
+    # keep 0 unless the shift is clearly better (noise must not move the sun)
+    unclear = (cnt < window * 0.5) | ~np.isfinite(best_corr) | (best_corr - base_corr < 0.005)
+    best[unclear] = 0
+    return best
 
 
 def _take(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -137,14 +186,19 @@ def _window_mean(values: np.ndarray, ends: np.ndarray, length: int, min_frac: fl
         return np.where(count >= min_frac * length, total / count, np.nan)
 
 
-def _pv_ratio(grid: Grid, ends: np.ndarray, length: int) -> np.ndarray:
+def _pv_ratio(grid: Grid, ends: np.ndarray, length: int, shifts: np.ndarray) -> np.ndarray:
     """Measured PV energy / clear-sky PV energy over [end - length, end), over slots with data."""
     pv = grid.pv_kw
-    cs = grid.columns["cs_kw"]
+    n = len(grid.index)
     both = np.isfinite(pv)
     pv_sum, _ = _window_stats(np.where(both, pv, np.nan), ends, length)
-    cs_sum, _ = _window_stats(np.where(both, cs, np.nan), ends, length)
-    cs_total, _ = _window_stats(cs, ends, length)
+    cs_sum = np.zeros(len(ends))
+    cs_total = np.zeros(len(ends))
+    for k in np.unique(shifts):
+        sel = shifts == k
+        cs = grid.sun["cs_kw"][SUN_SHIFT_MAX + k : SUN_SHIFT_MAX + k + n]
+        cs_sum[sel] = _window_stats(np.where(both, cs, np.nan), ends[sel], length)[0]
+        cs_total[sel] = _window_stats(cs, ends[sel], length)[0]
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = pv_sum / cs_sum
     # Too little of the window's sunshine observed -> unknown, not a guess.
@@ -179,8 +233,13 @@ def build_rows(grid: Grid, issue_pos: np.ndarray, n_steps: int) -> pd.DataFrame:
     days_back = hh // SLOTS_PER_DAY + 1  # most recent whole-day lag that is before the issue
     c = grid.columns
     rows: dict[str, np.ndarray] = {"issue_pos": ii, "horizon_h": hh / SLOTS_PER_HOUR, "pos": pp}
-    for name in ("slot_of_day", "dow", "doy", "holiday", "daytype", "zenith_deg", "azimuth_deg", "cs_kw"):
+    for name in ("slot_of_day", "dow", "doy", "holiday", "daytype"):
         rows[name] = _take(c[name], pp)
+    shifts = sun_shifts(grid, issue_pos)
+    kk = np.repeat(shifts, n_steps)
+    for name in ("zenith_deg", "azimuth_deg", "cs_kw"):
+        rows[name] = _take(grid.sun[name], pp + kk + SUN_SHIFT_MAX)
+    rows["sun_shift_slots"] = kk.astype(float)
     for name in (*WEATHER_COLUMNS, "phys_kw"):
         if name in c:
             rows[name] = _take(c[name], pp)
@@ -215,15 +274,21 @@ def build_rows(grid: Grid, issue_pos: np.ndarray, n_steps: int) -> pd.DataFrame:
     lvl3 = _window_mean(load, issue_only, 3 * SLOTS_PER_HOUR)
     lvl24 = _window_mean(load, issue_only, SLOTS_PER_DAY)
     lvl7d = _window_mean(load, issue_only, 7 * SLOTS_PER_DAY)
-    r1 = _pv_ratio(grid, issue_only, SLOTS_PER_DAY)
-    r3 = _pv_ratio(grid, issue_only, 3 * SLOTS_PER_DAY)
+    r1 = _pv_ratio(grid, issue_only, SLOTS_PER_DAY, shifts)
+    r3 = _pv_ratio(grid, issue_only, 3 * SLOTS_PER_DAY, shifts)
     rows["load_level_3h"] = np.repeat(lvl3, n_steps)
     rows["load_level_24h"] = np.repeat(lvl24, n_steps)
     rows["load_level_7d"] = np.repeat(lvl7d, n_steps)
     rows["pv_ratio_1d"] = np.repeat(r1, n_steps)
     rows["pv_ratio_3d"] = np.repeat(r3, n_steps)
-    rows["pv_ratio_7d"] = np.repeat(_pv_ratio(grid, issue_only, 7 * SLOTS_PER_DAY), n_steps)
+    rows["pv_ratio_7d"] = np.repeat(_pv_ratio(grid, issue_only, 7 * SLOTS_PER_DAY, shifts), n_steps)
     rows["daylight"] = (rows["zenith_deg"] < 90.0).astype(float)
+    # the same-slot history as clear-sky indices: adapts to orientation and shading per time of day
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cs_ok = np.where(rows["cs_kw"] > 0.01, rows["cs_kw"], np.nan)
+        rows["pv_lag_index"] = np.clip(rows["pv_lag_day"] / cs_ok, 0.0, 3.0)
+        rows["pv_med7_index"] = np.clip(rows["pv_med7"] / cs_ok, 0.0, 3.0)
+        rows["pv_p90_7_index"] = np.clip(rows["pv_p90_7"] / cs_ok, 0.0, 3.0)
     frame = pd.DataFrame(rows)
     frame.index = grid.index[np.clip(pp, 0, len(grid.index) - 1)]
     return frame

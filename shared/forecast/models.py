@@ -50,8 +50,9 @@ LOAD_BASE_FEATURES = [
 ]
 PV_BASE_FEATURES = [
     "slot_of_day", "horizon_h", "zenith_deg", "azimuth_deg", "cs_kw", "base_kw",
-    "pv_ratio_1d", "pv_ratio_3d", "pv_ratio_7d", "pv_lag_day", "pv_mean7", "pv_p10_7", "pv_p90_7", "pv_med7",
+    "pv_ratio_1d", "pv_ratio_3d", "pv_ratio_7d", "pv_lag_day", "pv_mean7", "pv_p10_7", "pv_p90_7", "pv_med7", "pv_lag_index", "pv_med7_index", "pv_p90_7_index",
 ]
+WEATHER_MARGIN_FRAC = 0.03  # a weather model must beat the fallback by 3 % on held-back data
 SHIFT_CANDIDATES = tuple(range(-8, 9, 2))  # weather label conventions up to +-2 h
 
 
@@ -105,9 +106,9 @@ class ForecastModels:
         issue_hours_local: tuple[int, ...] = (0, 12),
         horizon_hours: int = 48,
         calibration_days: int = 14,
-        num_rounds: int = 120,
+        num_rounds: int = 200,
         refit: bool = False,
-        row_stride: int = 2,
+        row_stride: int = 3,
     ) -> ForecastModels:
         """Train on ``history`` (15-min UTC grid: load_kw, pv_kw, optional away/vacation) and the
         weather for the same slots (forecasts preferably; ``None`` -> fallback models only).
@@ -146,12 +147,15 @@ class ForecastModels:
         context = [c for c in CONTEXT_COLUMNS if c in rows.columns]
         w_cols = [c for c in WEATHER_COLUMNS if c in rows.columns]
 
-        def fit(features: list[str], frame: pd.DataFrame, target: np.ndarray, rounds: int) -> QuantileModel:
+        def fit(features: list[str], frame: pd.DataFrame, target: np.ndarray, rounds: int,
+                scale: np.ndarray | None = None) -> QuantileModel:
             ok = np.isfinite(target)
             cal = frame["_cal"].to_numpy()
             x, y = frame.loc[ok & ~cal], target[ok & ~cal]
             xc, yc = frame.loc[ok & cal], target[ok & cal]
-            return QuantileModel(features=features, num_rounds=rounds).fit(x, y, xc, yc, refit=refit)
+            cal_scale = None if scale is None else scale[ok & cal]
+            return QuantileModel(features=features, num_rounds=rounds).fit(x, y, xc, yc, refit=refit,
+                                                                           cal_scale=cal_scale)
 
         rows = rows.assign(_cal=is_cal)
         rows = rows.reset_index(drop=True)
@@ -167,15 +171,21 @@ class ForecastModels:
         pv_fb = pv_w = None
         if site.pv.arrays:
             day = rows.loc[rows["daylight"] > 0]
-            base_fb = _fallback_base(day, default_ratio)
-            fb_rows = day.assign(base_kw=base_fb)
-            pv_fb = fit(PV_BASE_FEATURES, fb_rows, (day["pv_kw"] - base_fb).to_numpy(), num_rounds)
-            if "phys_kw" in day.columns:
-                has_w = day["phys_kw"].notna().to_numpy()
-                wd = day.loc[has_w]
-                w_rows = wd.assign(base_kw=wd["phys_kw"])
-                feats = PV_BASE_FEATURES + ["phys_kw"] + [c for c in w_cols]
-                pv_w = fit(feats, w_rows, (wd["pv_kw"] - wd["phys_kw"]).to_numpy(), num_rounds)
+            # Fallback: model the clear-sky index pv / clear-sky pv (stationary over seasons and hours);
+            # the first and last minutes of daylight (tiny clear-sky power) carry no usable ratio.
+            min_cs = 0.02 * site.pv.kwp_total
+            fb = day.loc[day["cs_kw"] >= min_cs]
+            fb_rows = fb.assign(base_kw=_fallback_base(fb, default_ratio))
+            ratio_target = np.clip(fb["pv_kw"] / fb["cs_kw"], 0.0, 2.5).to_numpy()
+            pv_fb = fit(PV_BASE_FEATURES, fb_rows, ratio_target, num_rounds, scale=fb["cs_kw"].to_numpy())
+            if "phys_kw" in fb.columns:
+                # Weather model: same target, plus the physical estimate from the weather forecast
+                # (as a clear-sky index too), so it can only add what the weather really tells.
+                has_w = fb["phys_kw"].notna().to_numpy()
+                wd = fb_rows.loc[has_w]
+                w_rows = wd.assign(phys_index=wd["phys_kw"] / wd["cs_kw"])
+                feats = PV_BASE_FEATURES + ["phys_kw", "phys_index"] + [c for c in w_cols]
+                pv_w = fit(feats, w_rows, ratio_target[has_w], num_rounds, scale=wd["cs_kw"].to_numpy())
 
         models = cls(
             location=site.location, pv=site.pv, load_weather=load_w, load_fallback=load_fb, pv_weather=pv_w,
@@ -189,6 +199,7 @@ class ForecastModels:
             "train_from": first.isoformat(),
             "train_to": last.isoformat(),
             "rows": int(len(rows)),
+            "rows_with_load": int(np.isfinite(rows["load_kw"]).sum()),
             "issue_hours_local": list(issue_hours_local),
             "row_stride": row_stride,
             "calibration_days": int(min(calibration_days, int(days * 0.25))),
@@ -293,7 +304,7 @@ class ForecastModels:
         if self.pv_fallback is not None and day.any():
             d = rows.loc[day]
             base = _fallback_base(d, self.default_pv_ratio)
-            q = self.pv_fallback.predict(d.assign(base_kw=base)) + base.to_numpy()[:, None]
+            q = self.pv_fallback.predict(d.assign(base_kw=base)) * d["cs_kw"].to_numpy()[:, None]
             pv_fb[day] = True
             if self.pv_weather is not None and "phys_kw" in d.columns and not self.use_pv_weather:
                 has_w = d["phys_kw"].notna().to_numpy()
@@ -303,7 +314,8 @@ class ForecastModels:
                 has_w = d["phys_kw"].notna().to_numpy()
                 if has_w.any():
                     dw = d.loc[has_w]
-                    q[has_w] = self.pv_weather.predict(dw.assign(base_kw=dw["phys_kw"])) + dw["phys_kw"].to_numpy()[:, None]
+                    dw = dw.assign(base_kw=base[has_w], phys_index=dw["phys_kw"] / dw["cs_kw"].clip(lower=1e-6))
+                    q[has_w] = self.pv_weather.predict(dw) * dw["cs_kw"].to_numpy()[:, None]
                     pv_fb[np.flatnonzero(day)[has_w]] = False
             pv_q[day] = q
         elif not self.pv.arrays:
@@ -362,11 +374,16 @@ def _beats(weather_model: QuantileModel | None, fallback: QuantileModel | None) 
         return False
     if fallback is None or weather_model.cal_pinball is None or fallback.cal_pinball is None:
         return True
-    return weather_model.cal_pinball < fallback.cal_pinball
+    # A margin, because a weather model has more features to overfit with: real weather
+    # information shows up as a clear gain, noise as a coin flip.
+    return weather_model.cal_pinball < (1.0 - WEATHER_MARGIN_FRAC) * fallback.cal_pinball
 
 
 def _fallback_base(rows: pd.DataFrame, default_ratio: float) -> pd.Series:
-    """Clear-sky PV times the recent measured/clear-sky ratio (3 days, else 1 day, else typical)."""
+    """Clear-sky PV times the recent measured/clear-sky ratio (3 days, else 1 day, else typical).
+
+    A feature for the PV models (and the no-history estimate), not an input that is ever filled in.
+    """
     ratio = rows["pv_ratio_3d"].fillna(rows["pv_ratio_1d"]).fillna(default_ratio)
     return rows["cs_kw"] * ratio
 

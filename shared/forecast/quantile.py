@@ -38,39 +38,64 @@ class QuantileModel:
     """Three LightGBM boosters on the same features; predictions are band-calibrated and sorted."""
 
     features: list[str]
-    num_rounds: int = 120
+    num_rounds: int = 200
     params: dict = field(default_factory=dict)
     boosters: list[lgb.Booster] = field(default_factory=list)
     scale_lo: float = 1.0  # multiplies the (p50 - p10) distance, fitted on held-back data
     scale_hi: float = 1.0
     cal_pinball: float | None = None  # pinball loss on the held-back set (after calibration)
+    rounds_used: list[int] = field(default_factory=list)
 
-    def _train(self, x: pd.DataFrame, y: np.ndarray) -> list[lgb.Booster]:
+    def _train(
+        self, x: pd.DataFrame, y: np.ndarray, x_val: pd.DataFrame | None = None, y_val: np.ndarray | None = None,
+        rounds: list[int] | None = None,
+    ) -> list[lgb.Booster]:
+        """One booster per quantile; with a validation set, stop when it no longer improves
+        (small histories overfit quickly) and remember the rounds used."""
         data = lgb.Dataset(x[self.features], label=y, free_raw_data=False, params={"max_bin": 63, "verbose": -1})
+        val = None
+        if x_val is not None and y_val is not None:
+            val = lgb.Dataset(x_val[self.features], label=y_val, reference=data)
         out = []
-        for alpha in QUANTILES:
-            params = {**BASE_PARAMS, **self.params, "alpha": alpha}
-            out.append(lgb.train(params, data, num_boost_round=self.num_rounds))
+        used = []
+        for n, alpha in enumerate(QUANTILES):
+            params = {**BASE_PARAMS, **self.params, "alpha": alpha, "metric": "quantile"}
+            if val is not None:
+                b = lgb.train(params, data, num_boost_round=self.num_rounds, valid_sets=[val],
+                              callbacks=[lgb.early_stopping(40, verbose=False)])
+                used.append(max(b.best_iteration, 1))
+            else:
+                b = lgb.train(params, data, num_boost_round=rounds[n] if rounds else self.num_rounds)
+            out.append(b)
+        if used:
+            self.rounds_used = used
         return out
 
     def raw(self, x: pd.DataFrame) -> np.ndarray:
         cols = x.reindex(columns=self.features)
-        return np.column_stack([b.predict(cols, num_threads=1) for b in self.boosters])
+        return np.column_stack([
+            b.predict(cols, num_threads=1, num_iteration=b.best_iteration or None) for b in self.boosters
+        ])
 
     def fit(
         self, x: pd.DataFrame, y: np.ndarray, x_cal: pd.DataFrame | None = None, y_cal: np.ndarray | None = None,
-        refit: bool = True,
+        refit: bool = True, cal_scale: np.ndarray | None = None,
     ) -> QuantileModel:
-        """Fit; with a held-back set, calibrate the band there and (refit=True) refit on everything."""
+        """Fit; with a held-back set, calibrate the band there and (refit=True) refit on everything.
+
+        ``cal_scale`` (per held-back row) converts target units to the scored unit for ``cal_pinball``.
+        """
         if x_cal is not None and y_cal is not None and len(y_cal) >= 200:
-            self.boosters = self._train(x, y)
+            self.boosters = self._train(x, y, x_cal, y_cal)
             self.calibrate(x_cal, y_cal)
             q = self.predict(x_cal)
-            diff = y_cal[:, None] - q
+            scale = np.ones(len(y_cal)) if cal_scale is None else np.asarray(cal_scale, dtype=float)
+            # score in the unit users see (e.g. kW for a model of the clear-sky ratio)
+            diff = (y_cal * scale)[:, None] - q * scale[:, None]
             alpha = np.asarray(QUANTILES)[None, :]
             self.cal_pinball = float(np.mean(np.maximum(alpha * diff, (alpha - 1) * diff)))
             if refit:
-                self.boosters = self._train(pd.concat([x, x_cal]), np.concatenate([y, y_cal]))
+                self.boosters = self._train(pd.concat([x, x_cal]), np.concatenate([y, y_cal]), rounds=self.rounds_used)
         else:
             all_x = x if x_cal is None else pd.concat([x, x_cal])
             all_y = y if y_cal is None else np.concatenate([y, y_cal])
