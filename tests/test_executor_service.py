@@ -91,7 +91,8 @@ class Rig:
         return [decode(p) for p in self.watcher.on(f"{self.base}/{suffix}")]
 
     def publish(self, suffix: str, payload: bytes | str) -> None:
-        self.watcher.publish(f"{self.base}/{suffix}", payload.encode() if isinstance(payload, str) else payload)
+        data = payload.encode() if isinstance(payload, str) else payload
+        self.watcher.publish(f"{self.base}/{suffix}", data)
 
     def command(self, action: str, **args: Any) -> Any:
         cmd = CommandMsg(site_id=self.site.site_id, args=args)
@@ -156,7 +157,8 @@ def clear_retained(broker: dict[str, Any], site_id: str) -> None:
             w.close()
 
 
-def plan_msg(site_id: str, slots: list[PlanSlot], created: datetime = START, valid_hours: float = 12.0) -> PlanMsg:
+def plan_msg(site_id: str, slots: list[PlanSlot], created: datetime = START,
+             valid_hours: float = 12.0) -> PlanMsg:
     return PlanMsg(
         site_id=site_id, created_at=created, valid_until=START + timedelta(hours=valid_hours), slots=slots,
         cost=CostBreakdown(currency="EUR", import_cost=0.0, export_revenue=0.0, total_cost=0.0),
@@ -187,9 +189,11 @@ def test_a_plan_on_the_bus_is_followed_reported_and_logged(make_rig) -> None:
 
     # telemetry (QoS 0) reports the measured charge; the state names the plan and its mode
     telemetry = wait_for(lambda: [m for m in r.messages("telemetry") if m.battery_kw and m.battery_kw > 2.9])
-    assert isinstance(telemetry[-1], TelemetryMsg) and telemetry[-1].battery_kw == pytest.approx(3.0, abs=0.05)
+    assert isinstance(telemetry[-1], TelemetryMsg)
+    assert telemetry[-1].battery_kw == pytest.approx(3.0, abs=0.05)
     assert telemetry[-1].soc_frac is not None and telemetry[-1].soc_frac > 0.3
-    states = wait_for(lambda: [m for m in r.messages("executor/state") if m.plan_id == plan.plan_id and m.mode == "charge"])
+    states = wait_for(lambda: [m for m in r.messages("executor/state")
+                               if m.plan_id == plan.plan_id and m.mode == "charge"])
     assert isinstance(states[-1], ExecutorStateMsg) and not states[-1].shadow
 
     # observations at each slot end: 3 kW for the covered share of 15 minutes, energy balanced
@@ -215,7 +219,8 @@ def test_a_plan_on_the_bus_is_followed_reported_and_logged(make_rig) -> None:
                              and row["measured_battery_kw"] and row["measured_battery_kw"] > 2.9])
     row = rows[-1]
     assert row["mode"] == "charge" and row["planned_mode"] == "charge" and row["success"]
-    assert row["planned_battery_kw"] == pytest.approx(3.0) and row["commanded_battery_kw"] == pytest.approx(3.0)
+    assert row["planned_battery_kw"] == pytest.approx(3.0)
+    assert row["commanded_battery_kw"] == pytest.approx(3.0)
     assert row["system_id"] == "live" and row["override_kind"] is None
     detail = row["detail"] if isinstance(row["detail"], dict) else json.loads(row["detail"])
     assert detail["source"] == "plan"
@@ -236,9 +241,11 @@ def test_force_charge_over_mqtt_with_ttl_then_admin_and_home_assistant(make_rig)
     assert reply.status == "ok", reply.error
     assert reply.data["override"]["kind"] == "force_charge" and reply.data["override"]["power_kw"] == 2.0
     wait_for(lambda: r.sim.command.mode == 1 and r.sim.command.power_w == 2000)
-    wait_for(lambda: [m for m in r.messages("executor/state") if m.override and m.override.kind == "force_charge"])
+    wait_for(lambda: [m for m in r.messages("executor/state")
+                      if m.override and m.override.kind == "force_charge"])
     rows = wait_for(lambda: [row for row in r.log_rows() if row["override_kind"] == "force_charge"])
-    assert rows[-1]["commanded_battery_kw"] == pytest.approx(2.0) and rows[-1]["override_expires_at"] is not None
+    assert rows[-1]["commanded_battery_kw"] == pytest.approx(2.0)
+    assert rows[-1]["override_expires_at"] is not None
     # the TTL (30 simulated minutes = 3 s here) runs out: back to safe self-consumption
     wait_for(lambda: r.sim.command.mode == 0, timeout_s=15)
 
@@ -250,8 +257,9 @@ def test_force_charge_over_mqtt_with_ttl_then_admin_and_home_assistant(make_rig)
 
     # the same over /admin
     client = TestClient(r.service.build_app())
-    assert client.post("/admin/command/force_export", json={"ttl_s": 1800, "power_kw": 1.5}).status_code == 401
-    ok = client.post("/admin/command/force_export", json={"ttl_s": 1800, "power_kw": 1.5}, headers=TOKEN)
+    body = {"ttl_s": 1800, "power_kw": 1.5}
+    assert client.post("/admin/command/force_export", json=body).status_code == 401
+    ok = client.post("/admin/command/force_export", json=body, headers=TOKEN)
     assert ok.status_code == 200 and ok.json()["data"]["override"]["kind"] == "force_export"
     wait_for(lambda: r.sim.command.mode == 2 and r.sim.command.power_w == 1500)
     assert client.get("/state").json()["override"]["kind"] == "force_export"
@@ -260,13 +268,15 @@ def test_force_charge_over_mqtt_with_ttl_then_admin_and_home_assistant(make_rig)
     node = f"darkstar_{r.site.site_id.replace('-', '_')}"
     ha = Watcher(r.broker["host"], r.broker["port"], f"homeassistant/+/{node}/+/config")
     try:
-        cancel_cfg = json.loads(wait_for(lambda: ha.on(f"homeassistant/button/{node}/executor_cancel/config"))[-1])
+        cancel_topic = f"homeassistant/button/{node}/executor_cancel/config"
+        cancel_cfg = json.loads(wait_for(lambda: ha.on(cancel_topic))[-1])
         assert cancel_cfg["command_topic"] == f"{r.base}/cmd/executor/cancel"
         r.watcher.publish(cancel_cfg["command_topic"], cancel_cfg["payload_press"].encode())
         wait_for(lambda: r.sim.command.mode == 0)
         for sensor in ("battery_soc", "battery_power", "executor_mode", "executor_override"):
             assert ha.on(f"homeassistant/sensor/{node}/{sensor}/config")
-        switch = json.loads(wait_for(lambda: ha.on(f"homeassistant/switch/{node}/executor_paused/config"))[-1])
+        switch_topic = f"homeassistant/switch/{node}/executor_paused/config"
+        switch = json.loads(wait_for(lambda: ha.on(switch_topic))[-1])
     finally:
         ha.close()
     r.watcher.publish(switch["command_topic"], switch["payload_on"].encode())
@@ -322,7 +332,8 @@ def test_readyz_is_honest_about_the_inverter_and_recovers(make_rig, broker_mqtt)
     r.simt.call(r.sim.stop())  # the inverter drops off the network
     body = wait_for(lambda: (resp := client.get("/readyz")).status_code == 503 and resp.json())
     assert body["executor"]["inverter"].startswith("unreachable")
-    errors = wait_for(lambda: [e for e in r.messages("events/error") if e.what == "executor/modbus_unreachable"])
+    errors = wait_for(lambda: [e for e in r.messages("events/error")
+                               if e.what == "executor/modbus_unreachable"])
     assert errors[0].who == "executor"
 
     r.simt.call(r.sim.start())  # back on the same address: commands written again, ready again

@@ -140,7 +140,8 @@ class ExecutorService(Service):
         raised = {a for a in msg.alarms if a in REPORTED_ALARMS}
         for alarm in sorted(raised - self._reported_alarms):
             reason = self.loop.last_decision.reason if self.loop and self.loop.last_decision else ""
-            self.report_error(f"executor/{alarm}", f"alarm {alarm} raised; mode {msg.mode}. {reason}".strip(), None)
+            why = f"alarm {alarm} raised; mode {msg.mode}. {reason}".strip()
+            self.report_error(f"executor/{alarm}", why, None)
         self._reported_alarms = raised
 
     def _loop_error(self, who: str, what: str, why: str, excerpt: str | None = None) -> None:
@@ -185,7 +186,8 @@ class ExecutorService(Service):
         pause_switch = Entity(
             component="switch", object_id="executor_paused", name="Executor paused",
             state_topic="executor/state", command_topic="cmd/executor/pause",
-            value_template="{{ 'ON' if value_json.override and value_json.override.kind == 'pause' else 'OFF' }}",
+            value_template=("{{ 'ON' if value_json.override and value_json.override.kind == 'pause' "
+                            "else 'OFF' }}"),
             payload_on=json.dumps({**command, "args": {"paused": True}}),
             payload_off=json.dumps({**command, "args": {"paused": False}}),
             icon="mdi:pause-circle", extra={"state_on": "ON", "state_off": "OFF"},
@@ -214,7 +216,8 @@ class ExecutorService(Service):
         now = self.clock.now()
         checks: dict[str, Any] = {"shadow": loop.settings.shadow, "mode": loop.state_msg(now).mode,
                                   "alarms": loop.alarms()}
-        running = self.runner is not None and self.runner._thread is not None and self.runner._thread.is_alive()
+        thread = self.runner._thread if self.runner is not None else None
+        running = thread is not None and thread.is_alive()
         checks["control_loop"] = "running" if running else "not running"
         telemetry = loop.last_telemetry
         if loop.consecutive_failures:
@@ -264,7 +267,7 @@ def _number(args: dict[str, Any], key: str, action: str) -> float | None:
 
 
 def execution_record(row: dict[str, Any], loop: ExecutorLoop | None = None, system_id: str = "live") -> Any:
-    """The loop's per-decision row as a storage ``ExecutionRecord`` (the rest of the row goes to ``detail``)."""
+    """The loop's per-decision row as a storage ``ExecutionRecord`` (the rest goes to ``detail``)."""
     from shared.storage.repository import ExecutionRecord
 
     planned = row.get("planned") or None
@@ -280,7 +283,8 @@ def execution_record(row: dict[str, Any], loop: ExecutorLoop | None = None, syst
         commanded_battery_kw = None
     planned_battery_kw = None
     if planned is not None:
-        planned_battery_kw = float(planned.get("charge_kw") or 0.0) - float(planned.get("discharge_kw") or 0.0)
+        charge_kw, discharge_kw = planned.get("charge_kw") or 0.0, planned.get("discharge_kw") or 0.0
+        planned_battery_kw = float(charge_kw) - float(discharge_kw)
     override_kind = row.get("override")
     expires_at: datetime | None = None
     if loop is not None and override_kind not in (None, "pause"):
