@@ -31,7 +31,7 @@ import pandas as pd
 from shared.config import SiteConfig
 from shared.cost import CapacityState, CostBreakdown, plan_cost
 from shared.simulator import money, no_battery_flows, simulate
-from shared.slots import local_day_bounds, local_day_slots, slot_range
+from shared.slots import SLOT_HOURS, local_day_bounds, local_day_slots, slot_range
 from shared.tariff import price_curve_from_data
 
 Progress = Callable[[int, int, str], None]
@@ -129,15 +129,21 @@ class OracleDay:
 
 def oracle_day(frame: pd.DataFrame, site: SiteConfig, day: date, soc_kwh: float | None = None,
                capacity_state: CapacityState | None = None) -> OracleDay:
-    """The perfect-hindsight plan of one local day, replayed and priced."""
+    """The perfect-hindsight plan of one local day of recorded data, replayed and priced."""
+    site = oracle_site(site)
+    act = actuals(frame, site, local_day_slots(day, site.tz))
+    return oracle_day_from(day, act, site, soc_kwh, capacity_state)
+
+
+def oracle_day_from(day: date, act: Actuals, site: SiteConfig, soc_kwh: float | None = None,
+                    capacity_state: CapacityState | None = None) -> OracleDay:
+    """The oracle on given measured load/PV and prices (recorded file or the live database)."""
     from shared.optimize import PlanInputs, solve_plan
 
     site = oracle_site(site)
-    index = local_day_slots(day, site.tz)
-    act = actuals(frame, site, index)
     b = site.battery
     soc0 = (b.reserve_soc_kwh if soc_kwh is None else float(soc_kwh)) if b is not None else 0.0
-    inputs = PlanInputs(index=index, load_kw=act.load_kw, pv_kw=act.pv_kw, prices=act.prices,
+    inputs = PlanInputs(index=act.index, load_kw=act.load_kw, pv_kw=act.pv_kw, prices=act.prices,
                         soc_kwh=soc0 if b is not None else None, capacity_state=capacity_state)
     t0 = time.perf_counter()
     plan = solve_plan(inputs, site)
@@ -146,6 +152,45 @@ def oracle_day(frame: pd.DataFrame, site: SiteConfig, day: date, soc_kwh: float 
                    reserve_kwh=plan.strategy.reserve_kwh)
     return OracleDay(day=day, soc_start_kwh=soc0, soc_end_kwh=sim.soc_end_kwh, cost=sim.cost, status=plan.status,
                      solve_s=solve_s, missing_slots=act.missing_slots, flows=sim.flows)
+
+
+def observed_day(day: date, observations: pd.DataFrame, prices: pd.DataFrame, site: SiteConfig,
+                 ) -> tuple[Actuals, CostBreakdown | None, float | None]:
+    """A day as the live system recorded it (``Store.observations_between`` energies per slot and
+    ``Store.prices_between``): the oracle's inputs, the realized cost (when import/export were
+    measured in every slot) and the SoC before the day (the last observation before it, if any).
+
+    A slot without a price raises ValueError naming it: the oracle does not guess prices.
+    """
+    site = battery_pv_site(site)
+    index = local_day_slots(day, site.tz)
+    obs = observations.reindex(index)
+    if obs.get("load_kwh") is None or obs["load_kwh"].isna().all():
+        raise ValueError(f"no observations for {day.isoformat()}")
+    load = obs["load_kwh"].to_numpy(dtype=float) / SLOT_HOURS
+    pv = obs["pv_kwh"].to_numpy(dtype=float) / SLOT_HOURS if "pv_kwh" in obs else np.zeros(len(index))
+    missing = ~(np.isfinite(load) & np.isfinite(pv))
+    p = prices.reindex(index)[["import_price_per_kwh", "export_price_per_kwh"]].astype(float)
+    bad = p.isna().any(axis=1).to_numpy()
+    if bad.any():
+        raise ValueError(f"prices missing for {int(bad.sum())} slot(s) of {day.isoformat()}, first at "
+                         f"{index[int(np.argmax(bad))].isoformat()}")
+    p.index.name = "slot_start"
+    act = Actuals(index=index, load_kw=np.where(missing, 0.0, load), pv_kw=np.where(missing, 0.0, pv), prices=p,
+                  missing_slots=int(missing.sum()))
+    realized = None
+    flows_cols = {"import_kwh": "import_kw", "export_kwh": "export_kw", "charge_kwh": "charge_kw",
+                  "discharge_kwh": "discharge_kw"}
+    if all(c in obs for c in ("import_kwh", "export_kwh")) and obs[["import_kwh", "export_kwh"]].notna().all().all():
+        flows = pd.DataFrame({kw: obs[kwh].fillna(0.0).to_numpy(dtype=float) / SLOT_HOURS
+                              for kwh, kw in flows_cols.items() if kwh in obs}, index=index)
+        realized = plan_cost(flows, p, site)
+    soc_before = None
+    if site.battery is not None and "soc_end_frac" in observations:
+        before = observations.loc[observations.index < index[0], "soc_end_frac"].dropna()
+        if len(before):
+            soc_before = float(before.iloc[-1]) * site.battery.capacity_kwh
+    return act, realized, soc_before
 
 
 @dataclass

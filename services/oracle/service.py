@@ -1,13 +1,90 @@
-"""Oracle service shell: perfect-hindsight optimum per day and MPC-vs-oracle regret."""
+"""Oracle service shell: perfect-hindsight optimum of each finished day and the MPC's regret.
+
+Nightly (the first tick after ``RUN_AFTER`` local time) it computes yesterday, and on
+``cmd/oracle/run`` (args: ``day`` YYYY-MM-DD, default yesterday) any day: it reads the day's
+observations and prices from the database, runs :func:`shared.oracle.oracle_day_from`, stores
+``oracle_daily_results`` (date, cost breakdown, realized cost, regret = realized - oracle)
+and publishes ``oracle/result``. A day that cannot be computed (no observations, a missing
+price) becomes an ``events/error`` message and a command error reply; the service keeps running.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from datetime import date, time, timedelta
+from typing import Any, ClassVar
 
+from shared.contracts import CommandMsg, OracleResultMsg
+from shared.homeassistant import Entity
 from shared.service import Service
+
+RUN_AFTER = time(0, 30)  # local time: the last slot's observation of yesterday has arrived by then
 
 
 class OracleService(Service):
     name: ClassVar[str] = "oracle"
     inputs: ClassVar[dict[str, float | None]] = {"observations": None, "plan": None}
-    not_implemented: ClassVar[list[str]] = ["nightly oracle runs"]
+    not_implemented: ClassVar[list[str]] = []
+    tick_s: ClassVar[float | None] = 300.0
+
+    def on_start(self) -> None:
+        self.last_day_done: date | None = None
+        self.register_command("run", self._cmd_run)
+
+    # ------------------------------------------------------------------ work
+
+    def yesterday(self) -> date:
+        return (self.clock.now().astimezone(self.site.tz) - timedelta(days=1)).date()
+
+    def compute_day(self, day: date) -> OracleResultMsg:
+        """Oracle of one local day from the database; stored and published. Raises ValueError if it cannot."""
+        from shared.oracle import oracle_day_from, observed_day
+        from shared.simulator import money
+        from shared.slots import local_day_bounds
+
+        if self.store is None:
+            raise ValueError("the oracle service needs the database (observations and prices)")
+        start, end = local_day_bounds(day, self.site.tz)
+        observations = self.store.observations_between(self.site.site_id, start - timedelta(hours=1), end)
+        prices = self.store.prices_between(self.site.site_id, start, end)
+        act, realized, soc_before = observed_day(day, observations, prices, self.site)
+        od = oracle_day_from(day, act, self.site, soc_kwh=soc_before)
+        realized_cost = money(realized) if realized is not None else None
+        breakdown = {k: round(float(v), 6) for k, v in od.cost.to_dict().items()}
+        breakdown.update(soc_start_kwh=round(od.soc_start_kwh, 4), soc_end_kwh=round(od.soc_end_kwh, 4),
+                         missing_slots=float(od.missing_slots), solve_s=round(od.solve_s, 4))
+        msg = OracleResultMsg(
+            site_id=self.site.site_id, day=day.isoformat(), currency=self.site.tariff.currency,
+            oracle_cost=round(od.oracle_cost, 6), realized_cost=None if realized_cost is None else round(realized_cost, 6),
+            regret=None if realized_cost is None else round(realized_cost - od.oracle_cost, 6), breakdown=breakdown,
+        )
+        self.store.store_oracle_result(msg)
+        self.publish("oracle_result", msg)
+        return msg
+
+    def tick(self) -> None:
+        now_local = self.clock.now().astimezone(self.site.tz)
+        day = self.yesterday()
+        if now_local.time() < RUN_AFTER or self.last_day_done == day:
+            return
+        self.last_day_done = day  # one attempt per night; cmd/oracle/run retries by hand
+        try:
+            self.compute_day(day)
+        except ValueError as err:
+            self.report_error(f"nightly oracle {day.isoformat()}", str(err), None)
+
+    def _cmd_run(self, msg: CommandMsg) -> dict[str, Any]:
+        raw = msg.args.get("day")
+        try:
+            day = date.fromisoformat(str(raw)) if raw else self.yesterday()
+        except ValueError:
+            raise ValueError(f"args.day: not a date (YYYY-MM-DD): {raw!r}") from None
+        result = self.compute_day(day)
+        return result.model_dump(mode="json", exclude={"schema_"})
+
+    def ha_entities(self) -> list[Entity]:
+        return [
+            Entity(component="button", object_id="oracle_run", name="Oracle: compute yesterday",
+                   command_topic="cmd/oracle/run",
+                   payload_press=f'{{"schema":"darkstar.command/1","site_id":"{self.site.site_id}"}}',
+                   icon="mdi:crystal-ball"),
+        ]
