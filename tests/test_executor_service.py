@@ -22,10 +22,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from services.executor.inverter import ModbusInverter
+from services.executor.profile import load_profile
 from services.executor.service import ExecutorService
 from services.executor.simulator import InverterSimulator
 from shared.clock import SimClock
-from shared.config import SiteConfig
+from shared.config import ModbusConfig, SiteConfig
 from shared.contracts import (
     CommandMsg,
     CostBreakdown,
@@ -112,7 +114,7 @@ class Rig:
 def make_rig(tmp_path: Path, broker_mqtt: dict[str, Any]) -> Iterator[Any]:
     made: list[Rig] = []
 
-    def make(soc_frac: float = 0.3, **executor: Any) -> Rig:
+    def make(soc_frac: float = 0.3, prebuilt_inverter: bool = False, **executor: Any) -> Rig:
         port = free_port()
         settings = {"tick_s": 60.0, "telemetry_stale_s": 300.0,
                     "modbus": {"port": port, "timeout_s": 0.5, "retries": 1}, **executor}
@@ -121,7 +123,11 @@ def make_rig(tmp_path: Path, broker_mqtt: dict[str, Any]) -> Iterator[Any]:
         simt = SimThread(site, clock, port, soc_frac)
         store = Store.open(site.database.url.get_secret_value())
         watcher = Watcher(broker_mqtt["host"], broker_mqtt["port"], f"darkstar/{site.site_id}/#")
-        service = ExecutorService(site, store=store, clock=clock)
+        inverter = None
+        if prebuilt_inverter:  # as the demo may pass one: same device, built outside the service
+            inverter = ModbusInverter(load_profile("darkstar_sim"), ModbusConfig(port=port, timeout_s=0.5),
+                                      battery=site.battery, clock=clock.now)
+        service = ExecutorService(site, store=store, clock=clock, inverter=inverter)
         service.start()
         assert service.mqtt.wait_connected(10)
         rig = Rig(site, service, simt.sim, simt, watcher, store, f"darkstar/{site.site_id}", broker_mqtt)
@@ -309,7 +315,8 @@ def test_an_invalid_plan_is_reported_and_the_service_keeps_running(make_rig) -> 
 def test_shadow_mode_decides_and_logs_but_never_writes(make_rig, broker_mqtt) -> None:
     if not broker_mqtt["embedded"]:
         pytest.skip("broker-independent: run once")
-    r = make_rig(shadow_mode=True)
+    r = make_rig(shadow_mode=True, prebuilt_inverter=True)
+    assert r.service.loop.inverter is r.service.inverter and r.service.loop.settings.shadow
     plan = charge_plan(r.site.site_id, charge_kw=3.0)
     r.publish("plan", encode(plan))
     rows = wait_for(lambda: [row for row in r.log_rows() if row["plan_id"] == plan.plan_id])
@@ -356,3 +363,11 @@ def test_a_site_without_battery_runs_without_a_control_loop(tmp_path: Path, brok
         assert refused.status_code == 400 and "no battery" in refused.json()["detail"]
     finally:
         service.stop()
+
+
+def test_a_clock_that_does_not_run_by_itself_is_refused(tmp_path: Path) -> None:
+    from services.executor.simulator import ManualClock
+
+    site = make_site(tmp_path, {"host": "127.0.0.1", "port": free_port()})
+    with pytest.raises(ValueError, match="ManualClock"):
+        ExecutorService(site, clock=ManualClock(START))

@@ -80,6 +80,10 @@ class ExecutorService(Service):
         ``system_id`` keeps simulated execution-log rows apart from real ones ('live').
         A site without a battery runs the service without a control loop (``/readyz`` says why).
         """
+        if clock.wall_seconds(site.executor.tick_s) <= 0:
+            # e.g. simulator.ManualClock: time never moves by itself, so the loop would spin.
+            raise ValueError(f"ExecutorService needs a clock that runs by itself (Clock, SimClock), not "
+                             f"{type(clock).__name__}; drive ExecutorLoop.tick() directly with a manual clock")
         super().__init__(site, store=store, mqtt=mqtt, clock=clock)
         self.system_id = system_id
         self.loop: ExecutorLoop | None = None
