@@ -426,6 +426,9 @@ class EV(Component):
 
     ev: EVConfig
     number: int
+    # True: a relaxation for the staged solve (see solve.solve_staged): one binary per clock hour,
+    # the hour's energy either 0 or at least one slot at minimum power
+    hourly: bool = False
     name = "ev"
 
     def build(self, m: Model) -> None:
@@ -445,7 +448,18 @@ class EV(Component):
             low = ev.max_charge_kw if not ev.modulating else ev.min_charge_kw
             self.low_kw = low
             self.on_slots: dict[int, pulp.LpVariable] = {}
-            for t in np.flatnonzero(plugged):
+            self.on_hours: dict[int, pulp.LpVariable] = {}
+            if self.hourly:
+                hours = hour_groups(m.index)
+                for hr in np.unique(hours[plugged]):
+                    slots = np.flatnonzero(plugged & (hours == hr))
+                    u = m.var(f"{p}_on_hour_h{int(hr):03d}", binary=True)
+                    self.on_hours[int(hr)] = u
+                    for t in slots:
+                        m.row(f"{p}_max_power_t{t:03d}", [(self.power.vars[t], 1.0), (u, -ev.max_charge_kw)], LE, 0.0)
+                    m.row(f"{p}_min_energy_h{int(hr):03d}", [(self.power.vars[t], dt) for t in slots] + [(u, -low * dt)],
+                          GE, 0.0)
+            for t in (np.flatnonzero(plugged) if not self.hourly else []):
                 z = m.var(f"{p}_on_t{t:03d}", binary=True)
                 self.on_slots[int(t)] = z
                 v = self.power.vars[t]

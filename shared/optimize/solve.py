@@ -17,7 +17,7 @@ import pandas as pd
 import pulp
 
 from shared.config import SiteConfig
-from shared.cost import CostBreakdown, plan_cost
+from shared.cost import CostBreakdown, hour_groups, plan_cost
 from shared.optimize.components import (
     EV,
     PV,
@@ -78,7 +78,7 @@ class PlanResult:
         return self.stats.objective
 
 
-def components_for(site: SiteConfig, inputs: PlanInputs) -> list[Component]:
+def components_for(site: SiteConfig, inputs: PlanInputs, ev_hourly: bool = False) -> list[Component]:
     comps: list[Component] = [Grid(), PV()]
     if site.battery is not None:
         comps.append(Battery())
@@ -86,17 +86,18 @@ def components_for(site: SiteConfig, inputs: PlanInputs) -> list[Component]:
     for i, heater in enumerate(site.water_heaters):
         comps.append(WaterHeater(heater, i, inputs.water.get(heater.name, WaterState())))
     for i, ev in enumerate(site.evs):
-        comps.append(EV(ev, i))
+        comps.append(EV(ev, i, hourly=ev_hourly))
     comps.append(ManualBlocks())
     if site.tariff.capacity.enabled:
         comps.append(CapacityTariff())
     return comps
 
 
-def build_model(inputs: PlanInputs, site: SiteConfig, strategy: Strategy, relaxed: bool = False) -> tuple[Model, list[Component]]:
+def build_model(inputs: PlanInputs, site: SiteConfig, strategy: Strategy, relaxed: bool = False,
+                ev_hourly: bool = False) -> tuple[Model, list[Component]]:
     """Assemble the model: the builder only loops over components."""
     m = Model(site=site, inputs=inputs, strategy=strategy, relaxed=relaxed)
-    comps = components_for(site, inputs)
+    comps = components_for(site, inputs, ev_hourly)
     for comp in comps:
         comp.build(m)
     m.finish()
@@ -134,8 +135,8 @@ def _configure(h: highspy.Highs, site: SiteConfig, time_limit_s: float | None) -
     h.setOptionValue("threads", 1)  # 2 cores shared by every service: one is plenty
 
 
-def run_highs(m: Model, site: SiteConfig, mip: bool = True, time_limit_s: float | None = None) -> tuple[highspy.Highs, float, float]:
-    """Hand the PuLP model to HiGHS in-process (PuLP's own HiGHS adapter) and run it; (highs, build_s, solve_s)."""
+def build_highs(m: Model, site: SiteConfig, mip: bool = True, time_limit_s: float | None = None) -> tuple[highspy.Highs, float]:
+    """Hand the PuLP model to HiGHS in-process (PuLP's own HiGHS adapter); (highs, build_s)."""
     _silence_banner()
     solver = pulp.HiGHS(msg=False, mip=mip)
     t0 = time.perf_counter()
@@ -143,10 +144,92 @@ def run_highs(m: Model, site: SiteConfig, mip: bool = True, time_limit_s: float 
     h: highspy.Highs = m.prob.solverModel
     _configure(h, site, time_limit_s)
     solver.buildSolverModel(m.prob)
+    return h, time.perf_counter() - t0
+
+
+def run_highs(m: Model, site: SiteConfig, mip: bool = True, time_limit_s: float | None = None) -> tuple[highspy.Highs, float, float]:
+    """Build and run as one MILP (or its LP relaxation with ``mip=False``); (highs, build_s, solve_s)."""
+    h, build_s = build_highs(m, site, mip, time_limit_s)
     t1 = time.perf_counter()
     h.run()
-    t2 = time.perf_counter()
-    return h, t1 - t0, t2 - t1
+    return h, build_s, time.perf_counter() - t1
+
+
+def _has_solution(h: highspy.Highs) -> bool:
+    status = h.getModelStatus()
+    return status == highspy.HighsModelStatus.kOptimal or (
+        status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt)
+        and h.getInfo().primal_solution_status == 2  # kSolutionStatusFeasible
+    )
+
+
+STAGE1_GAP_SHARE = 1.0
+
+
+def _warm_start(h: highspy.Highs, m: Model, values: dict[str, float]) -> None:
+    """Start the full MILP from the stage-2 plan (same names; per-slot EV on = charging)."""
+    col = np.zeros(h.getNumCol())
+    for v in m.prob.variables():
+        if v.name in values:
+            col[v.index] = values[v.name]
+    for v in m.prob.variables():
+        name = v.name
+        if "_on_t" in name and name.startswith("ev"):
+            power = values.get(name.replace("_on_t", "_charge_kw_t"), 0.0)
+            col[v.index] = 1.0 if power > 1e-6 else 0.0
+    sol = highspy.HighsSolution()
+    sol.col_value = list(col)
+    sol.value_valid = True
+    h.setSolution(sol)
+
+
+def _mip_gap(h: highspy.Highs, m: Model) -> float:
+    info = h.getInfo()
+    return float(info.mip_gap) if m.binaries and np.isfinite(info.mip_gap) else 0.0
+
+
+def _ev_hourly_then_fix(h: highspy.Highs, m: Model, comps: list[Component], site: SiteConfig) -> float | None:
+    """Stage 2 of the staged solve; returns the proven gap, or None when it is not good enough.
+
+    Stage 1 (already run) solved the model with the EV's minimum power relaxed to "each clock
+    hour charges 0 or at least one slot's worth at minimum power" (one binary per hour instead
+    of per slot): a relaxation of the full model, so its dual bound L is a lower bound. Here,
+    each hour's energy is put into as many slots as can each take the minimum power, those slots
+    get [min, max] and the others 0, every binary is fixed, and the LP gives a plan feasible for
+    the full model with cost U. Proven gap: (U - L) / |U|.
+    """
+    if not _has_solution(h):
+        return None
+    info = h.getInfo()
+    lower = float(info.mip_dual_bound)
+    x = np.asarray(h.getSolution().col_value)
+    idx = np.array([v.index for v in m.binaries], dtype=np.int32)
+    vals = np.round(x[idx])
+    h.changeColsIntegrality(len(idx), idx, np.array([highspy.HighsVarType.kContinuous] * len(idx)))
+    h.changeColsBounds(len(idx), idx, vals, vals)
+    hours = hour_groups(m.index)
+    cols, lows, ups = [], [], []
+    for c in comps:
+        if not isinstance(c, EV) or not getattr(c, "on_hours", None):
+            continue
+        for hr in c.on_hours:
+            slots = np.flatnonzero(c.plugged & (hours == hr))
+            power = np.array([x[c.power.vars[t].index] for t in slots])
+            energy = float(power.sum()) * m.dt
+            k = min(len(slots), int(np.floor(energy / (c.low_kw * m.dt) + 1e-6)))
+            on = set(slots[np.argsort(-power, kind="stable")[:k]].tolist())
+            for t in slots:
+                cols.append(c.power.vars[t].index)
+                lows.append(c.low_kw if int(t) in on else 0.0)
+                ups.append(c.ev.max_charge_kw if int(t) in on else 0.0)
+    if cols:
+        h.changeColsBounds(len(cols), np.array(cols, dtype=np.int32), np.array(lows), np.array(ups))
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    upper = float(h.getInfo().objective_function_value)
+    gap = (upper - lower) / max(abs(upper), 1e-9)
+    return max(0.0, gap) if gap <= site.planner.mip_gap else None
 
 
 def _fix_binaries_and_resolve(h: highspy.Highs, m: Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -169,21 +252,32 @@ def solve_plan(inputs: PlanInputs, site: SiteConfig, time_limit_s: float | None 
     adjusted, strategy = apply_strategy(inputs, site)
     messages: list[str] = []
     total_build = total_solve = 0.0
+    # EV minimum power (semi-continuous, a binary per plugged slot) slowed the MILP most; a staged
+    # solve proves the same gap faster when it can (see _ev_hourly_then_fix), else the full MILP.
+    staged = any((not ev.modulating) or ev.min_charge_kw > 0 for ev in site.evs)
     for attempt, relaxed in enumerate((False, True), start=1):
-        t0 = time.perf_counter()
-        m, comps = build_model(adjusted, site, strategy, relaxed=relaxed)
-        t_model = time.perf_counter() - t0
-        h, t_build, t_solve = run_highs(m, site, time_limit_s=time_limit_s)
-        total_build += t_model + t_build
-        total_solve += t_solve
-        status = h.getModelStatus()
-        has_solution = h.getInfo().primal_solution_status == 2  # kSolutionStatusFeasible
-        if status == highspy.HighsModelStatus.kOptimal or (
-            status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt) and has_solution
-        ):
-            return _result(m, comps, h, adjusted, site, strategy, relaxed, attempt, total_build, total_solve,
-                           h.modelStatusToString(status), messages)
-        messages.append(f"attempt {attempt} ({'relaxed' if relaxed else 'strict'}): {h.modelStatusToString(status)}")
+        warm: dict[str, float] | None = None
+        for ev_hourly in ((True, False) if staged else (False,)):
+            t0 = time.perf_counter()
+            m, comps = build_model(adjusted, site, strategy, relaxed=relaxed, ev_hourly=ev_hourly)
+            t_model = time.perf_counter() - t0
+            h, t_build = build_highs(m, site, time_limit_s=time_limit_s)
+            if ev_hourly:  # leave room for the rounding within the gap tolerance
+                h.setOptionValue("mip_rel_gap", site.planner.mip_gap * STAGE1_GAP_SHARE)
+            elif warm is not None:
+                _warm_start(h, m, warm)
+            t1 = time.perf_counter()
+            h.run()
+            gap = _ev_hourly_then_fix(h, m, comps, site) if ev_hourly else _mip_gap(h, m)
+            if ev_hourly and gap is None and _has_solution(h):
+                warm = {v.name: h.getSolution().col_value[v.index] for v in m.prob.variables()}
+            total_build += t_model + t_build
+            total_solve += time.perf_counter() - t1
+            if gap is not None and _has_solution(h):
+                status = h.getModelStatus()
+                return _result(m, comps, h, adjusted, site, strategy, relaxed, attempt, total_build, total_solve,
+                               h.modelStatusToString(status), messages, gap)
+        messages.append(f"attempt {attempt} ({'relaxed' if relaxed else 'strict'}): {h.modelStatusToString(h.getModelStatus())}")
     result = fallback_plan(inputs, site)
     result.messages = messages + result.messages
     result.stats.build_s, result.stats.solve_s = total_build, total_solve
@@ -192,11 +286,10 @@ def solve_plan(inputs: PlanInputs, site: SiteConfig, time_limit_s: float | None 
 
 def _result(m: Model, comps: list[Component], h: highspy.Highs, inputs: PlanInputs, site: SiteConfig,
             strategy: Strategy, relaxed: bool, attempt: int, build_s: float, solve_s: float, status_text: str,
-            messages: list[str]) -> PlanResult:
+            messages: list[str], mip_gap: float) -> PlanResult:
     info = h.getInfo()
     x = np.asarray(h.getSolution().col_value)
     objective = float(info.objective_function_value)
-    mip_gap = float(info.mip_gap) if m.binaries and np.isfinite(info.mip_gap) else 0.0
     objective_terms = m.cost_values(x)
     for comp in comps:
         comp.extract(m, x)
