@@ -79,6 +79,7 @@ class ExecutorService(Service):
         ``clock``); ``settings`` replaces the control settings derived from the site and device;
         ``system_id`` keeps simulated execution-log rows apart from real ones ('live').
         A site without a battery runs the service without a control loop (``/readyz`` says why).
+        One start/stop per instance: the loop's thread and event loop end with ``stop()``.
         """
         if clock.wall_seconds(site.executor.tick_s) <= 0:
             # e.g. simulator.ManualClock: time never moves by itself, so the loop would spin.
@@ -86,6 +87,7 @@ class ExecutorService(Service):
                              f"{type(clock).__name__}; drive ExecutorLoop.tick() directly with a manual clock")
         super().__init__(site, store=store, mqtt=mqtt, clock=clock)
         self.system_id = system_id
+        self.inverter: Inverter | None = None
         self.loop: ExecutorLoop | None = None
         self.runner: ThreadedExecutor | None = None
         self.disabled_why: str | None = None
