@@ -298,6 +298,14 @@ class ExecutorSettings(_Strict):
 class ForecasterSettings(_Strict):
     retrain_hours: int = Field(24 * 7, ge=1)
     weather_source: Literal["open-meteo", "none"] = "open-meteo"
+    forecast_every_minutes: int = Field(60, ge=5)
+    price_poll_minutes: int = Field(15, ge=1, description="retry interval until tomorrow's prices appear")
+    history_days: int = Field(90, ge=9, description="training window")
+    model_dir: str = "var/models"
+    replay_data: str | None = Field(
+        None,
+        description="recorded site data replayed as the outside world (prices, weather, history): demo and offline",
+    )
 
 
 class SiteConfig(_Strict):

@@ -13,21 +13,24 @@ from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
 from services.planner.service import PlannerService
-from shared.contracts import CommandMsg, PriceSlot, PricesMsg, decode, encode
+from shared.contracts import TOPICS, CommandMsg, PriceSlot, PricesMsg, decode, encode, kind_of_topic
 from tests.conftest import make_site, wait_for
 
 
 class Watcher:
     """A plain MQTT client that records everything under a filter (what Home Assistant would see)."""
 
-    def __init__(self, host: str, port: int, topic_filter: str) -> None:
+    def __init__(self, host: str, port: int, *topic_filters: str) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
+        self.subscribed = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
         self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, u, f, r, p: c.subscribe(topic_filter, 1)
+        self.client.on_connect = lambda c, u, f, r, p: c.subscribe([(t, 1) for t in topic_filters])
+        self.client.on_subscribe = lambda c, u, mid, r, p: self.subscribed.set()
         self.client.connect(host, port)
         self.client.loop_start()
+        assert self.subscribed.wait(10), "watcher could not subscribe"
 
     def _on_message(self, client, userdata, msg) -> None:
         with self.lock:
@@ -40,7 +43,15 @@ class Watcher:
     def publish(self, topic_name: str, payload: bytes, retain: bool = False) -> None:
         self.client.publish(topic_name, payload, qos=1, retain=retain).wait_for_publish(5)
 
-    def close(self) -> None:
+    def close(self, clear_retained: bool = True) -> None:
+        """Disconnect; first clear what tests left retained, so a shared broker does not fill up."""
+        if clear_retained:
+            with self.lock:
+                seen = {t for t, p, _ in self.messages if p}
+            for topic_name in seen:
+                found = kind_of_topic("darkstar", topic_name)
+                if topic_name.startswith("homeassistant/") or (found and TOPICS[found[1]].retained):
+                    self.client.publish(topic_name, b"", qos=1, retain=True).wait_for_publish(5)
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -55,7 +66,8 @@ def prices(site_id: str, n: int = 4) -> PricesMsg:
 @pytest.fixture
 def running_planner(tmp_path: Path, broker_mqtt):
     site = make_site(tmp_path, broker_mqtt)
-    watcher = Watcher(broker_mqtt["host"], broker_mqtt["port"], "#")
+    node = f"darkstar_{site.site_id.replace('-', '_')}"
+    watcher = Watcher(broker_mqtt["host"], broker_mqtt["port"], f"darkstar/{site.site_id}/#", f"homeassistant/+/{node}/#")
     service = PlannerService(site)
     service.start()
     assert service.mqtt.wait_connected(10)
@@ -105,7 +117,8 @@ def test_commands_get_a_reply_with_correlation_id(running_planner):
     watcher.publish(f"darkstar/{site.site_id}/cmd/planner/replan", encode(cmd))
     watcher.publish(f"darkstar/{site.site_id}/cmd/planner/explode", encode(CommandMsg(site_id=site.site_id)))
     result = decode(wait_for(lambda: watcher.on(f"darkstar/{site.site_id}/cmd/planner/replan/result"))[-1])
-    assert result.correlation_id == "abc-1" and result.status == "ok"
+    # no prices, forecast or SoC yet: the reply says why there is no plan
+    assert result.correlation_id == "abc-1" and result.status == "error" and "no plan" in result.error
     failed = decode(wait_for(lambda: watcher.on(f"darkstar/{site.site_id}/cmd/planner/explode/result"))[-1])
     assert failed.status == "error" and "unknown action" in failed.error and failed.data == {}
 
@@ -134,12 +147,15 @@ def test_http_health_metrics_and_admin_token(running_planner):
     assert ready.status_code == 503  # no prices or forecast received yet: honestly not ready
     body = ready.json()
     assert body["broker"] == "ok" and body["inputs"]["prices"] == "never received"
-    assert body["not_implemented"]
+    assert body["not_implemented"] == []  # the planner is complete; stubs list what they lack
     assert "darkstar_mqtt_connected 1.0" in client.get("/metrics").text
-    assert client.post("/admin/command/replan").status_code == 401
-    assert client.post("/admin/command/replan", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    ok = client.post("/admin/command/replan", headers={"Authorization": "Bearer test-admin-token"})
+    action = "/admin/command/clear_manual_blocks"
+    assert client.post(action).status_code == 401
+    assert client.post(action, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    ok = client.post(action, headers={"Authorization": "Bearer test-admin-token"})
     assert ok.status_code == 200 and ok.json()["status"] == "ok"
+    failed = client.post("/admin/command/replan", headers={"Authorization": "Bearer test-admin-token"})
+    assert failed.status_code == 400 and "no plan" in failed.json()["detail"]
     assert "test-admin-token" not in client.get("/openapi.json").text
 
 
