@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from shared.broker import EmbeddedBroker
+from shared.clock import WALL_CLOCK, Clock
 from shared.config import SiteConfig
 from shared.runtime import add_site_argument, catch_stop_signals_early, http_server, load_site_or_exit, open_store, serve_until_signal, setup_logging
 
@@ -29,8 +30,9 @@ def service_classes() -> list[type]:
 class Stack:
     """The embedded stack; also used by tests to run everything in-process."""
 
-    def __init__(self, site: SiteConfig, *, with_broker: bool | None = None) -> None:
+    def __init__(self, site: SiteConfig, *, with_broker: bool | None = None, clock: Clock = WALL_CLOCK) -> None:
         self.site = site
+        self.clock = clock
         self.with_broker = site.mqtt.embedded if with_broker is None else with_broker
         self.broker: EmbeddedBroker | None = None
         self.store: Any = None
@@ -41,7 +43,7 @@ class Stack:
             self.broker = EmbeddedBroker(self.site.mqtt.host, self.site.mqtt.port)
             self.broker.start()
         self.store = open_store(self.site)
-        self.services = [cls(self.site, store=self.store) for cls in service_classes()]
+        self.services = [cls(self.site, store=self.store, clock=self.clock) for cls in service_classes()]
         for service in self.services:
             service.start()
         for service in self.services:
