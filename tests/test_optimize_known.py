@@ -201,5 +201,8 @@ def test_reported_cost_is_the_shared_cost_model_on_real_data_with_every_componen
         assert r.objective_terms.get(key, 0.0) * (-1 if key == "export_revenue" else 1) == pytest.approx(
             getattr(r.cost, key), abs=1e-6), key
     assert sum(r.objective_terms.values()) == pytest.approx(r.objective, abs=1e-6)
+    ev_kw = r.slots["ev_kw"].to_numpy()
+    assert ((ev_kw < 1e-6) | (ev_kw >= 1.4 - 1e-6)).all()  # the charger's minimum power holds in every slot
+    assert r.slots["ev_kw"].sum() * 0.25 * 0.9 == pytest.approx(10.0, abs=1e-4)  # target met by departure
     assert r.stats.mip_gap <= site.planner.mip_gap + 1e-9
     assert r.reason and set(r.slots["reason_code"]) <= set(__import__("shared.optimize.explain", fromlist=["x"]).REASON_CODES)
