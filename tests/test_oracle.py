@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
+from services.cli import main as cli_main
 from shared.config import load_site_config
 from shared.oracle import Actuals, actuals, baseline_cost, oracle_day_from, oracle_range
 from shared.simulator import money
@@ -75,23 +73,18 @@ def test_dst_day_and_capacity_tariff_on_the_se4_home(se4):
     assert run.oracle_cost < money(base)
 
 
-def test_oracle_cli_prints_one_json_document(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "services.cli", "oracle", "--site", str(CL_SITE), "--data", str(CL_DATA),
-         "--from", "2016-08-03", "--to", "2016-08-04", "--json"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
+def test_oracle_cli_prints_one_json_document(capfd):
+    code = cli_main(["oracle", "--site", str(CL_SITE), "--data", str(CL_DATA), "--from", "2016-08-03",
+                     "--to", "2016-08-04", "--json"])
+    out = capfd.readouterr()
+    assert code == 0, out.err
+    doc = json.loads(out.out)  # one document and nothing else on stdout
     assert doc["days"] == 2 and len(doc["per_day"]) == 2
     assert doc["oracle_cost"] < doc["baseline_cost"]
     assert doc["currency"] == "USD"
 
 
-def test_oracle_cli_names_a_bad_date():
-    out = subprocess.run(
-        [sys.executable, "-m", "services.cli", "oracle", "--site", str(CL_SITE), "--data", str(CL_DATA),
-         "--from", "2016-08-31", "--to", "2016-08-03"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )
-    assert out.returncode == 2 and "before" in out.stderr
+def test_oracle_cli_names_a_bad_date(capfd):
+    code = cli_main(["oracle", "--site", str(CL_SITE), "--data", str(CL_DATA), "--from", "2016-08-31",
+                     "--to", "2016-08-03"])
+    assert code == 2 and "before" in capfd.readouterr().err

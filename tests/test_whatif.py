@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from services.cli import main as cli_main
 from shared.config import load_site_config
 from shared.contracts import ForecastMsg, ForecastSlot, PriceSlot, PricesMsg
 from shared.sitedata import load_site_data
@@ -44,19 +43,17 @@ def test_forcing_more_export_never_beats_the_optimal_plan_and_costs_more_step_by
     assert len(r.steps[0].first_forced) == 3
 
 
-def test_whatif_cli_json(se4):
-    out = subprocess.run(
-        [sys.executable, "-m", "services.cli", "whatif", "export", "--site", str(SE4_SITE), "--data", str(SE4_DATA),
-         "--day", DAY.isoformat(), "--steps", "2", "--soc-kwh", "20", "--json"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
+def test_whatif_cli_json(se4, capfd):
+    code = cli_main(["whatif", "export", "--site", str(SE4_SITE), "--data", str(SE4_DATA), "--day", DAY.isoformat(),
+                     "--steps", "2", "--soc-kwh", "20", "--json"])
+    out = capfd.readouterr()
+    assert code == 0, out.err
+    doc = json.loads(out.out)
     assert doc["day"] == DAY.isoformat() and len(doc["steps"]) == 2 and doc["source"] == "recorded"
     assert {"target_export_kwh", "realized_export_forced_kwh", "cost_change"} <= set(doc["steps"][0])
 
 
-def test_whatif_live_reads_prices_and_forecast_from_the_database(tmp_path, se4):
+def test_whatif_live_reads_prices_and_forecast_from_the_database(tmp_path, se4, capfd):
     site, frame = se4
     db = tmp_path / "darkstar.db"
     raw = yaml.safe_load(SE4_SITE.read_text())
@@ -74,20 +71,14 @@ def test_whatif_live_reads_prices_and_forecast_from_the_database(tmp_path, se4):
                      pv_p10_kw=0.5 * pv, pv_p50_kw=pv, pv_p90_kw=1.5 * pv)
         for ts, ld, pv in zip(index, window["load_kw"].to_numpy(), window["pv_kw"].to_numpy())]))
     store.close()
-    out = subprocess.run(
-        [sys.executable, "-m", "services.cli", "whatif", "export", "--site", str(site_file), "--live",
-         "--day", DAY.isoformat(), "--steps", "2", "--soc-kwh", "20", "--json"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
+    code = cli_main(["whatif", "export", "--site", str(site_file), "--live", "--day", DAY.isoformat(), "--steps", "2",
+                     "--soc-kwh", "20", "--json"])
+    out = capfd.readouterr()
+    assert code == 0, out.err
+    doc = json.loads(out.out)
     assert doc["source"] == "live"
     # the dearest export slots are from 18:00 local
     assert all(t >= "18:00" for t in doc["steps"][1]["forced"])
-    missing = subprocess.run(
-        [sys.executable, "-m", "services.cli", "whatif", "export", "--site", str(site_file), "--live",
-         "--day", "2025-08-13", "--json"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )
-    assert missing.returncode == 2 and "2025-08-13" in missing.stderr
+    code = cli_main(["whatif", "export", "--site", str(site_file), "--live", "--day", "2025-08-13", "--json"])
+    assert code == 2 and "2025-08-13" in capfd.readouterr().err
     assert np.isfinite(doc["baseline_cost"])
