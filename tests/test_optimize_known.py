@@ -206,3 +206,71 @@ def test_reported_cost_is_the_shared_cost_model_on_real_data_with_every_componen
     assert r.slots["ev_kw"].sum() * 0.25 * 0.9 == pytest.approx(10.0, abs=1e-4)  # target met by departure
     assert r.stats.mip_gap <= site.planner.mip_gap + 1e-9
     assert r.reason and set(r.slots["reason_code"]) <= set(__import__("shared.optimize.explain", fromlist=["x"]).REASON_CODES)
+
+
+def test_stability_keeps_the_previous_plan_between_equal_options():
+    site = make_site(battery={}, tariff={"export_enabled": False}, planner={"setpoint_change_cost_per_kw": 0.002})
+    idx = pd.date_range("2025-08-05T00:00Z", periods=3, freq="15min")
+    for previous_slot in (0, 1):
+        prev = pd.Series([0.0, 0.0, -4.0], index=idx)  # the previous plan discharged in the dear slot
+        prev.iloc[previous_slot] = 4.0
+        r = solve_plan(make_inputs(site, [0, 0, 4], [0, 0, 0], [0.1, 0.1, 0.3], soc_kwh=0.0,
+                                   previous_battery_kw=prev), site)
+        assert r.slots["charge_kw"].iloc[previous_slot] == pytest.approx(4.0)
+        assert r.objective_terms["stability_cost"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_ev_context_unplugged_or_earlier_departure_is_followed():
+    ev = {"max_charge_kw": 4.0, "min_charge_kw": 0.0, "charge_efficiency": 1.0, "target_kwh": 2.0,
+          "plugged_from": "00:00", "departure": "06:00"}
+    site = make_site(battery=None, evs=[ev])
+    prices = [0.3] * 8 + [0.1] * 4 + [0.3] * 84
+    unplugged = solve_plan(make_inputs(site, [0.2] * 96, [0] * 96, prices, ev_plugged=False), site)
+    assert unplugged.slots["ev_kw"].iloc[:24].sum() == 0
+    early = pd.Timestamp("2025-08-05T01:00Z")
+    r = solve_plan(make_inputs(site, [0.2] * 96, [0] * 96, prices, ev_departure=early, ev_target_kwh=1.0), site)
+    assert r.slots["ev_kw"].iloc[4:24].sum() == 0  # nothing after the given departure
+    assert r.slots["ev_kw"].iloc[:4].sum() * DT == pytest.approx(1.0)
+
+
+def test_vacation_runs_the_anti_legionella_cycle_when_it_falls_due():
+    from shared.optimize import WaterState
+
+    heater = {"name": "tank", "power_kw": 3.0, "daily_min_kwh": 6.0, "legionella_interval_days": 7, "legionella_kwh": 3.0}
+    site = make_site(battery=None, water_heaters=[heater])
+    due = {"tank": WaterState(days_since_legionella=6.75)}  # due in 6 h
+    r = solve_plan(make_inputs(site, [0.3] * 96, [0] * 96, [0.2] * 96, vacation=True, water=due), site)
+    w = r.slots["water_kw"].to_numpy()
+    assert w[:24].sum() * DT == pytest.approx(3.0) and w[24:].sum() == 0
+
+
+def test_cautious_risk_plans_on_the_pessimistic_forecast_with_a_larger_reserve():
+    site = make_site(battery={"capacity_kwh": 10.0, "reserve_soc_frac": 0.2, "min_soc_frac": 0.1})
+    inputs = make_inputs(site, [1.0] * 8, [2.0] * 8, [0.2] * 8, soc_kwh=5.0, load_p90_kw=np.full(8, 2.0),
+                         pv_p10_kw=np.full(8, 0.5), risk="cautious")
+    r = solve_plan(inputs, site)
+    assert r.strategy.load_quantile == "p90" and r.strategy.pv_quantile == "p10"
+    assert r.strategy.reserve_kwh == pytest.approx(3.0)
+    assert r.slots["load_kw"].tolist() == [2.0] * 8 and r.slots["pv_kw"].tolist() == [0.5] * 8
+
+
+def test_norway_tiers_make_the_battery_shave_the_peak_that_would_reach_the_next_tier():
+    from datetime import date
+
+    from shared.cost import CapacityState
+
+    tiers = [{"above_kw": 0, "cost_per_period": 10}, {"above_kw": 2, "cost_per_period": 20},
+             {"above_kw": 5, "cost_per_period": 40}]
+    site = make_site(battery={"capacity_kwh": 4.0, "min_soc_frac": 0.0},
+                     tariff={"capacity": {"enabled": True, "method": "tiers_mean_top3_daily", "tiers": tiers}})
+    state = CapacityState({date(2025, 8, 1): 5.0, date(2025, 8, 2): 5.0, date(2025, 8, 3): 4.9})
+    inputs = make_inputs(site, [5.5] * 8, [0] * 8, [0.1] * 8, soc_kwh=4.0, capacity_state=state)
+    r = solve_plan(inputs, site)
+    # a 5.5 kW day would lift the mean of the 3 highest days to 5.17 kW: the next tier (+20).
+    # 1 kWh from the battery keeps the peak at 5 kW and the mean at 5.0 (not above 5).
+    hourly_kw = r.slots["import_kw"].to_numpy().reshape(2, 4).mean(axis=1)
+    assert hourly_kw.max() <= 5.0 + 1e-6
+    assert r.cost.capacity_cost == pytest.approx(0.0, abs=1e-9)
+    assert r.objective_terms["capacity_cost"] == pytest.approx(0.0, abs=1e-6)
+    unshaved = plan_cost(r.slots.assign(import_kw=5.5), inputs.prices, site, capacity_state=state)
+    assert unshaved.capacity_cost == pytest.approx(20.0)
