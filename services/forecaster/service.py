@@ -1,27 +1,55 @@
-"""Forecaster (Aurora) service shell: the recorder of the bus, prices/weather/forecasts (see shared.forecast)."""
+"""Forecaster (Aurora) service: prices, weather and load/PV forecasts; the recorder of the bus.
+
+- Prices: published (retained) at start and whenever the published curve grows (tomorrow's
+  auction result), polling every ``forecaster.price_poll_minutes`` until it appears.
+- Weather: published with each forecast when a source gives it.
+- Forecasts: p10/p50/p90 of load and PV for 48 h every ``forecaster.forecast_every_minutes``;
+  Aurora models trained on the history (in the background), replaced only by a better model
+  on held-back data; until a model exists, a flagged baseline (mean of the last 7 days).
+- Recorder: every contract message seen on the bus goes to the database (one writer), and
+  each finished local day of observations gets a data-quality grade.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import ClassVar
+import logging
+import threading
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
 
+import numpy as np
+import pandas as pd
+
+from services.forecaster.world import World, make_world
 from shared.contracts import (
+    CommandMsg,
     ContextMsg,
     ErrorEventMsg,
     ForecastMsg,
+    ForecastSlot,
     Message,
     ObservationMsg,
     PlanMsg,
+    PriceSlot,
     PricesMsg,
     WeatherMsg,
+    WeatherSlot,
 )
+from shared.forecast.evaluate import baseline_rows
+from shared.forecast.models import ForecastError, ForecastModels, replace_if_better
 from shared.homeassistant import Entity
 from shared.service import Service
+from shared.slots import SLOT, floor_slot, local_day_bounds, local_day_slots
+
+log = logging.getLogger("darkstar.forecaster")
+HORIZON = timedelta(hours=48)
+HELD_BACK_DAYS = 7
 
 
 class ForecasterService(Service):
     name: ClassVar[str] = "forecaster"
-    # The recorder stores every contract message seen on the bus: one writer for bus data.
     inputs: ClassVar[dict[str, float | None]] = {
         "telemetry": None,
         "observations": None,
@@ -31,11 +59,44 @@ class ForecasterService(Service):
         "plan": None,
         "error": None,
     }
-    not_implemented: ClassVar[list[str]] = ["price/weather ingest and load/PV forecasts (Aurora)"]
+    tick_s: ClassVar[float | None] = 60.0
+
+    def __init__(self, *args: Any, world: World | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._world = world
+        self.models: ForecastModels | None = None
+        self.last_prices_end: pd.Timestamp | None = None
+        self.last_price_poll: datetime | None = None
+        self.last_forecast_at: datetime | None = None
+        self.last_train_at: datetime | None = None
+        self.graded_until: date | None = None
+        self.last_error: str | None = None
+        self._training = threading.Lock()
+        self._train_thread: threading.Thread | None = None
+
+    @property
+    def world(self) -> World:
+        if self._world is None:
+            self._world = make_world(self.site, self.store)
+        return self._world
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_start(self) -> None:
+        self.register_command("retrain", lambda msg: self._cmd_retrain(msg))
+        self.register_command("refresh", lambda msg: self._cmd_refresh(msg))
+        self._load_saved_model()
+        threading.Thread(target=self._safe_tick, name="forecaster-first", daemon=True).start()
+
+    def _safe_tick(self) -> None:
+        try:
+            self.tick()
+        except Exception:  # noqa: BLE001 - the periodic loop retries
+            log.exception("forecaster start-up round failed")
 
     def handle(self, kind: str, parts: dict[str, str], msg: Message, retained: bool) -> None:
         self.record(msg)
 
+    # ------------------------------------------------------------------ recorder
     def record(self, msg: Message) -> None:
         if self.store is None:
             return
@@ -54,20 +115,265 @@ class ForecasterService(Service):
         elif isinstance(msg, ErrorEventMsg):
             self.store.store_event(msg)
 
+    # ------------------------------------------------------------------ periodic work
+    def tick(self) -> None:
+        now = self.clock.now()
+        cfg = self.site.forecaster
+        poll = timedelta(minutes=cfg.price_poll_minutes)
+        if self.last_price_poll is None or now - self.last_price_poll >= poll:
+            self.refresh_prices(now)
+        every = timedelta(minutes=cfg.forecast_every_minutes)
+        if self.last_forecast_at is None or now - self.last_forecast_at >= every or \
+                floor_slot(now) - floor_slot(self.last_forecast_at) >= every:
+            self.publish_forecast(now)
+        if self.last_train_at is None or now - self.last_train_at >= timedelta(hours=cfg.retrain_hours):
+            self.start_training(now)
+        self.grade_finished_days(now)
+
+    def refresh_prices(self, now: datetime) -> PricesMsg | None:
+        self.last_price_poll = now
+        try:
+            curve = self.world.prices(now)
+        except Exception as err:  # noqa: BLE001 - a market outage is reported, the last prices stay
+            self._problem("prices", f"price source {self.world.source} failed: {err}")
+            return None
+        if curve.empty:
+            self._problem("prices", f"no prices published yet for {pd.Timestamp(now).tz_convert(self.site.tz).date()}")
+            return None
+        end = curve.index[-1]
+        if self.last_prices_end is not None and end <= self.last_prices_end:
+            return None  # nothing new: tomorrow's auction result not out yet
+        msg = PricesMsg(
+            site_id=self.site.site_id, area=self.site.tariff.price_area, currency=self.site.tariff.currency,
+            resolution_minutes=15, source=str(self.world.source)[:60], issued_at=now,
+            slots=[PriceSlot(start=ts.to_pydatetime(),
+                             spot_per_kwh=None if pd.isna(r.spot_per_kwh) else float(r.spot_per_kwh),
+                             import_price_per_kwh=float(r.import_price_per_kwh),
+                             export_price_per_kwh=float(r.export_price_per_kwh))
+                   for ts, r in curve.iterrows()],
+        )
+        self.publish("prices", msg)
+        self.last_prices_end = end
+        log.info("prices published up to %s (%d slots)", end.tz_convert(self.site.tz), len(msg.slots))
+        return msg
+
+    def publish_forecast(self, now: datetime) -> ForecastMsg | None:
+        self.last_forecast_at = now
+        issue = floor_slot(now)
+        try:
+            history = self.world.history(now, 14)
+            weather = self.world.weather(now)
+        except Exception as err:  # noqa: BLE001
+            self._problem("forecast", f"inputs unavailable: {err}")
+            return None
+        notes: list[str] = []
+        fallback = False
+        models = self.models
+        frame: pd.DataFrame | None = None
+        if models is not None:
+            try:
+                frame = models.forecast(issue, HORIZON, weather, history)
+                fallback = bool(frame.attrs.get("fallback", False))
+                notes += list(frame.attrs.get("notes", []))
+                model_id = models.model_id
+            except ForecastError as err:
+                notes.append(f"model forecast failed: {err}")
+                frame = None
+        if frame is None:
+            frame, model_id = self._baseline(history, issue), "baseline-mean7"
+            if frame is None:
+                self._problem("forecast", "no forecast: less than a day of measured history and no model yet")
+                return None
+            fallback = True
+            notes.append("baseline (mean of the same slot over the last 7 days) until a model is trained")
+        if weather is None:
+            notes.append("no weather forecast available")
+        else:
+            self._publish_weather(weather, now)
+        msg = ForecastMsg(
+            site_id=self.site.site_id, issued_at=now, model_id=model_id, fallback=fallback,
+            notes=[n[:200] for n in notes][:10],
+            slots=[ForecastSlot(start=ts.to_pydatetime(), **{c: float(r[c]) for c in frame.columns})
+                   for ts, r in frame.iterrows()],
+        )
+        self.publish("forecast", msg)
+        return msg
+
+    def _baseline(self, history: pd.DataFrame, issue: pd.Timestamp) -> pd.DataFrame | None:
+        if history["load_kw"].notna().sum() < 96:
+            return None
+        rows = baseline_rows(history, self.site, issue, int(HORIZON / SLOT))
+        out = pd.DataFrame(index=rows.index)
+        for target in ("load", "pv"):
+            p50 = rows[f"{target}_mean7_kw"].fillna(rows[f"{target}_yesterday_kw"])
+            p10 = rows[f"{target}_mean7_p10_kw"].fillna(p50)
+            p90 = rows[f"{target}_mean7_p90_kw"].fillna(p50)
+            q = np.sort(np.clip(np.column_stack([p10, p50, p90]), 0.0, None), axis=1)
+            if target == "pv":
+                q[rows["daylight"].to_numpy() <= 0] = 0.0
+            out[f"{target}_p10_kw"], out[f"{target}_p50_kw"], out[f"{target}_p90_kw"] = q[:, 0], q[:, 1], q[:, 2]
+        out = out.dropna()
+        return out if len(out) else None
+
+    def _publish_weather(self, weather: pd.DataFrame, now: datetime) -> None:
+        cols = [c for c in ("temp_c", "ghi_wm2", "dni_wm2", "dhi_wm2", "cloud_cover_pct") if c in weather.columns]
+        w = weather[cols].dropna(how="all")
+        if w.empty:
+            return
+        slots = []
+        for ts, r in w.iterrows():
+            values = {c: float(np.clip(r[c], 0 if c != "temp_c" else -90, 1500 if c != "cloud_cover_pct" else 100))
+                      for c in cols if pd.notna(r[c])}
+            slots.append(WeatherSlot(start=ts.to_pydatetime(), **values))
+        self.publish("weather", WeatherMsg(site_id=self.site.site_id, issued_at=now, source=str(self.world.source)[:60],
+                                           resolution_minutes=15, slots=slots))
+
+    # ------------------------------------------------------------------ models
+    def _model_path(self) -> Path:
+        return Path(self.site.forecaster.model_dir) / f"aurora_{self.site.site_id}.pkl"
+
+    def _load_saved_model(self) -> None:
+        path = self._model_path()
+        if path.exists():
+            try:
+                self.models = ForecastModels.load(path)
+                log.info("loaded forecast model %s", self.models.model_id)
+            except Exception as err:  # noqa: BLE001 - a broken file means retraining, not a crash
+                log.warning("could not load %s: %s; retraining", path, err)
+
+    def start_training(self, now: datetime) -> bool:
+        """Train in the background (one job at a time); the current model serves meanwhile."""
+        if self._train_thread is not None and self._train_thread.is_alive():
+            return False
+        self.last_train_at = now
+        self._train_thread = threading.Thread(target=self.train, args=(now,), name="aurora-train", daemon=True)
+        self._train_thread.start()
+        return True
+
+    def train(self, now: datetime) -> dict[str, Any]:
+        with self._training:
+            days = self.site.forecaster.history_days
+            history = self.world.history(now, days)
+            weather = self.world.weather_history(now, days)
+            if history["load_kw"].notna().sum() < 9 * 96:
+                report = {"trained": False, "why": f"only {history['load_kw'].notna().sum() / 96:.1f} days of "
+                                                   "measured history; need 9"}
+                log.info("not training: %s", report["why"])
+                return report
+            split = floor_slot(now) - timedelta(days=HELD_BACK_DAYS)
+            try:
+                candidate = ForecastModels.train(history.loc[history.index < split], weather, self.site)
+                issues = [split + timedelta(days=d) for d in range(0, HELD_BACK_DAYS - 2)]
+                chosen, report = replace_if_better(self.models, candidate, history, weather, issues)
+            except ForecastError as err:
+                self._problem("training", f"Aurora training failed: {err}")
+                return {"trained": False, "why": str(err)}
+            if chosen is candidate:
+                # the winner is refitted on everything up to now, so it sees the latest days too
+                final = ForecastModels.train(history, weather, self.site)
+                self.models = final
+                path = self._model_path()
+                path.parent.mkdir(parents=True, exist_ok=True)
+                final.save(path)
+                report["chosen"] = final.model_id
+            report["trained"] = True
+            log.info("training: %s", json.dumps(report, default=str))
+            return report
+
+    # ------------------------------------------------------------------ data quality
+    def grade_finished_days(self, now: datetime) -> None:
+        if self.store is None:
+            return
+        today = pd.Timestamp(now).tz_convert(self.site.tz).date()
+        day = self.graded_until + timedelta(days=1) if self.graded_until else today - timedelta(days=1)
+        while day < today:
+            start, end = local_day_bounds(day, self.site.tz)
+            obs = self.store.observations_between(self.site.site_id, start.to_pydatetime(), end.to_pydatetime())
+            if obs is not None and len(obs):
+                expected = len(local_day_slots(day, self.site.tz))
+                complete = obs[["load_kwh", "pv_kwh"]].notna().all(axis=1)
+                if "coverage_frac" in obs.columns:
+                    complete &= obs["coverage_frac"].fillna(0) >= 0.95
+                battery_ok = bool(obs.get("soc_end_frac", pd.Series(dtype=float)).notna().sum() >= int(complete.sum()))
+                present = int(complete.sum())
+                grade = "gaps" if present < expected else ("clean" if battery_ok else "battery_missing")
+                self.store.store_data_quality(self.site.site_id, day, "observations", expected_slots=expected,
+                                              present_slots=min(present, expected), details={"grade": grade})
+            self.graded_until = day
+            day += timedelta(days=1)
+
+    # ------------------------------------------------------------------ commands, health, HA
+    def _cmd_retrain(self, msg: CommandMsg) -> dict[str, Any]:
+        started = self.start_training(self.clock.now())
+        return {"started": started, "current_model": self.models.model_id if self.models else None}
+
+    def _cmd_refresh(self, msg: CommandMsg) -> dict[str, Any]:
+        now = self.clock.now()
+        self.last_prices_end = None
+        prices = self.refresh_prices(now)
+        forecast = self.publish_forecast(now)
+        return {"prices_id": prices.prices_id if prices else None,
+                "forecast_id": forecast.forecast_id if forecast else None}
+
+    def _problem(self, what: str, why: str) -> None:
+        if why != self.last_error:  # report a lasting problem once, not every minute
+            self.report_error(what, why, None)
+        self.last_error = why
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        ok, checks = super().readiness()
+        checks["model"] = self.models.model_id if self.models else "none yet (baseline forecasts)"
+        checks["last_problem"] = self.last_error
+        return ok, checks
+
     def ha_entities(self) -> list[Entity]:
         def context_switch(name: str, label: str) -> Entity:
             payload = {"schema": "darkstar.context/1", "site_id": self.site.site_id, "name": name,
                        "source": "homeassistant"}
             return Entity(
-                component="switch",
-                object_id=name,
-                name=label,
-                state_topic=f"context/{name}",
-                command_topic=f"context/{name}",
+                component="switch", object_id=name, name=label,
+                state_topic=f"context/{name}", command_topic=f"context/{name}",
                 value_template="{{ 'ON' if value_json.value else 'OFF' }}",
                 payload_on=json.dumps({**payload, "value": True}),
                 payload_off=json.dumps({**payload, "value": False}),
                 extra={"state_on": "ON", "state_off": "OFF", "retain": True, "qos": 1},
             )
 
-        return [context_switch("vacation", "Vacation mode"), context_switch("away", "Away")]
+        cur = self.site.tariff.currency
+        # templates pick the slot that contains 'now' from the retained curve
+        price_at = ("{%% set t = as_timestamp(now()) + %d %%}{%% set ns = namespace(p=none) %%}"
+                    "{%% for s in value_json.slots %%}{%% if as_timestamp(s.start) <= t %%}"
+                    "{%% set ns.p = s.import_price_per_kwh %%}{%% endif %%}{%% endfor %%}{{ ns.p }}")
+        energy = ("{%% set ns = namespace(e=0) %%}{%% for s in value_json.slots %%}"
+                  "{%% if (as_timestamp(s.start) | timestamp_custom('%%Y-%%m-%%d')) == "
+                  "((as_timestamp(now()) + %d) | timestamp_custom('%%Y-%%m-%%d')) %%}"
+                  "{%% set ns.e = ns.e + s.%s_p50_kw * 0.25 %%}{%% endif %%}{%% endfor %%}{{ ns.e | round(1) }}")
+        return [
+            Entity(component="sensor", object_id="import_price_now", name="Import price now", state_topic="prices",
+                   value_template=price_at % 0, unit=f"{cur}/kWh", icon="mdi:cash"),
+            Entity(component="sensor", object_id="import_price_next_hour", name="Import price next hour",
+                   state_topic="prices", value_template=price_at % 3600, unit=f"{cur}/kWh", icon="mdi:cash-clock"),
+            Entity(component="sensor", object_id="cheapest_window_today", name="Cheapest 3 h today",
+                   state_topic="prices", icon="mdi:clock-check",
+                   value_template=(
+                       "{% set today = now().strftime('%Y-%m-%d') %}{% set ns = namespace(best=none, v=999) %}"
+                       "{% set xs = value_json.slots | selectattr('start', 'search', today) | list %}"
+                       "{% for i in range(0, (xs | length) - 11) %}"
+                       "{% set v = (xs[i:i+12] | map(attribute='import_price_per_kwh') | sum) %}"
+                       "{% if v < ns.v %}{% set ns.v = v %}{% set ns.best = xs[i].start %}{% endif %}{% endfor %}"
+                       "{{ as_timestamp(ns.best) | timestamp_custom('%H:%M') if ns.best else 'unknown' }}")),
+            Entity(component="sensor", object_id="load_forecast_today", name="Load forecast today",
+                   state_topic="forecast", value_template=energy % (0, "load"), unit="kWh", device_class="energy"),
+            Entity(component="sensor", object_id="load_forecast_tomorrow", name="Load forecast tomorrow",
+                   state_topic="forecast", value_template=energy % (86400, "load"), unit="kWh", device_class="energy"),
+            Entity(component="sensor", object_id="pv_forecast_today", name="PV forecast today",
+                   state_topic="forecast", value_template=energy % (0, "pv"), unit="kWh", device_class="energy"),
+            Entity(component="sensor", object_id="pv_forecast_tomorrow", name="PV forecast tomorrow",
+                   state_topic="forecast", value_template=energy % (86400, "pv"), unit="kWh", device_class="energy"),
+            Entity(component="button", object_id="retrain", name="Retrain forecasts",
+                   command_topic="cmd/forecaster/retrain",
+                   payload_press=f'{{"schema":"darkstar.command/1","site_id":"{self.site.site_id}"}}',
+                   icon="mdi:school"),
+            context_switch("vacation", "Vacation mode"),
+            context_switch("away", "Away"),
+        ]
