@@ -149,18 +149,11 @@ def make_rig(tmp_path: Path, broker_mqtt: dict[str, Any]) -> Iterator[Any]:
 def clear_retained(broker: dict[str, Any], site_id: str) -> None:
     """Leave the machine's Mosquitto as found: drop this test site's retained state and discovery."""
     node = f"darkstar_{site_id.replace('-', '_')}"
-    watchers = [Watcher(broker["host"], broker["port"], f"darkstar/{site_id}/#"),
-                Watcher(broker["host"], broker["port"], f"homeassistant/+/{node}/+/config")]
+    watcher = Watcher(broker["host"], broker["port"], f"darkstar/{site_id}/#", f"homeassistant/+/{node}/+/config")
     try:
-        wait_for(lambda: all(w.messages for w in watchers), timeout_s=5)
-        for w in watchers:
-            with w.lock:
-                topics = {t for t, p, retained in w.messages if retained and p}
-            for topic_name in topics:
-                w.publish(topic_name, b"", retain=True)
+        wait_for(lambda: watcher.messages, timeout_s=5)  # discovery is always there, retained
     finally:
-        for w in watchers:
-            w.close()
+        watcher.close()  # publishes an empty retained message on every retained topic it saw
 
 
 def plan_msg(site_id: str, slots: list[PlanSlot], created: datetime = START,
@@ -218,7 +211,7 @@ def test_a_plan_on_the_bus_is_followed_reported_and_logged(make_rig) -> None:
         retained = wait_for(lambda: late.on(f"{r.base}/executor/state"))
         assert decode(retained[-1]).plan_id == plan.plan_id
     finally:
-        late.close()
+        late.close(clear_retained=False)
 
     # execution_log: one row per decision with planned, commanded, measured
     rows = wait_for(lambda: [row for row in r.log_rows() if row["plan_id"] == plan.plan_id
@@ -284,7 +277,7 @@ def test_force_charge_over_mqtt_with_ttl_then_admin_and_home_assistant(make_rig)
         switch_topic = f"homeassistant/switch/{node}/executor_paused/config"
         switch = json.loads(wait_for(lambda: ha.on(switch_topic))[-1])
     finally:
-        ha.close()
+        ha.close(clear_retained=False)  # the service's discovery stays until the test ends
     r.watcher.publish(switch["command_topic"], switch["payload_on"].encode())
     wait_for(lambda: [m for m in r.messages("executor/state") if m.mode == "paused"])
     r.watcher.publish(switch["command_topic"], switch["payload_off"].encode())
