@@ -157,6 +157,7 @@ class ForecastModels:
             return QuantileModel(features=features, num_rounds=rounds).fit(x, y, xc, yc, refit=refit,
                                                                            cal_scale=cal_scale)
 
+        t_features = time.perf_counter() - t0
         rows = rows.assign(_cal=is_cal)
         rows = rows.reset_index(drop=True)
         # --- load
@@ -167,6 +168,7 @@ class ForecastModels:
             has_t = rows["temp_c"].notna().to_numpy()
             sub = rows.loc[has_t]
             load_w = fit(LOAD_BASE_FEATURES + context + ["temp_c", "temp_mean_24h"], sub, load_target[has_t], num_rounds)
+        t_load = time.perf_counter() - t0 - t_features
         # --- PV (daylight rows only: at night the forecast is zero by physics)
         pv_fb = pv_w = None
         if site.pv.arrays:
@@ -218,6 +220,8 @@ class ForecastModels:
                                 ("pv_fallback", pv_fb)) if m is not None
             },
             "train_s": round(train_s, 3),
+            "stage_s": {"features": round(t_features, 2), "load": round(t_load, 2),
+                        "pv": round(train_s - t_features - t_load, 2)},
         }
         models.card["model_id"] = f"{MODEL_NAME}-{first:%Y%m%d}-{last:%Y%m%d}-{models._content_hash()}"
         return models
