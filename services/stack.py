@@ -72,30 +72,38 @@ class Stack:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_site_argument(parser)
-    parser.add_argument("--demo", action="store_true", help="add the simulated site (Modbus inverter simulator)")
+    parser.add_argument("--demo", action="store_true",
+                        help="run against a simulated site: a Modbus inverter simulator replaying a real home")
+    parser.add_argument("--data", default=None, help="demo: recorded site data to replay (default: the SE4 home)")
+    parser.add_argument("--accel", type=float, default=60.0, help="demo: simulated seconds per real second")
+    parser.add_argument("--start", default=None, help="demo: simulated start time (default 2025-08-15T06:00+02:00)")
 
 
 def run(args: argparse.Namespace) -> int:
     setup_logging()
-    if args.demo:
-        print(
-            "darkstar up --demo: the simulated site (Modbus inverter simulator) is not part of this build yet; "
-            "run 'darkstar up' for the stack without it",
-            file=sys.stderr,
-        )
-        return 1
     catch_stop_signals_early()
     site = load_site_or_exit(args.site)
-    stack = Stack(site)
+    runner: Any
+    if args.demo:
+        from services.demo import Demo
+
+        runner = Demo(site, args.data, args.start, args.accel)
+        stack = runner.stack
+        site = runner.site
+    else:
+        runner = stack = Stack(site)
     try:
-        stack.start()
+        runner.start()
     except RuntimeError as err:
         print(f"darkstar up: {err}", file=sys.stderr)
-        stack.stop()
+        runner.stop()
         return 1
     ports = site.http.ports
+    if args.demo:
+        print(f"Demo: simulated site {site.site_id} from {runner.sim_time:%Y-%m-%d %H:%M} UTC at {args.accel:g}x, "
+              f"inverter simulator on Modbus TCP 127.0.0.1:{site.executor.modbus.port}", file=sys.stderr)
     print(f"Darkstar is up for site {site.site_id}: dashboard http://{site.http.host}:{ports['dashboard']}", file=sys.stderr)
     for service in stack.services:
         print(f"  {service.name:<10} http://{site.http.host}:{ports[service.name]}/docs", file=sys.stderr)
-    asyncio.run(serve_until_signal(stack.http_servers(), stack.stop))
+    asyncio.run(serve_until_signal(stack.http_servers(), runner.stop))
     return 0

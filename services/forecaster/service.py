@@ -276,6 +276,7 @@ class ForecasterService(Service):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 final.save(path)
                 report["chosen"] = final.model_id
+                self.publish_forecast(self.clock.now())  # the better model is used at once
             report["trained"] = True
             log.info("training: %s", json.dumps(report, default=str))
             return report
