@@ -80,7 +80,9 @@ def test_invalid_payloads_on_the_bus_are_reported_and_stored_as_events(stack, br
     watcher = Watcher(broker_mqtt["host"], broker_mqtt["port"], f"darkstar/{site_id}/#")
     try:
         watcher.publish(f"darkstar/{site_id}/observations", b'{"schema":"darkstar.observation/1"}')
-        wait_for(lambda: any(e["kind"] == "error" for e in stack.store.recent_events(site_id)))
+        topic = f"darkstar/{site_id}/observations"
+        event = wait_for(lambda: [e for e in stack.store.recent_events(site_id, kind="error") if e["what"] == topic])[0]
+        assert "slot_start" in event["why"] and event["payload_excerpt"].startswith('{"schema"')
         # and the stack still stores valid observations
         client = next(s for s in stack.services if s.name == "executor")
         for msg in observations(site_id, 3):
