@@ -43,7 +43,7 @@ Deterministic: the same day gives the same episode (no randomness inside).
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -67,7 +67,7 @@ LOOKAHEAD_SLOTS = 16
 class AntaresMPCEnv(gym.Env):
     """One local day per episode; see the module doc for actions, reward and observation."""
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, site: SiteConfig, frame: pd.DataFrame, day: date | None = None,
                  forecast: Literal["perfect", "naive"] = "naive", soc_kwh: float | None = None) -> None:

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import shared.optimize as optimize
 from services.cli import main as cli_main
+from shared import optimize
 from shared.backtest import NaiveForecast, prices_known_until, run_backtest
 from shared.config import load_site_config
 from shared.sitedata import load_site_data

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 pytest.importorskip("gymnasium")
-from gymnasium.utils.env_checker import check_env  # noqa: E402
+from gymnasium.utils.env_checker import check_env
 
-from shared.config import load_site_config  # noqa: E402
-from shared.environment import OBSERVATION_FIELDS, AntaresMPCEnv  # noqa: E402
-from shared.simulator import no_battery_flows  # noqa: E402
-from shared.cost import plan_cost  # noqa: E402
-from shared.sitedata import load_site_data  # noqa: E402
+from shared.config import load_site_config
+from shared.cost import plan_cost
+from shared.environment import OBSERVATION_FIELDS, AntaresMPCEnv
+from shared.simulator import no_battery_flows
+from shared.sitedata import load_site_data
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY = date(2016, 8, 5)

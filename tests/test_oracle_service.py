@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -42,7 +42,7 @@ def rig(tmp_path: Path, broker_mqtt):
     store = Store.open(site.database.url.get_secret_value())
     _fill(store, site)
     # 01:00 local on the next day: the nightly run is due
-    clock = SimClock(datetime(2025, 10, 1, 23, 0, tzinfo=timezone.utc), accel=1.0)
+    clock = SimClock(datetime(2025, 10, 1, 23, 0, tzinfo=UTC), accel=1.0)
     watcher = Watcher(broker_mqtt["host"], broker_mqtt["port"], f"darkstar/{site.site_id}/#")
     service = OracleService(site, store=store, clock=clock)
     service.start()
@@ -70,7 +70,7 @@ def test_nightly_run_stores_and_publishes_yesterdays_oracle_and_regret(rig):
 
 
 def test_cmd_run_replies_with_the_result_and_a_day_without_data_is_an_error_reply(rig):
-    site, service, store, watcher = rig
+    site, service, _store, watcher = rig
     base = f"darkstar/{site.site_id}"
     ok = CommandMsg(site_id=site.site_id, args={"day": "2025-10-01"})
     watcher.publish(f"{base}/cmd/oracle/run", encode(ok))

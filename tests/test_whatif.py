@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import date
 from pathlib import Path
@@ -35,7 +36,7 @@ def test_forcing_more_export_never_beats_the_optimal_plan_and_costs_more_step_by
     costs = [s.cost for s in r.steps]
     assert all(s.cost_change >= -1e-6 for s in r.steps)
     # nested sets of forced slots: each step only adds constraints (relaxed: objective == money)
-    assert all(b >= a - 1e-6 for a, b in zip(costs, costs[1:]))
+    assert all(b >= a - 1e-6 for a, b in itertools.pairwise(costs))
     for s in r.steps:
         assert s.realized_export_forced_kwh <= s.target_export_kwh + 1e-6
         assert s.export_kwh >= s.realized_export_forced_kwh - 1e-6

@@ -56,8 +56,8 @@ def _summary(doc: dict) -> str:
     cur = doc["currency"]
     frac = doc["savings_captured_frac"]
     lines = [
-        f"{doc['site_id']} {doc['from']}..{doc['to']} ({doc['days']} days), forecast {doc['forecast']}, "
-        f"replan every {doc['replan_minutes']} min ({doc['replans']} plans, {doc['fallback_plans']} fallbacks)",
+        (f"{doc['site_id']} {doc['from']}..{doc['to']} ({doc['days']} days), forecast {doc['forecast']}, "
+         f"replan every {doc['replan_minutes']} min ({doc['replans']} plans, {doc['fallback_plans']} fallbacks)"),
         f"  baseline (no battery) {doc['baseline_cost']:10.2f} {cur}",
         f"  self-consumption      {doc['self_consumption_cost']:10.2f} {cur}",
         f"  MPC (realized)        {doc['realized_cost']:10.2f} {cur}",

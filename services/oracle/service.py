@@ -37,7 +37,7 @@ class OracleService(Service):
 
     def compute_day(self, day: date) -> OracleResultMsg:
         """Oracle of one local day from the database; stored and published. Raises ValueError if it cannot."""
-        from shared.oracle import oracle_day_from, observed_day
+        from shared.oracle import observed_day, oracle_day_from
         from shared.simulator import money
         from shared.slots import local_day_bounds
 
