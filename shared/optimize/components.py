@@ -49,8 +49,18 @@ class Grid(Component):
     def build(self, m: Model) -> None:
         grid, tariff = m.site.grid, m.site.tariff
         max_export = grid.max_export_kw if tariff.export_enabled else 0.0
-        self.imp = m.slot_vars("grid_import_kw", 0.0, grid.max_import_kw)
-        self.exp = m.slot_vars("grid_export_kw", 0.0, max_export)
+        # Tight per-slot bounds from the bus: import can at most feed the load and every flexible
+        # consumer at full power; export at most the PV surplus plus full discharge. Valid for any
+        # plan, and they make the LP relaxation (and the direction binaries' big-M) much tighter.
+        site = m.site
+        b = site.battery
+        flexible_kw = (b.max_charge_kw if b else 0.0) + sum(h.power_kw for h in site.water_heaters) \
+            + sum(e.max_charge_kw for e in site.evs)
+        pv_floor = 0.0 if site.pv.curtailment_allowed else m.pv_kw
+        imp_ub = np.clip(m.load_kw - pv_floor + flexible_kw, 0.0, grid.max_import_kw)
+        exp_ub = np.clip(m.pv_kw - m.load_kw + (b.max_discharge_kw if b else 0.0), 0.0, max_export)
+        self.imp = m.slot_vars("grid_import_kw", 0.0, imp_ub)
+        self.exp = m.slot_vars("grid_export_kw", 0.0, exp_ub)
         m.shared["grid_import_kw"], m.shared["grid_export_kw"] = self.imp, self.exp
         m.add_slot_flow(self.imp, 1.0)
         m.add_slot_flow(self.exp, -1.0)
@@ -66,9 +76,8 @@ class Grid(Component):
             i, e = self.imp.vars[t], self.exp.vars[t]
             if i is not None and e is not None and m.import_price[t] < m.export_price[t]:
                 z = m.var(f"grid_direction_t{t:03d}", binary=True)  # 1 = exporting
-                m.row(f"grid_import_only_if_not_exporting_t{t:03d}", [(i, 1.0), (z, grid.max_import_kw)], LE,
-                      grid.max_import_kw)
-                m.row(f"grid_export_only_if_exporting_t{t:03d}", [(e, 1.0), (z, -max_export)], LE, 0.0)
+                m.row(f"grid_import_only_if_not_exporting_t{t:03d}", [(i, 1.0), (z, imp_ub[t])], LE, imp_ub[t])
+                m.row(f"grid_export_only_if_exporting_t{t:03d}", [(e, 1.0), (z, -exp_ub[t])], LE, 0.0)
                 self.binary_slots.append(t)
 
     def extract(self, m: Model, x: np.ndarray) -> None:

@@ -183,6 +183,16 @@ def _warm_start(h: highspy.Highs, m: Model, values: dict[str, float]) -> None:
     h.setSolution(sol)
 
 
+LP_TIME_S = 5.0
+
+
+def _run_lp(h: highspy.Highs) -> None:
+    """Re-run a (fixed-binary) LP on a model that already ran: HiGHS counts time over all runs,
+    so give it its own allowance instead of what the MILP left over."""
+    h.setOptionValue("time_limit", h.getRunTime() + LP_TIME_S)
+    h.run()
+
+
 def _mip_gap(h: highspy.Highs, m: Model) -> float:
     info = h.getInfo()
     return float(info.mip_gap) if m.binaries and np.isfinite(info.mip_gap) else 0.0
@@ -213,18 +223,22 @@ def _ev_hourly_then_fix(h: highspy.Highs, m: Model, comps: list[Component], site
         if not isinstance(c, EV) or not getattr(c, "on_hours", None):
             continue
         for hr in c.on_hours:
+            # the hour's energy over as many slots as can each take the minimum power
             slots = np.flatnonzero(c.plugged & (hours == hr))
             power = np.array([x[c.power.vars[t].index] for t in slots])
             energy = float(power.sum()) * m.dt
             k = min(len(slots), int(np.floor(energy / (c.low_kw * m.dt) + 1e-6)))
             on = set(slots[np.argsort(-power, kind="stable")[:k]].tolist())
+            cols.append(c.on_hours[hr].index)
+            lows.append(1.0 if k else 0.0)
+            ups.append(1.0 if k else 0.0)
             for t in slots:
                 cols.append(c.power.vars[t].index)
                 lows.append(c.low_kw if int(t) in on else 0.0)
                 ups.append(c.ev.max_charge_kw if int(t) in on else 0.0)
     if cols:
         h.changeColsBounds(len(cols), np.array(cols, dtype=np.int32), np.array(lows), np.array(ups))
-    h.run()
+    _run_lp(h)
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return None
     upper = float(h.getInfo().objective_function_value)
@@ -239,7 +253,7 @@ def _fix_binaries_and_resolve(h: highspy.Highs, m: Model, x: np.ndarray) -> tupl
         vals = np.round(x[idx])
         h.changeColsIntegrality(len(idx), idx, np.array([highspy.HighsVarType.kContinuous] * len(idx)))
         h.changeColsBounds(len(idx), idx, vals, vals)
-        h.run()
+        _run_lp(h)
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None
     sol = h.getSolution()
