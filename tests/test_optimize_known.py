@@ -274,3 +274,16 @@ def test_norway_tiers_make_the_battery_shave_the_peak_that_would_reach_the_next_
     assert r.objective_terms["capacity_cost"] == pytest.approx(0.0, abs=1e-6)
     unshaved = plan_cost(r.slots.assign(import_kw=5.5), inputs.prices, site, capacity_state=state)
     assert unshaved.capacity_cost == pytest.approx(20.0)
+
+
+def test_no_burning_to_make_room_for_a_later_negative_price():
+    # found by the property test: between two negative import prices, with exporting costly, an
+    # LP would charge and discharge at once to empty the battery for the next paid import
+    site = make_site(battery={"discharge_efficiency": 0.875, "min_soc_frac": 0.1, "reserve_soc_frac": 0.1,
+                              "max_soc_frac": 0.95, "terminal_value_per_kwh": None, "max_charge_kw": 1.0,
+                              "max_discharge_kw": 1.0})
+    r = solve_plan(make_inputs(site, [0] * 6, [0] * 6, [0, -0.5, 0, -0.5, 0, 0], export_price=[0, -0.5, -0.5, -0.5, 0, 0],
+                               soc_kwh=0.75), site)
+    f = r.slots
+    assert (np.minimum(f["charge_kw"], f["discharge_kw"]) <= 1e-6).all()
+    assert (np.minimum(f["import_kw"], f["export_kw"]) <= 1e-6).all()

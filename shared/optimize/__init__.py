@@ -8,9 +8,23 @@ Public API::
 Used by the planner (with forecasts) and the oracle (with actuals). No MQTT, HTTP or DB here.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from shared.cost import CapacityState
 from shared.optimize.inputs import ManualBlock, PlanInputError, PlanInputs, Strategy, WaterState, apply_strategy
-from shared.optimize.solve import PlanResult, SolverStats, build_model, fallback_plan, run_highs, solve_plan
+
+if TYPE_CHECKING:
+    from shared.optimize.solve import PlanResult, SolverStats, build_model, fallback_plan, run_highs, solve_plan
+
+# The solver stack (PuLP, HiGHS) loads on first use, so importing the inputs stays light.
+_SOLVE_NAMES = {"PlanResult", "SolverStats", "build_model", "fallback_plan", "run_highs", "solve_plan"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SOLVE_NAMES:
+        return getattr(importlib.import_module("shared.optimize.solve"), name)
+    raise AttributeError(f"module 'shared.optimize' has no attribute {name!r}")
 
 __all__ = [
     "CapacityState", "ManualBlock", "PlanInputError", "PlanInputs", "PlanResult", "SolverStats", "Strategy",

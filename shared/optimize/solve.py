@@ -163,9 +163,6 @@ def _has_solution(h: highspy.Highs) -> bool:
     )
 
 
-STAGE1_GAP_SHARE = 1.0
-
-
 def _warm_start(h: highspy.Highs, m: Model, values: dict[str, float]) -> None:
     """Start the full MILP from the stage-2 plan (same names; per-slot EV on = charging)."""
     col = np.zeros(h.getNumCol())
@@ -199,7 +196,7 @@ def _mip_gap(h: highspy.Highs, m: Model) -> float:
 
 
 def _ev_hourly_then_fix(h: highspy.Highs, m: Model, comps: list[Component], site: SiteConfig) -> float | None:
-    """Stage 2 of the staged solve; returns the proven gap, or None when it is not good enough.
+    """Stage 2 of the staged solve; returns the proven gap of the plan left in ``h`` (None: no plan).
 
     Stage 1 (already run) solved the model with the EV's minimum power relaxed to "each clock
     hour charges 0 or at least one slot's worth at minimum power" (one binary per hour instead
@@ -242,8 +239,7 @@ def _ev_hourly_then_fix(h: highspy.Highs, m: Model, comps: list[Component], site
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return None
     upper = float(h.getInfo().objective_function_value)
-    gap = (upper - lower) / max(abs(upper), 1e-9)
-    return max(0.0, gap) if gap <= site.planner.mip_gap else None
+    return max(0.0, (upper - lower) / max(abs(upper), 1e-9))
 
 
 def _fix_binaries_and_resolve(h: highspy.Highs, m: Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -269,28 +265,30 @@ def solve_plan(inputs: PlanInputs, site: SiteConfig, time_limit_s: float | None 
     # EV minimum power (semi-continuous, a binary per plugged slot) slowed the MILP most; a staged
     # solve proves the same gap faster when it can (see _ev_hourly_then_fix), else the full MILP.
     staged = any((not ev.modulating) or ev.min_charge_kw > 0 for ev in site.evs)
+    limit_s = float(time_limit_s or site.planner.time_limit_s)
     for attempt, relaxed in enumerate((False, True), start=1):
         warm: dict[str, float] | None = None
+        started = time.perf_counter()
         for ev_hourly in ((True, False) if staged else (False,)):
+            remaining_s = max(1.0, limit_s - (time.perf_counter() - started))
             t0 = time.perf_counter()
             m, comps = build_model(adjusted, site, strategy, relaxed=relaxed, ev_hourly=ev_hourly)
             t_model = time.perf_counter() - t0
-            h, t_build = build_highs(m, site, time_limit_s=time_limit_s)
-            if ev_hourly:  # leave room for the rounding within the gap tolerance
-                h.setOptionValue("mip_rel_gap", site.planner.mip_gap * STAGE1_GAP_SHARE)
-            elif warm is not None:
+            h, t_build = build_highs(m, site, time_limit_s=remaining_s)
+            if warm is not None:
                 _warm_start(h, m, warm)
             t1 = time.perf_counter()
             h.run()
             gap = _ev_hourly_then_fix(h, m, comps, site) if ev_hourly else _mip_gap(h, m)
-            if ev_hourly and gap is None and _has_solution(h):
-                warm = {v.name: h.getSolution().col_value[v.index] for v in m.prob.variables()}
             total_build += t_model + t_build
             total_solve += time.perf_counter() - t1
-            if gap is not None and _has_solution(h):
+            out_of_time = time.perf_counter() - started > 0.9 * limit_s
+            if gap is not None and _has_solution(h) and (gap <= site.planner.mip_gap or not ev_hourly or out_of_time):
                 status = h.getModelStatus()
                 return _result(m, comps, h, adjusted, site, strategy, relaxed, attempt, total_build, total_solve,
                                h.modelStatusToString(status), messages, gap)
+            if ev_hourly and gap is not None:
+                warm = {v.name: h.getSolution().col_value[v.index] for v in m.prob.variables()}
         messages.append(f"attempt {attempt} ({'relaxed' if relaxed else 'strict'}): {h.modelStatusToString(h.getModelStatus())}")
     result = fallback_plan(inputs, site)
     result.messages = messages + result.messages
@@ -301,15 +299,20 @@ def solve_plan(inputs: PlanInputs, site: SiteConfig, time_limit_s: float | None 
 def _result(m: Model, comps: list[Component], h: highspy.Highs, inputs: PlanInputs, site: SiteConfig,
             strategy: Strategy, relaxed: bool, attempt: int, build_s: float, solve_s: float, status_text: str,
             messages: list[str], mip_gap: float) -> PlanResult:
-    info = h.getInfo()
     x = np.asarray(h.getSolution().col_value)
-    objective = float(info.objective_function_value)
+    objective = float(h.getInfo().objective_function_value)
+    t0 = time.perf_counter()
+    # The LP with the binaries fixed gives the duals, and its solution is the plan: a MILP
+    # incumbent (e.g. from a heuristic) need not be LP-optimal in its continuous part, where
+    # the tie-breaks that keep flows unique only act at an exact LP optimum.
+    duals = _fix_binaries_and_resolve(h, m, x)
+    dual_s = time.perf_counter() - t0
+    if duals is not None:
+        x = duals[0]
+        objective = min(objective, float(h.getInfo().objective_function_value))
     objective_terms = m.cost_values(x)
     for comp in comps:
         comp.extract(m, x)
-    t0 = time.perf_counter()
-    duals = _fix_binaries_and_resolve(h, m, x)
-    dual_s = time.perf_counter() - t0
 
     frame = pd.DataFrame(index=m.index)
     for col in SLOT_COLUMNS:
