@@ -15,6 +15,9 @@ from shared.forecast.evaluate import walk_forward, weather_from_forecast_columns
 from shared.forecast.solar import solar_geometry
 from shared.sitedata import load_site_data
 
+# pvlib still calls DatetimeIndex.dayofyear, deprecated in pandas 3: not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore:.*dayofyear.*:DeprecationWarning")
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 CITYLEARN = DATA / "citylearn-2022" / "building_1.csv.gz"
