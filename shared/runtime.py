@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -53,14 +54,29 @@ def load_site_or_exit(path: str | None) -> SiteConfig:
         raise SystemExit(2) from None
 
 
+def migrate_database(url: str) -> None:
+    """Bring the database to the newest schema in a child process.
+
+    Alembic (with Mako and friends) stays out of the long-running process: ~15 MB less resident
+    memory on a small machine. The URL travels in the environment, never on a command line.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "DARKSTAR_SITE"}
+    env["DARKSTAR__DATABASE__URL"] = url
+    proc = subprocess.run([sys.executable, "-m", "services.cli", "db", "upgrade"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        raise RuntimeError(f"database migration failed:\n{tail}")
+
+
 def open_store(site: SiteConfig) -> Any:
-    """Engine + migrations + repository for the site's database."""
-    from shared.storage.db import make_engine, migrate
+    """Migrations, engine and repository for the site's database."""
+    from shared.storage.db import make_engine
     from shared.storage.repository import Store
 
-    engine = make_engine(site.database.url.get_secret_value(), echo=site.database.echo)
-    migrate(engine)
-    return Store(engine)
+    url = site.database.url.get_secret_value()
+    migrate_database(url)
+    return Store(make_engine(url, echo=site.database.echo))
 
 
 class _QuietServer(uvicorn.Server):

@@ -17,7 +17,7 @@ import logging
 import threading
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -37,11 +37,15 @@ from shared.contracts import (
     WeatherMsg,
     WeatherSlot,
 )
-from shared.forecast.evaluate import baseline_rows
-from shared.forecast.models import ForecastError, ForecastModels, replace_if_better
 from shared.homeassistant import Entity
 from shared.service import Service
 from shared.slots import SLOT, floor_slot, local_day_bounds, local_day_slots
+
+if TYPE_CHECKING:
+    from shared.forecast.models import ForecastModels
+
+# The forecasting stack (LightGBM, pvlib and their scientific dependencies) is imported when
+# first needed: an idle stack on a Raspberry Pi should not carry ~100 MB it does not use yet.
 
 log = logging.getLogger("darkstar.forecaster")
 HORIZON = timedelta(hours=48)
@@ -71,6 +75,7 @@ class ForecasterService(Service):
         self.last_train_at: datetime | None = None
         self.graded_until: date | None = None
         self.last_error: str | None = None
+        self.registry_model_id: str | None = None  # the approved registry model in use, if any
         self._training = threading.Lock()
         self._train_thread: threading.Thread | None = None
 
@@ -119,6 +124,7 @@ class ForecasterService(Service):
     def tick(self) -> None:
         now = self.clock.now()
         cfg = self.site.forecaster
+        self._load_registry_model()
         poll = timedelta(minutes=cfg.price_poll_minutes)
         if self.last_price_poll is None or now - self.last_price_poll >= poll:
             self.refresh_prices(now)
@@ -171,6 +177,8 @@ class ForecasterService(Service):
         models = self.models
         frame: pd.DataFrame | None = None
         if models is not None:
+            from shared.forecast.models import ForecastError
+
             try:
                 frame = models.forecast(issue, HORIZON, weather, history)
                 fallback = bool(frame.attrs.get("fallback", False))
@@ -202,6 +210,8 @@ class ForecasterService(Service):
     def _baseline(self, history: pd.DataFrame, issue: pd.Timestamp) -> pd.DataFrame | None:
         if history["load_kw"].notna().sum() < 96:
             return None
+        from shared.forecast.evaluate import baseline_rows
+
         rows = baseline_rows(history, self.site, issue, int(HORIZON / SLOT))
         out = pd.DataFrame(index=rows.index)
         for target in ("load", "pv"):
@@ -235,11 +245,29 @@ class ForecasterService(Service):
     def _load_saved_model(self) -> None:
         path = self._model_path()
         if path.exists():
+            from shared.forecast.models import ForecastModels
+
             try:
                 self.models = ForecastModels.load(path)
                 log.info("loaded forecast model %s", self.models.model_id)
             except Exception as err:  # noqa: BLE001 - a broken file means retraining, not a crash
                 log.warning("could not load %s: %s; retraining", path, err)
+
+    def _load_registry_model(self) -> None:
+        """Use the newest approved Aurora model of the registry (trained by the trainer) without a restart."""
+        if self.store is None or not hasattr(self.store, "latest_approved_model"):
+            return
+        from shared.forecast.models import ForecastModels
+
+        try:
+            rec = self.store.latest_approved_model("aurora", self.site.site_id)
+            if rec is None or rec.model_id == self.registry_model_id:
+                return
+            self.models = ForecastModels.load(rec.artifact_path)
+            self.registry_model_id = rec.model_id
+            log.info("loaded approved registry model %s (%s)", rec.model_id, self.models.model_id)
+        except Exception as err:  # noqa: BLE001 - a bad registry entry keeps the current model
+            self._problem("model", f"could not load the approved Aurora model: {err}")
 
     def start_training(self, now: datetime) -> bool:
         """Train in the background (one job at a time); the current model serves meanwhile."""
@@ -261,6 +289,8 @@ class ForecasterService(Service):
                 log.info("not training: %s", report["why"])
                 return report
             split = floor_slot(now) - timedelta(days=HELD_BACK_DAYS)
+            from shared.forecast.models import ForecastError, ForecastModels, replace_if_better
+
             try:
                 candidate = ForecastModels.train(history.loc[history.index < split], weather, self.site)
                 issues = [split + timedelta(days=d) for d in range(0, HELD_BACK_DAYS - 2)]
@@ -276,7 +306,8 @@ class ForecasterService(Service):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 final.save(path)
                 report["chosen"] = final.model_id
-                self.publish_forecast(self.clock.now())  # the better model is used at once
+                if self.mqtt.connected:
+                    self.publish_forecast(self.clock.now())  # the better model is used at once
             report["trained"] = True
             log.info("training: %s", json.dumps(report, default=str))
             return report

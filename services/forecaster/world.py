@@ -15,7 +15,6 @@ from typing import Any, Protocol
 import pandas as pd
 
 from shared.config import SiteConfig
-from shared.forecast.evaluate import weather_from_forecast_columns
 from shared.sitedata import load_site_data
 from shared.slots import SLOT, floor_slot, local_day_bounds
 from shared.tariff import price_curve, price_curve_from_data
@@ -56,7 +55,8 @@ class ReplayWorld:
         self.data = load_site_data(path)
         self.frame = self.data.frame
         self.source = f"replay:{path}"
-        self._weather = weather_from_forecast_columns(self.frame)
+        forecast_cols = {c: c.removesuffix("_fc24h") for c in self.frame.columns if c.endswith("_fc24h")}
+        self._weather = self.frame[list(forecast_cols)].rename(columns=forecast_cols) if forecast_cols else None
         if self._weather is None:
             present = [c for c in WEATHER_COLUMNS if c in self.frame.columns]
             self._weather = self.frame[present] if present else None

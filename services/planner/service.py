@@ -22,7 +22,6 @@ from shared.cost import CapacityState
 from shared.homeassistant import Entity
 from shared.optimize.inputs import ManualBlock, PlanInputError, WaterState
 from shared.optimize.messages import inputs_from_messages, plan_message, previous_battery_kw
-from shared.optimize.solve import solve_plan
 from shared.service import Service
 from shared.slots import as_utc, floor_slot, local_day_bounds
 
@@ -199,6 +198,8 @@ class PlannerService(Service):
         except PlanInputError as err:
             self.report_error("plan", f"cannot plan: {err}", None)
             return None
+        from shared.optimize.solve import solve_plan  # PuLP and HiGHS load with the first plan
+
         result = solve_plan(inputs, self.site, time_limit_s=self.site.planner.time_limit_s)
         msg = plan_message(result, self.site, now,
                            inputs={"prices_id": prices.prices_id, "forecast_id": forecast.forecast_id,
