@@ -308,6 +308,19 @@ class ForecasterSettings(_Strict):
     )
 
 
+class TrainerSettings(_Strict):
+    retrain_days: float = Field(7.0, gt=0, description="scheduled retraining interval (days); weekly by default")
+    train_on_start: bool = Field(False, description="train once at start when no run is recorded yet")
+    kinds: list[Literal["aurora", "antares"]] = Field(default_factory=lambda: ["aurora", "antares"])
+    history_days: int = Field(365, ge=10, description="days of history replayed / trained on")
+    validation_frac: float = Field(0.2, gt=0, lt=1, description="last fraction of days held back (Antares)")
+    aurora_validation_days: int = Field(7, ge=1)
+    seed: int = 0
+    model_dir: str = "var/models"
+    data: str | None = Field(None, description="recorded site data to train on (offline); default: "
+                                               "forecaster.replay_data, else the database")
+
+
 class SiteConfig(_Strict):
     site_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")
     name: str = ""
@@ -324,6 +337,7 @@ class SiteConfig(_Strict):
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     forecaster: ForecasterSettings = Field(default_factory=ForecasterSettings)
+    trainer: TrainerSettings = Field(default_factory=TrainerSettings)
 
     @property
     def tz(self) -> ZoneInfo:

@@ -1,0 +1,136 @@
+"""Model registry for Aurora (forecasts) and Antares (policy) models.
+
+Rows live in the storage's ``model_registry`` table (``Store.register_model`` /
+``approve_model`` / ``latest_approved_model``); artifacts are versioned files in a model
+directory, ``<kind>_v1_<yyyymmdd>_<hash>.*``, each with a model card (``.card.json``).
+
+The rule that protects a site: a candidate is approved only when it scores strictly better
+(lower) than the approved model of its kind on the same held-back data, or when there is no
+approved model yet. A worse (or equal) candidate is registered unapproved, with the reason,
+so it can be inspected; consumers always load the newest *approved* model.
+
+Scores (lower is better): Antares -> realized money of the policy on the validation days
+(``policy_cost``); Aurora -> mean pinball loss on held-back days.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from shared.storage.repository import ModelRecord, Store
+
+KINDS = ("aurora", "antares")
+
+
+def artifact_prefix(model_dir: str | Path, kind: str, day: date, content_hash: str) -> Path:
+    """``<model_dir>/<kind>_v1_<yyyymmdd>_<hash>``: add ``.model.json`` / ``.pkl`` / ``.card.json``."""
+    if kind not in KINDS:
+        raise ValueError(f"model kind must be one of {KINDS}, got {kind!r}")
+    if not content_hash.isalnum():
+        raise ValueError(f"content hash must be alphanumeric, got {content_hash!r}")
+    return Path(model_dir) / f"{kind}_v1_{day:%Y%m%d}_{content_hash}"
+
+
+def write_card(prefix: Path, card: dict[str, Any]) -> Path:
+    """The model card next to the artifact (``<prefix>.card.json``)."""
+    path = prefix.with_name(prefix.name + ".card.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
+    return path
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the registry did with a candidate."""
+
+    record: ModelRecord
+    approved: bool
+    reason: str
+    previous_model_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_id": self.record.model_id, "version": self.record.version, "approved": self.approved,
+                "reason": self.reason, "previous_model_id": self.previous_model_id,
+                "artifact_path": self.record.artifact_path}
+
+
+class ModelRegistry:
+    """Registry of one site's models over a :class:`~shared.storage.repository.Store`."""
+
+    def __init__(self, store: Store, site_id: str, model_dir: str | Path = "var/models") -> None:
+        self.store = store
+        self.site_id = site_id
+        self.model_dir = Path(model_dir)
+
+    def current(self, kind: str) -> ModelRecord | None:
+        """The newest approved model of ``kind`` (None when there is none)."""
+        return self.store.latest_approved_model(kind, self.site_id)
+
+    def submit(self, kind: str, model_id: str, artifact_path: str | Path, metrics: dict[str, Any], *,
+               score: float, current_score: float | None = None, run_id: str | None = None) -> Decision:
+        """Register a candidate; approve it only if ``score`` beats the approved model's.
+
+        ``current_score``: the approved model's score on the *same* held-back data, measured by
+        the caller; when not given, the score recorded with the approved model is used.
+        """
+        if not Path(artifact_path).exists():
+            raise FileNotFoundError(f"model artifact {artifact_path} does not exist")
+        if score != score:  # NaN: nothing to judge the candidate on
+            raise ValueError(f"candidate {model_id}: score is NaN")
+        current = self.current(kind)
+        previous = current.model_id if current else None
+        if current is not None and current.model_id == model_id:
+            return Decision(current, True, "same model already approved", previous)
+        if current is None:
+            approved, reason = True, "no approved model yet"
+        else:
+            ref = current_score if current_score is not None else current.metrics.get("score")
+            if ref is None:
+                approved, reason = False, f"approved model {current.model_id} has no score to compare with"
+            elif score < ref:
+                approved, reason = True, f"score {score:.6g} < {ref:.6g} of {current.model_id}"
+            else:
+                approved, reason = False, f"score {score:.6g} is not better than {ref:.6g} of {current.model_id}"
+        record = self.store.register_model(self.site_id, kind, model_id, str(artifact_path),
+                                           {**metrics, "score": score, "decision": reason},
+                                           approved=approved, run_id=run_id)
+        return Decision(record, approved, reason, previous)
+
+    # ------------------------------------------------------------------ loading
+    def load_antares(self) -> tuple[ModelRecord, Any] | None:
+        """(record, :class:`shared.antares.policy.AntaresPolicy`) of the newest approved policy, or None."""
+        from shared.antares.policy import AntaresPolicy
+
+        rec = self.current("antares")
+        return None if rec is None else (rec, AntaresPolicy.load(rec.artifact_path))
+
+    def load_aurora(self) -> tuple[ModelRecord, Any] | None:
+        """(record, :class:`shared.forecast.models.ForecastModels`) of the newest approved forecaster, or None."""
+        return load_aurora(self.store, self.site_id)
+
+    # ------------------------------------------------------------------ runs
+    def runs(self, limit: int = 50, target: str | None = None) -> list[dict[str, Any]]:
+        """The latest training runs of the site (newest first), as stored by ``store_training_run``."""
+        from sqlalchemy import select
+
+        from shared.storage import models as m
+
+        t = m.TrainingRun.__table__
+        query = select(t).where(t.c.site_id == self.site_id)
+        if target is not None:
+            query = query.where(t.c.target == target)
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query.order_by(t.c.updated_at.desc()).limit(limit)).all()
+        return [r._asdict() for r in rows]
+
+
+def load_aurora(store: Store, site_id: str) -> tuple[ModelRecord, Any] | None:
+    """The newest approved Aurora model (record, ForecastModels) of ``site_id``, or None."""
+    from shared.forecast.models import ForecastModels
+
+    rec = store.latest_approved_model("aurora", site_id)
+    return None if rec is None else (rec, ForecastModels.load(rec.artifact_path))

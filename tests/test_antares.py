@@ -1,0 +1,183 @@
+"""Antares: episodes from MPC replays, no future in the features, the policy judged in money."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shared.antares.episodes import (
+    SIM_SYSTEM_ID,
+    TARGETS,
+    check_one_system,
+    grade_frame_days,
+    record_episodes,
+    time_split,
+)
+from shared.antares.evaluate import evaluate_money, replay_policy
+from shared.antares.features import FEATURES
+from shared.antares.policy import AntaresPolicy
+from shared.antares.training import train_antares
+from shared.config import load_site_config
+from shared.sitedata import load_site_data
+
+ROOT = Path(__file__).resolve().parents[1]
+DAY0 = date(2016, 8, 3)
+DAYS = 6
+
+
+@pytest.fixture(scope="module")
+def home():
+    site = load_site_config(ROOT / "examples" / "citylearn-home.yaml")
+    frame = load_site_data(ROOT / "examples" / "data" / "citylearn_building_1.csv.gz").frame
+    return site, frame
+
+
+@pytest.fixture(scope="module")
+def episodes(home):
+    site, frame = home
+    return record_episodes(frame, site, DAY0, DAY0 + timedelta(days=DAYS - 1))
+
+
+def test_episodes_record_what_the_mpc_saw_and_did_and_cost_what_the_env_says(home, episodes):
+    site, frame = home
+    rows = episodes.rows
+    assert list(episodes.days.index) == [DAY0 + timedelta(days=k) for k in range(DAYS)]
+    assert len(rows) == 96 * DAYS and set(rows["system_id"]) == {SIM_SYSTEM_ID}
+    assert not rows[list(FEATURES) + list(TARGETS)].isna().any().any()
+    # one direction at a time, within the battery's power limits
+    b = site.battery
+    assert ((rows["charge_kw"] == 0) | (rows["discharge_kw"] == 0)).all()
+    assert rows["charge_kw"].max() <= b.max_charge_kw + 1e-6 and rows["discharge_kw"].max() <= b.max_discharge_kw + 1e-6
+    assert rows["charge_kw"].sum() > 1 and rows["discharge_kw"].sum() > 1  # the MPC does use the battery
+    # the day's cost is what following the planner in the Gym env costs (same env, same day, same SoC)
+    from shared.environment import AntaresMPCEnv
+
+    d = DAY0 + timedelta(days=2)
+    env = AntaresMPCEnv(site, frame, day=d)
+    env.reset(options={"day": d, "soc_kwh": float(episodes.days.loc[d, "soc_start_kwh"])})
+    total, done = 0.0, False
+    while not done:
+        _, reward, done, _, _ = env.step(None)
+        total -= reward
+    assert episodes.days.loc[d, "mpc_cost"] == pytest.approx(total, abs=1e-9)
+    # SoC carried from day to day
+    assert episodes.days["soc_start_kwh"].iloc[1:].to_numpy() == pytest.approx(episodes.days["soc_end_kwh"].iloc[:-1].to_numpy())
+    assert episodes.version == record_episodes(frame, site, DAY0, DAY0 + timedelta(days=DAYS - 1)).version
+
+
+def test_features_never_see_the_slot_being_decided_or_later(home):
+    """Change the measured load/PV from 12:00 on: the features of every slot up to 12:00 are unchanged."""
+    site, frame = home
+    d = DAY0 + timedelta(days=1)
+    base = record_episodes(frame, site, d, d).rows
+    cut = base.index[48]
+    changed = frame.copy()
+    later = changed.index >= cut
+    changed.loc[later, "load_kw"] = changed.loc[later, "load_kw"] * 3 + 1
+    changed.loc[later, "pv_kw"] = 0.0
+    other = record_episodes(changed, site, d, d).rows
+    feats = list(FEATURES)
+    pd.testing.assert_frame_equal(base.loc[:cut, feats], other.loc[:cut, feats])
+    assert not np.allclose(base.loc[base.index > cut, feats], other.loc[other.index > cut, feats])
+
+
+def test_days_with_gaps_are_skipped_and_battery_missing_days_weigh_battery_targets_zero(home):
+    site, frame = home
+    d1, d2 = DAY0, DAY0 + timedelta(days=1)
+    f = frame.copy()
+    f["soc_frac"] = 0.5
+    day1 = (f.index >= pd.Timestamp(f"{d1} 12:00", tz=site.tz)) & (f.index < pd.Timestamp(f"{d1} 13:00", tz=site.tz))
+    f.loc[day1, "load_kw"] = np.nan
+    day2 = (f.index >= pd.Timestamp(f"{d2} 12:00", tz=site.tz)) & (f.index < pd.Timestamp(f"{d2} 13:00", tz=site.tz))
+    f.loc[day2, "soc_frac"] = np.nan
+    grades = grade_frame_days(f, site, [d1, d2, d2 + timedelta(days=1)])
+    assert grades == {d1: "gaps", d2: "battery_missing", d2 + timedelta(days=1): "clean"}
+    ep = record_episodes(f, site, d1, d2 + timedelta(days=1), grades=grades)
+    assert ep.used_days == [d2, d2 + timedelta(days=1)]
+    weights = ep.rows.groupby("day")["battery_weight"].unique()
+    assert list(weights[d2]) == [0.0] and list(weights[d2 + timedelta(days=1)]) == [1.0]
+    with pytest.raises(ValueError, match="no training day has battery readings"):
+        AntaresPolicy.train(ep.rows, [d2])
+
+
+def test_simulated_and_live_rows_never_train_together(episodes):
+    rows = episodes.rows.copy()
+    assert check_one_system(rows) == SIM_SYSTEM_ID
+    rows.loc[rows.index[:10], "system_id"] = "live"
+    with pytest.raises(ValueError, match="mix systems"):
+        check_one_system(rows)
+
+
+def test_time_split_validates_on_the_last_days():
+    days = [date(2016, 8, 1) + timedelta(days=k) for k in range(10)]
+    train, val = time_split(list(reversed(days)), 0.2)
+    assert train == days[:8] and val == days[8:]
+    with pytest.raises(ValueError, match="at least 2"):
+        time_split(days[:1])
+
+
+def test_policy_acting_through_the_env_is_judged_in_money_against_mpc_and_oracle(home, episodes):
+    site, frame = home
+    train, val = time_split(episodes.used_days, 0.34)
+    policy = AntaresPolicy.train(episodes.rows, train, seed=3)
+    report = evaluate_money(policy, episodes, frame, site, val)
+    assert report.days == val
+    assert report.mpc_cost == pytest.approx(episodes.days.loc[val, "mpc_cost"].sum())
+    # hindsight is cheapest (a little slack: the daily oracle values end-of-day energy like the planner)
+    assert report.oracle_cost <= min(report.mpc_cost, report.policy_cost) + 0.05
+    # a doing-nothing policy would pay for all the load in the evening peak: the policy must do better
+    idle = AntaresPolicy(boosters={t: _Const(0.0) for t in TARGETS})
+    idle_costs, _, _ = replay_policy(idle, frame, site, val, float(episodes.days.loc[val[0], "soc_start_kwh"]),
+                                     executor_rule="setpoint")
+    assert report.policy_cost < sum(idle_costs.values())
+    assert report.policy_vs_mpc_frac < 0.25
+    assert report.decision_ms_mean > 0
+
+
+class _Const:
+    """A stand-in booster that always predicts one value (a policy that never moves the battery)."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def predict(self, x, num_threads: int = 1):
+        return np.full(np.atleast_2d(x).shape[0], self.value)
+
+
+def test_training_run_is_reproducible_with_bounds_seed_metrics_and_versioned_artifacts(home, episodes, tmp_path):
+    site, frame = home
+    a = train_antares(frame, site, DAY0, DAY0 + timedelta(days=DAYS - 1), model_dir=tmp_path / "a", seed=7,
+                      validation_frac=0.34, episodes=episodes, with_oracle=False)
+    b = train_antares(frame, site, DAY0, DAY0 + timedelta(days=DAYS - 1), model_dir=tmp_path / "b", seed=7,
+                      validation_frac=0.34, episodes=episodes, with_oracle=False)
+    assert a.model_id == b.model_id and a.model_id.startswith("antares_v1_20160808_")
+    assert a.metrics["policy_cost"] == pytest.approx(b.metrics["policy_cost"])
+    doc = a.to_dict()
+    assert doc["split"]["train_to"] < doc["split"]["validation_from"]
+    assert doc["split"]["seed"] == 7 and doc["dataset_version"] == episodes.version
+    for t in TARGETS:
+        assert doc[f"{t}_mae"] >= 0 and doc[f"{t}_rmse"] >= doc[f"{t}_mae"]
+    model_path, card_path = map(Path, doc["artifacts"])
+    assert model_path.name == f"{a.model_id}.model.json" and card_path.name == f"{a.model_id}.card.json"
+    card = json.loads(card_path.read_text())
+    assert card["dataset_version"] == episodes.version and card["features"] == list(FEATURES)
+    loaded = AntaresPolicy.load(model_path)
+    x = episodes.rows[list(FEATURES)].to_numpy()[:50]
+    assert np.allclose(loaded.predict(x)["charge_kw"], a.model.predict(x)["charge_kw"])
+    msg = a.message()
+    assert msg.target == "antares" and msg.status == "finished" and "policy_cost" in msg.metrics
+
+
+def test_a_model_file_for_other_features_is_refused(tmp_path, episodes):
+    policy = AntaresPolicy.train(episodes.rows, episodes.used_days[:2], num_rounds=5)
+    path, _ = policy.save(tmp_path / "m")
+    doc = json.loads(path.read_text())
+    doc["features"] = doc["features"][:-1]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="trained on features"):
+        AntaresPolicy.load(path)
