@@ -270,6 +270,14 @@ def build_rows(grid: Grid, issue_pos: np.ndarray, n_steps: int) -> pd.DataFrame:
         rows["pv_p90_7"] = _nan_quantile_axis0(pv_lags, 0.9)
         rows["pv_med7"] = _nan_quantile_axis0(pv_lags, 0.5)
     rows["pv_lag_day"] = _take(pv, pp - SLOTS_PER_DAY * days_back)
+    # the same +-1 h window over the last 7 days: habits drift by an hour, a profile should too
+    wide = np.stack([
+        _take(load, pp - SLOTS_PER_DAY * (days_back + j) + o) for j in range(MEAN_DAYS) for o in range(-4, 5)
+    ])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rows["load_mean7_wide"] = np.nanmean(wide, axis=0)
+        rows["load_med7_wide"] = _nan_quantile_axis0(wide, 0.5)
     issue_only = issue_pos
     lvl3 = _window_mean(load, issue_only, 3 * SLOTS_PER_HOUR)
     lvl24 = _window_mean(load, issue_only, SLOTS_PER_DAY)

@@ -45,7 +45,7 @@ MODEL_NAME = "aurora"
 FORECAST_COLUMNS = ["load_p10_kw", "load_p50_kw", "load_p90_kw", "pv_p10_kw", "pv_p50_kw", "pv_p90_kw"]
 LOAD_BASE_FEATURES = [
     "slot_of_day", "dow", "daytype", "holiday", "horizon_h",
-    "load_lag_day", "load_lag_week", "load_mean7", "load_std7", "load_p10_7", "load_p90_7", "load_med7", "load_lag_2week",
+    "load_lag_day", "load_lag_week", "load_mean7", "load_std7", "load_p10_7", "load_p90_7", "load_med7", "load_lag_2week", "load_mean7_wide", "load_med7_wide",
     "load_level_3h", "load_level_24h", "load_level_7d",
 ]
 PV_BASE_FEATURES = [
