@@ -2,9 +2,13 @@
 
 The same optimisation model as the planner (:func:`shared.optimize.solve_plan`) fed with the
 MEASURED load and PV and the real prices, one local day at a time: the SoC at the end of a
-day is the next day's start, each day values its leftover energy with the planner's terminal
-value, and a capacity tariff sees the peaks the oracle itself made earlier in the billing
-period. The schedule is then replayed by :mod:`shared.simulator` (with a perfect forecast
+day is the next day's start, and a capacity tariff sees the peaks the oracle itself made
+earlier in the billing period. Each daily problem also sees the next day (``lookahead_days=1``,
+hindsight knows it) and keeps only its own day; the energy left at the end of that window is
+valued with the planner's terminal value. Without the look-ahead (``lookahead_days=0``) a day
+with a terminal value above the night price ends full of grid energy just before a sunny
+morning refills the battery for free: on PV-rich homes with unpaid export that "optimum"
+costs more than a plain self-consumption rule (measured on CityLearn home 3). The schedule is then replayed by :mod:`shared.simulator` (with a perfect forecast
 that reproduces the plan) and priced by :func:`shared.cost.plan_cost`, so the oracle's money
 is computed exactly like everyone else's.
 
@@ -128,16 +132,32 @@ class OracleDay:
 
 
 def oracle_day(frame: pd.DataFrame, site: SiteConfig, day: date, soc_kwh: float | None = None,
-               capacity_state: CapacityState | None = None) -> OracleDay:
-    """The perfect-hindsight plan of one local day of recorded data, replayed and priced."""
+               capacity_state: CapacityState | None = None, lookahead_days: int = 1) -> OracleDay:
+    """The perfect-hindsight plan of one local day of recorded data, replayed and priced.
+
+    With ``lookahead_days`` the problem also sees the following days (as far as the data goes)
+    and only the day itself is kept: hindsight knows tomorrow's sun, so the day does not end
+    filled from the grid just before free PV arrives (see module doc).
+    """
     site = oracle_site(site)
-    act = actuals(frame, site, local_day_slots(day, site.tz))
-    return oracle_day_from(day, act, site, soc_kwh, capacity_state)
+    index = local_day_slots(day, site.tz)
+    n_day = len(index)
+    for k in range(1, lookahead_days + 1):
+        nxt = local_day_slots(day + timedelta(days=k), site.tz)
+        if nxt[-1] > frame.index[-1] or frame["load_kw"].reindex(nxt).isna().all():
+            break
+        index = index.append(nxt)
+    act = actuals(frame, site, index)
+    return oracle_day_from(day, act, site, soc_kwh, capacity_state, commit_slots=n_day)
 
 
 def oracle_day_from(day: date, act: Actuals, site: SiteConfig, soc_kwh: float | None = None,
-                    capacity_state: CapacityState | None = None) -> OracleDay:
-    """The oracle on given measured load/PV and prices (recorded file or the live database)."""
+                    capacity_state: CapacityState | None = None, commit_slots: int | None = None) -> OracleDay:
+    """The oracle on given measured load/PV and prices (recorded file or the live database).
+
+    ``act`` may run past the day (lookahead); only the first ``commit_slots`` (default: all) are
+    executed, replayed and priced.
+    """
     from shared.optimize import PlanInputs, solve_plan
 
     site = oracle_site(site)
@@ -148,10 +168,12 @@ def oracle_day_from(day: date, act: Actuals, site: SiteConfig, soc_kwh: float | 
     t0 = time.perf_counter()
     plan = solve_plan(inputs, site)
     solve_s = time.perf_counter() - t0
-    sim = simulate(plan.slots, act.load_kw, act.pv_kw, act.prices, site, soc0, capacity_state=capacity_state,
-                   reserve_kwh=plan.strategy.reserve_kwh)
+    n = len(act.index) if commit_slots is None else commit_slots
+    sim = simulate(plan.slots.iloc[:n], act.load_kw[:n], act.pv_kw[:n], act.prices.iloc[:n], site, soc0,
+                   capacity_state=capacity_state, reserve_kwh=plan.strategy.reserve_kwh)
+    missing = int(np.sum((act.load_kw[:n] == 0) & (act.pv_kw[:n] == 0))) if act.missing_slots else 0
     return OracleDay(day=day, soc_start_kwh=soc0, soc_end_kwh=sim.soc_end_kwh, cost=sim.cost, status=plan.status,
-                     solve_s=solve_s, missing_slots=act.missing_slots, flows=sim.flows)
+                     solve_s=solve_s, missing_slots=min(missing, act.missing_slots), flows=sim.flows)
 
 
 def observed_day(day: date, observations: pd.DataFrame, prices: pd.DataFrame, site: SiteConfig,
@@ -226,8 +248,9 @@ class OracleRun:
 
 
 def oracle_range(frame: pd.DataFrame, site: SiteConfig, date_from: date, date_to: date,
-                 soc_kwh: float | None = None, progress: Progress | None = None) -> OracleRun:
-    """Daily oracle problems from ``date_from`` to ``date_to`` (inclusive), SoC carried day to day."""
+                 soc_kwh: float | None = None, progress: Progress | None = None, lookahead_days: int = 1) -> OracleRun:
+    """Daily oracle problems from ``date_from`` to ``date_to`` (inclusive), SoC carried day to day,
+    each seeing ``lookahead_days`` more days of hindsight (0: the day alone)."""
     t0 = time.perf_counter()
     site = oracle_site(site)
     days: list[OracleDay] = []
@@ -241,7 +264,7 @@ def oracle_range(frame: pd.DataFrame, site: SiteConfig, date_from: date, date_to
         start, _ = local_day_bounds(day, site.tz)
         history = pd.concat(imports) if imports else pd.Series(dtype=float)
         state = capacity_state_before(history, start, site)
-        od = oracle_day(frame, site, day, soc, state)
+        od = oracle_day(frame, site, day, soc, state, lookahead_days=lookahead_days)
         days.append(od)
         imports.append(od.flows["import_kw"])
         soc = od.soc_end_kwh

@@ -88,3 +88,19 @@ def test_oracle_cli_names_a_bad_date(capfd):
     code = cli_main(["oracle", "--site", str(CL_SITE), "--data", str(CL_DATA), "--from", "2016-08-31",
                      "--to", "2016-08-03"])
     assert code == 2 and "before" in capfd.readouterr().err
+
+
+def test_hindsight_beats_the_self_consumption_rule(citylearn):
+    # with export unpaid, a day that ends full of night-tariff grid energy wastes the next
+    # morning's PV; the look-ahead day lets the oracle see that (lookahead_days=0 lost to the rule)
+    from shared.cost import plan_cost
+    from shared.optimize import PlanInputs
+    from shared.optimize.fallback import self_consumption_plan
+    from shared.optimize.inputs import apply_strategy
+
+    site, frame = citylearn
+    run = oracle_range(frame, site, date(2016, 10, 5), date(2016, 10, 8), soc_kwh=0.0)
+    act = actuals(frame, site, run.flows.index)
+    inputs = PlanInputs(index=act.index, load_kw=act.load_kw, pv_kw=act.pv_kw, prices=act.prices, soc_kwh=0.0)
+    rule = self_consumption_plan(apply_strategy(inputs, site)[0], site)
+    assert run.oracle_cost <= money(plan_cost(rule, act.prices, site)) + 1e-6
