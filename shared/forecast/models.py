@@ -141,6 +141,9 @@ class ForecastModels:
         rows = rows[(rows["pos"] < len(grid.index)) & (rows["horizon_h"] * 4 % max(row_stride, 1) == 0)]
         cal_start = len(grid.index) - min(calibration_days, int(days * 0.25)) * SLOTS_PER_DAY
         is_cal = rows["issue_pos"].to_numpy() >= cal_start
+        # rows issued before the held-back window whose targets fall inside it belong to neither set
+        rows = rows[is_cal | (rows["pos"].to_numpy() < cal_start)]
+        is_cal = rows["issue_pos"].to_numpy() >= cal_start
 
         ratios = rows.loc[rows["daylight"] > 0, "pv_ratio_3d"].dropna()
         default_ratio = float(ratios.median()) if len(ratios) else 0.7
