@@ -8,10 +8,8 @@ Modbus. All of it runs on one simulated clock, ``--accel`` times faster than rea
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import socket
-import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import pandas as pd
 from pydantic import SecretStr
 
+from shared.asyncthread import LoopThread
 from shared.clock import SimClock
 from shared.config import SiteConfig
 from shared.runtime import PROJECT_ROOT
@@ -40,42 +39,13 @@ class SimulatorThread:
 
     def __init__(self, simulator: Any) -> None:
         self.simulator = simulator
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self._thread = LoopThread("modbus-simulator")
 
     def start(self, timeout_s: float = 15.0) -> None:
-        self._thread = threading.Thread(target=self._run, name="modbus-simulator", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout_s) or self._error is not None:
-            raise RuntimeError(f"the inverter simulator did not start: {self._error}")
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self.simulator.start())
-        except BaseException as err:  # noqa: BLE001 - reported to the starting thread
-            self._error = err
-            self._ready.set()
-            return
-        self._ready.set()
-        loop.run_forever()
-        loop.close()
+        self._thread.start(self.simulator.start, timeout_s)
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        if self._loop is None:
-            return
-        future = asyncio.run_coroutine_threadsafe(self.simulator.stop(), self._loop)
-        try:
-            future.result(timeout_s)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            if self._thread is not None:
-                self._thread.join(timeout_s)
-            self._loop = None
+        self._thread.stop(self.simulator.stop, timeout_s)
 
 
 def demo_site(site: SiteConfig, data_path: Path, modbus_port: int, workdir: Path) -> SiteConfig:

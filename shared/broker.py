@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 import socket
-import threading
 from typing import Any
+
+from shared.asyncthread import LoopThread
 
 log = logging.getLogger("darkstar.broker")
 
@@ -29,11 +30,8 @@ class EmbeddedBroker:
     def __init__(self, host: str = "127.0.0.1", port: int = 11883) -> None:
         self.host = host
         self.port = port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._broker: Any = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self._thread = LoopThread("embedded-broker")
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -47,51 +45,26 @@ class EmbeddedBroker:
             raise RuntimeError(
                 f"port {self.host}:{self.port} is already in use; stop what runs there or set mqtt.port"
             )
-        self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout_s):
-            raise RuntimeError(f"embedded MQTT broker did not start within {timeout_s} s")
-        if self._error is not None:
-            raise RuntimeError(f"embedded MQTT broker failed to start: {self._error}")
-        log.info("embedded MQTT broker on %s:%d", self.host, self.port)
-
-    def _run(self) -> None:
-        from amqtt.broker import Broker  # imported here: only the embedded mode needs amqtt
-
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        asyncio.set_event_loop(loop)
 
         async def boot() -> None:
+            from amqtt.broker import Broker  # imported here: only the embedded mode needs amqtt
+
             self._broker = Broker(self._config())
             await self._broker.start()
 
-        try:
-            loop.run_until_complete(boot())
-        except BaseException as err:  # noqa: BLE001 - reported to the starting thread
-            self._error = err
-            self._ready.set()
-            return
-        self._ready.set()
-        loop.run_forever()
-        loop.close()
+        self._thread.start(boot, timeout_s)
+        log.info("embedded MQTT broker on %s:%d", self.host, self.port)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop listening, drop every client connection (clients see it at once and reconnect), shut down."""
-        loop, broker = self._loop, self._broker
-        if loop is None or broker is None:
+        broker = self._broker
+        if broker is None:
             return
-        future = asyncio.run_coroutine_threadsafe(self._shutdown(broker), loop)
         try:
-            future.result(timeout_s)
-        except Exception:  # noqa: BLE001 - shutting down anyway
+            self._thread.stop(lambda: self._shutdown(broker), timeout_s)
+        except Exception:  # noqa: BLE001 - stopped anyway
             log.warning("embedded broker did not shut down cleanly")
-        loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-        self._loop = None
         self._broker = None
-        self._ready.clear()
 
     @staticmethod
     async def _shutdown(broker: Any) -> None:

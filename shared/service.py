@@ -76,19 +76,19 @@ class Service:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._lock = threading.RLock()
-        self.registry = CollectorRegistry()
+        self.metrics_registry = CollectorRegistry()
         self.m_received = Counter("darkstar_messages_received", "valid messages received", ["kind"],
-                                  registry=self.registry)
+                                  registry=self.metrics_registry)
         self.m_rejected = Counter("darkstar_messages_rejected", "invalid messages rejected", ["kind"],
-                                  registry=self.registry)
+                                  registry=self.metrics_registry)
         self.m_published = Counter("darkstar_messages_published", "messages published", ["kind"],
-                                   registry=self.registry)
+                                   registry=self.metrics_registry)
         self.m_handle_s = Histogram("darkstar_handle_seconds", "time to validate and handle one message",
-                                    ["kind"], registry=self.registry,
+                                    ["kind"], registry=self.metrics_registry,
                                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5))
-        self.m_connected = Gauge("darkstar_mqtt_connected", "1 when connected to the broker", registry=self.registry)
+        self.m_connected = Gauge("darkstar_mqtt_connected", "1 when connected to the broker", registry=self.metrics_registry)
         self.m_connected.set_function(lambda: 1.0 if self.mqtt.connected else 0.0)
-        self.m_tick_errors = Counter("darkstar_tick_errors", "periodic work that failed", registry=self.registry)
+        self.m_tick_errors = Counter("darkstar_tick_errors", "periodic work that failed", registry=self.metrics_registry)
 
     # ------------------------------------------------------------------ hooks for subclasses
     def subscriptions(self) -> list[str]:
@@ -293,7 +293,7 @@ class Service:
 
         @public.get("/metrics")
         def metrics() -> PlainTextResponse:
-            return PlainTextResponse(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+            return PlainTextResponse(generate_latest(self.metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
         @public.get("/context")
         def context() -> dict[str, Any]:
