@@ -312,7 +312,7 @@ class TrainerSettings(_Strict):
     retrain_days: float = Field(7.0, gt=0, description="scheduled retraining interval (days); weekly by default")
     train_on_start: bool = Field(False, description="train once at start when no run is recorded yet")
     kinds: list[Literal["aurora", "antares"]] = Field(default_factory=lambda: ["aurora", "antares"])
-    history_days: int = Field(365, ge=10, description="days of history replayed / trained on")
+    history_days: int = Field(365, ge=2, description="days of history replayed / trained on")
     validation_frac: float = Field(0.2, gt=0, lt=1, description="last fraction of days held back (Antares)")
     aurora_validation_days: int = Field(7, ge=1)
     seed: int = 0
