@@ -64,6 +64,9 @@ def cmd_oracle_year(args) -> dict:
 def _backtest(site, frame, args, date_from: str, date_to: str) -> dict:
     from shared.backtest import run_backtest, stderr_progress
 
+    if args.no_stability:  # sensitivity: the planner without its anti-flip-flop costs
+        site = site.model_copy(update={"planner": site.planner.model_copy(
+            update={"setpoint_change_cost_per_kw": 0.0, "mode_switch_cost": 0.0})})
     kwargs = {"retrain_days": args.retrain_days} if args.forecast == "aurora" else {}
     r = run_backtest(frame, site, date.fromisoformat(date_from), date.fromisoformat(date_to), forecast=args.forecast,
                      replan_minutes=args.replan_minutes, progress=stderr_progress(site.site_id), forecast_kwargs=kwargs)
@@ -113,6 +116,7 @@ def main() -> int:
         b.add_argument("--forecast", choices=("perfect", "naive", "aurora"), default="aurora")
         b.add_argument("--replan-minutes", type=int, default=60)
         b.add_argument("--retrain-days", type=int, default=7)
+        b.add_argument("--no-stability", action="store_true", help="planner without setpoint-change/mode-switch costs")
         b.add_argument("--from", dest="date_from", default=None if name == "se4" else "2016-10-01")
         b.add_argument("--to", dest="date_to", default=None if name == "se4" else "2016-10-28")
         if name == "backtest":
