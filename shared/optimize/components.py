@@ -128,9 +128,8 @@ def default_terminal_value_per_kwh(m: Model) -> float:
 class Battery(Component):
     """Charge/discharge with efficiencies, power limits, hard SoC limits, soft reserve, wear, terminal value.
 
-    Charging and discharging in the same slot only pay when energy is worth less than nothing:
-    up to the last negative import or export price of the horizon, or with PV that may not be
-    curtailed at a negative export price; only those slots get a binary.
+    Charging and discharging in the same slot only pay when a kWh at the bus is worth less than
+    nothing (see the rule in ``build``); only those slots get a binary.
     """
 
     name = "battery"
@@ -184,14 +183,15 @@ class Battery(Component):
                     terms.append((curt.vars[t], 1.0))
                 m.row(f"battery_charge_from_pv_only_t{t:03d}", terms, LE, float(m.pv_kw[t] - curt.fixed[t]))
         # exclusion binaries where burning energy could pay
-        # Burning energy (charge and discharge at once) can pay before a negative price: it makes
-        # room to be paid for importing, or avoids paying to export. So every slot up to the last
-        # negative price gets a binary, and slots with PV that may neither be curtailed nor sold.
+        # Burning energy (charge and discharge at once) pays only where a kWh at the bus is worth
+        # less than nothing: the import price is negative, getting rid of energy costs money
+        # (negative export price), PV may not be curtailed, or nothing can be exported before a
+        # later negative import price (then emptying the battery early could pay).
         no_curtail = not m.site.pv.curtailment_allowed
-        negative = (m.import_price < 0) | (m.export_price < 0)
-        sink_wanted = (m.export_price < 0) & (m.pv_kw > 0) & no_curtail
-        if negative.any():
-            sink_wanted[: int(np.flatnonzero(negative)[-1]) + 1] = True
+        sink_wanted = (m.import_price < 0) | (m.export_price < 0) | ((m.pv_kw > 0) & no_curtail)
+        can_export = m.site.tariff.export_enabled and m.site.grid.max_export_kw > 0
+        if not can_export and (m.import_price < 0).any():
+            sink_wanted[: int(np.flatnonzero(m.import_price < 0)[-1]) + 1] = True
         self.binary_slots = []
         for t in np.flatnonzero(sink_wanted):
             z = m.var(f"battery_direction_t{t:03d}", binary=True)  # 1 = charging
