@@ -198,6 +198,8 @@ class Service:
                 payload_excerpt=payload_excerpt(payload) if payload is not None else None,
             )
             self.publish("error", event)
+        except RuntimeError as err:  # not connected (starting or stopping): the log line above stands
+            log.debug("%s: error event not published: %s", self.name, err)
         except Exception:  # noqa: BLE001 - reporting must never take the service down
             log.exception("%s: could not publish error event", self.name)
 
