@@ -37,7 +37,7 @@ from shared.cost import CostBreakdown, plan_cost
 from shared.oracle import Actuals, actuals, battery_pv_site, capacity_state_before, oracle_range, range_index
 from shared.simulator import money, no_battery_flows, replay
 from shared.slots import SLOT, local_day_bounds
-from shared.tariff import price_curve_from_data
+from shared.tariff import PriceError, price_curve_from_data, priced_slots
 
 ForecastKind = Literal["perfect", "naive", "aurora"]
 Progress = Callable[[int, int, str], None]
@@ -335,7 +335,12 @@ def run_backtest(
         end = min(prices_known_until(now, site), now + horizon, data_end)
         plan_index = pd.date_range(now, end, freq=SLOT, inclusive="left")
         window = frame.reindex(plan_index)
-        prices = price_curve_from_data(window, site)
+        # a horizon ends at the last published price (as in the live planner); none at all is an error
+        prices = price_curve_from_data(window, site, allow_missing=True)
+        n_priced = priced_slots(prices)
+        if n_priced < min(step_slots, n - k0):
+            raise PriceError(f"no price for {plan_index[n_priced].isoformat()} (needed to plan at {now.isoformat()})")
+        plan_index, prices = plan_index[:n_priced], prices.iloc[:n_priced]
         load_fc, pv_fc = forecaster.forecast(now, plan_index)
         state = capacity_state_before(imports, now, site) if site.tariff.capacity.enabled else None
         inputs = PlanInputs(index=plan_index, load_kw=load_fc, pv_kw=pv_fc, prices=prices, soc_kwh=soc,
