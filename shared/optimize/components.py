@@ -183,15 +183,19 @@ class Battery(Component):
                     terms.append((curt.vars[t], 1.0))
                 m.row(f"battery_charge_from_pv_only_t{t:03d}", terms, LE, float(m.pv_kw[t] - curt.fixed[t]))
         # exclusion binaries where burning energy could pay
-        # Burning energy (charge and discharge at once) pays only where a kWh at the bus is worth
-        # less than nothing: the import price is negative, getting rid of energy costs money
-        # (negative export price), PV may not be curtailed, or nothing can be exported before a
-        # later negative import price (then emptying the battery early could pay).
-        no_curtail = not m.site.pv.curtailment_allowed
-        sink_wanted = (m.import_price < 0) | (m.export_price < 0) | ((m.pv_kw > 0) & no_curtail)
-        can_export = m.site.tariff.export_enabled and m.site.grid.max_export_kw > 0
-        if not can_export and (m.import_price < 0).any():
-            sink_wanted[: int(np.flatnonzero(m.import_price < 0)[-1]) + 1] = True
+        # Burning energy (charge and discharge at once) pays only when losing stored energy can
+        # save money later. With curtailment allowed, no inflow is forced, so more stored energy
+        # never hurts (terminal value >= 0, reserve and peaks only gain from it) unless a later
+        # import price is negative (being paid to import needs room). Without curtailment, PV is
+        # forced in, so room also pays before PV that must be exported at a cost or beyond the
+        # export limit. Every slot up to the last such reason gets a binary; none after it.
+        reason = m.import_price < 0
+        if not m.site.pv.curtailment_allowed:
+            max_export = m.site.grid.max_export_kw if m.site.tariff.export_enabled else 0.0
+            reason = reason | ((m.pv_kw > 0) & (m.export_price < 0)) | (m.pv_kw - m.load_kw > max_export)
+        sink_wanted = np.zeros(m.T, dtype=bool)
+        if reason.any():
+            sink_wanted[: int(np.flatnonzero(reason)[-1]) + 1] = True
         self.binary_slots = []
         for t in np.flatnonzero(sink_wanted):
             z = m.var(f"battery_direction_t{t:03d}", binary=True)  # 1 = charging
