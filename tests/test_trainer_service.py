@@ -31,7 +31,7 @@ def rig(tmp_path: Path, embedded_broker):
         "mqtt": {"host": embedded_broker.host, "port": embedded_broker.port},
         "database": {"url": f"sqlite:///{tmp_path / 'darkstar.db'}"},
         "http": {"admin_token": "test-admin-token"},
-        "trainer": {"data": str(DATA), "history_days": 6, "kinds": ["antares"], "validation_frac": 0.3,
+        "trainer": {"data": str(DATA), "history_days": 5, "kinds": ["antares"], "validation_frac": 0.3,
                     "model_dir": str(tmp_path / "models"), "seed": 1},
     })
     site = site_config_from_dict(data, environ={})
@@ -71,7 +71,7 @@ def test_weekly_schedule_trains_records_registers_and_publishes(rig):
     assert row["status"] == "finished" and row["started_at"] is not None and row["finished_at"] is not None
     assert row["params"]["seed"] == 1 and row["params"]["num_rounds"] > 0
     extra = row["extra"]
-    assert extra["from"] == "2016-08-06" and extra["to"] == "2016-08-11"
+    assert extra["from"] == "2016-08-07" and extra["to"] == "2016-08-11"
     assert extra["split"]["train_to"] < extra["split"]["validation_from"]
     assert extra["targets"] == ["charge_kw", "discharge_kw", "export_kw"] and extra["dataset_version"]
     assert all(Path(p).exists() for p in extra["artifacts"])
@@ -90,7 +90,7 @@ def test_weekly_schedule_trains_records_registers_and_publishes(rig):
 def test_retrain_command_and_admin_route_report_a_failed_job_and_the_service_keeps_running(rig):
     site, service, store, watcher = rig
     base = f"darkstar/{site.site_id}"
-    cmd = CommandMsg(site_id=site.site_id, args={"kinds": ["aurora"]})  # 6 days: too few for Aurora
+    cmd = CommandMsg(site_id=site.site_id, args={"kinds": ["aurora"]})  # 5 days: too few for Aurora
     watcher.publish(f"{base}/cmd/trainer/retrain", encode(cmd))
     reply = wait_for(lambda: [decode(p) for p in watcher.on(f"{base}/cmd/trainer/retrain/result")
                               if decode(p).correlation_id == cmd.correlation_id])[0]
