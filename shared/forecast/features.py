@@ -85,10 +85,7 @@ def prepare_grid(
     index = pd.date_range(start, end, freq=SLOT, inclusive="left", tz=UTC, name="slot_start")
     obs = observations.reindex(index)
     cols: dict[str, np.ndarray] = {}
-    geometry = solar_geometry(index, location)
-    cols["zenith_deg"] = geometry["zenith_deg"].to_numpy()
-    cols["azimuth_deg"] = geometry["azimuth_deg"].to_numpy()
-    cols["cs_kw"] = pv_physical_kw(pv, geometry, None).to_numpy()
+    # one sun computation on the grid extended for clock shifts; the grid itself is its middle
     ext_index = pd.date_range(start - SLOT * SUN_SHIFT_MAX, end + SLOT * SUN_SHIFT_MAX, freq=SLOT, inclusive="left", tz=UTC)
     ext_geo = solar_geometry(ext_index, location)
     sun = {
@@ -96,6 +93,11 @@ def prepare_grid(
         "azimuth_deg": ext_geo["azimuth_deg"].to_numpy(),
         "cs_kw": pv_physical_kw(pv, ext_geo, None).to_numpy(),
     }
+    inner = slice(SUN_SHIFT_MAX, SUN_SHIFT_MAX + len(index))
+    geometry = ext_geo.iloc[inner].set_axis(index)
+    cols["zenith_deg"] = sun["zenith_deg"][inner]
+    cols["azimuth_deg"] = sun["azimuth_deg"][inner]
+    cols["cs_kw"] = sun["cs_kw"][inner]
     if weather is not None and not weather.empty:
         # Tolerate one extra slot of weather after `end` for the shift.
         w_index = pd.date_range(start, end + SLOT * (abs(weather_shift_slots) + 1), freq=SLOT, tz=UTC)
@@ -107,7 +109,14 @@ def prepare_grid(
             if col in w.columns:
                 cols[col] = w[col].to_numpy(dtype=float)
         if has_irradiance(w):
-            cols["phys_kw"] = pv_physical_kw(pv, geometry, w[[c for c in w.columns if c in WEATHER_COLUMNS]]).to_numpy()
+            # physics only where the weather has irradiance (a forecast covers the horizon only)
+            have = w["ghi_wm2"].notna() if "ghi_wm2" in w.columns else w["dni_wm2"].notna() & w["dhi_wm2"].notna()
+            have = have.to_numpy()
+            phys = np.full(len(index), np.nan)
+            if have.any():
+                wcols = w.loc[have, [c for c in w.columns if c in WEATHER_COLUMNS]]
+                phys[have] = pv_physical_kw(pv, geometry.loc[have], wcols).to_numpy()
+            cols["phys_kw"] = phys
     for col in CONTEXT_COLUMNS:
         if col in obs.columns:
             cols[col] = obs[col].to_numpy(dtype=float)
