@@ -182,3 +182,18 @@ def test_a_model_file_for_other_features_is_refused(tmp_path, episodes):
     path.write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="trained on features"):
         AntaresPolicy.load(path)
+
+
+def test_episode_cache_replays_only_new_or_changed_days_and_gives_the_same_rows(home, episodes, tmp_path):
+    site, frame = home
+    cols = list(FEATURES) + list(TARGETS) + ["cost", "soc_start_kwh"]
+    first = record_episodes(frame, site, DAY0, DAY0 + timedelta(days=1), cache_dir=tmp_path)
+    assert not any("cache" in n for n in first.notes)
+    longer = record_episodes(frame, site, DAY0, DAY0 + timedelta(days=2), cache_dir=tmp_path)
+    assert "2 day(s) taken from the episode cache" in longer.notes
+    fresh = episodes.rows[episodes.rows["day"] <= DAY0 + timedelta(days=2)]
+    pd.testing.assert_frame_equal(longer.rows[cols], fresh[cols])
+    changed = frame.copy()
+    changed.loc[changed.index >= pd.Timestamp(f"{DAY0} 18:00", tz=site.tz), "load_kw"] += 0.5
+    again = record_episodes(changed, site, DAY0, DAY0, cache_dir=tmp_path)
+    assert not any("cache" in n for n in again.notes)  # changed data: replayed, not a stale row

@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validation-days", type=int, default=7, help="days held back (Aurora)")
     parser.add_argument("--forecast", choices=("naive", "perfect"), default="naive",
                         help="the MPC's load/PV forecast in the episodes (Antares)")
+    parser.add_argument("--episode-cache", type=Path, default=None,
+                        help="directory of replayed days: a later run replays only new or changed days (Antares)")
     parser.add_argument("--rounds", type=int, default=None, help="boosting rounds per target (Antares)")
     parser.add_argument("--db", default=None, help="database URL: record the run and register the model")
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
             registry = ModelRegistry(store, site.site_id, args.model_dir)
         progress = stderr_progress(f"train {args.kind}")
         if args.kind == "antares":
-            kwargs = {"num_rounds": args.rounds} if args.rounds else {}
+            kwargs: dict = {"num_rounds": args.rounds} if args.rounds else {}
+            kwargs["cache_dir"] = args.episode_cache
             report = train_antares(frame, site, date_from, date_to, model_dir=args.model_dir, seed=args.seed,
                                    validation_frac=args.validation_frac, forecast=args.forecast, registry=registry,
                                    progress=progress, **kwargs)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -155,7 +156,8 @@ class TrainerService(Service):
         registry = self.registry if self.store is not None else None
         if kind == "antares":
             return train_antares(frame, self.site, date_from, date_to, model_dir=cfg.model_dir, seed=cfg.seed,
-                                 validation_frac=cfg.validation_frac, registry=registry, run_id=run_id)
+                                 validation_frac=cfg.validation_frac, registry=registry, run_id=run_id,
+                                 cache_dir=Path(cfg.model_dir) / "episodes")
         return train_aurora(frame, self.site, date_from, date_to, model_dir=cfg.model_dir, weather=weather,
                             validation_days=cfg.aurora_validation_days, registry=registry, run_id=run_id)
 

@@ -18,10 +18,12 @@ own runs carry ``"live"``; a training run never mixes them (:func:`check_one_sys
 from __future__ import annotations
 
 import hashlib
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -85,6 +87,45 @@ def grade_frame_days(frame: pd.DataFrame, site: SiteConfig, days: list[date]) ->
     return out
 
 
+class EpisodeCache:
+    """Replayed days on disk, so a weekly retraining replays only the new days.
+
+    A day's episode depends on the site, the forecast kind, the SoC at its start and the
+    recorded data of the day and the 8 days before (the naive forecast looks back a week);
+    all of that is in the key, so a changed input means a new replay, never a stale row.
+    Files are pickles written by this process's user: a local cache, not an exchange format.
+    """
+
+    def __init__(self, directory: str | Path, site: SiteConfig, forecast: str) -> None:
+        conf = site.model_dump_json(include={"location", "grid", "tariff", "battery", "pv", "planner"})
+        self.directory = Path(directory) / hashlib.sha256(f"{conf}|{forecast}".encode()).hexdigest()[:12]
+        self.site = site
+
+    def key(self, frame: pd.DataFrame, day: date, soc_kwh: float) -> str:
+        index = local_day_slots(day, self.site.tz)
+        window = frame.loc[(frame.index >= index[0] - timedelta(days=8)) & (frame.index <= index[-1])]
+        h = hashlib.sha256(pd.util.hash_pandas_object(window, index=True).to_numpy().tobytes())
+        h.update(f"{soc_kwh:.9f}".encode())
+        return h.hexdigest()[:16]
+
+    def get(self, day: date, key: str) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+        path = self.directory / f"{day.isoformat()}_{key}.pkl"
+        if not path.exists():
+            return None
+        try:
+            with path.open("rb") as fh:
+                return pickle.load(fh)
+        except (OSError, pickle.UnpicklingError, EOFError):
+            return None  # a torn write: replay the day again
+
+    def put(self, day: date, key: str, rows: pd.DataFrame, summary: dict[str, Any]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.directory / f".{day.isoformat()}_{key}.tmp"
+        with tmp.open("wb") as fh:
+            pickle.dump((rows, summary), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(self.directory / f"{day.isoformat()}_{key}.pkl")
+
+
 def record_episodes(
     frame: pd.DataFrame,
     site: SiteConfig,
@@ -95,6 +136,7 @@ def record_episodes(
     soc_kwh: float | None = None,
     grades: dict[date, str] | None = None,
     system_id: str = SIM_SYSTEM_ID,
+    cache_dir: str | Path | None = None,
     progress: Progress | None = None,
 ) -> EpisodeSet:
     """Replay ``date_from``..``date_to`` (inclusive local days) with the MPC; see the module doc."""
@@ -108,6 +150,8 @@ def record_episodes(
     b = env.site.battery
     export_cap = env.site.grid.max_export_kw if env.site.tariff.export_enabled else 0.0
     soc = env.soc_start_kwh
+    cache = EpisodeCache(cache_dir, site, forecast) if cache_dir is not None else None
+    cached_days = 0
     chunks: list[pd.DataFrame] = []
     summary = []
     notes: list[str] = []
@@ -120,6 +164,19 @@ def record_episodes(
                 progress(k + 1, len(days), d.isoformat())
             continue
         soc_start = soc
+        key = cache.key(frame, d, soc) if cache is not None else ""
+        hit = cache.get(d, key) if cache is not None else None
+        if hit is not None:
+            rows, day_summary = hit
+            rows = rows.assign(system_id=system_id,
+                               battery_weight=0.0 if grade == "battery_missing" else 1.0)
+            chunks.append(rows)
+            summary.append({**day_summary, "grade": grade})
+            soc = day_summary["soc_end_kwh"]
+            cached_days += 1
+            if progress:
+                progress(k + 1, len(days), f"{d.isoformat()} (cached)")
+            continue
         env.reset(options={"day": d, "soc_kwh": soc})
         n = len(env.index)
         day_in = DayInputs.build(env.index, env.site.tz, env.prices["import_price_per_kwh"],
@@ -148,11 +205,15 @@ def record_episodes(
         chunks.append(rows)
         summary.append({"day": d, "grade": grade, "mpc_cost": float(costs.sum()), "soc_start_kwh": soc_start,
                         "soc_end_kwh": soc, "used": True})
+        if cache is not None:
+            cache.put(d, key, rows, summary[-1])
         if progress:
             progress(k + 1, len(days), d.isoformat())
     skipped = sum(1 for s in summary if not s["used"])
     if skipped:
         notes.append(f"{skipped} day(s) with gaps in load/PV/prices skipped")
+    if cached_days:
+        notes.append(f"{cached_days} day(s) taken from the episode cache")
     if not chunks:
         raise ValueError(f"no usable (clean) day between {date_from} and {date_to}")
     all_rows = pd.concat(chunks)

@@ -116,6 +116,7 @@ def train_antares(
     registry: ModelRegistry | None = None,
     episodes: EpisodeSet | None = None,
     with_oracle: bool = True,
+    cache_dir: str | Path | None = None,
     progress: Progress | None = None,
     run_id: str | None = None,
 ) -> TrainingReport:
@@ -125,7 +126,7 @@ def train_antares(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if episodes is None:
-        episodes = record_episodes(frame, site, date_from, date_to, forecast=forecast,
+        episodes = record_episodes(frame, site, date_from, date_to, forecast=forecast, cache_dir=cache_dir,
                                    progress=(lambda d, n, w: progress(d, n, f"episodes {w}")) if progress else None)
     timings["episodes"] = time.perf_counter() - t0
     system_id = check_one_system(episodes.rows)
