@@ -26,10 +26,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared.antares.training import train_antares  # noqa: E402
-from shared.backtest import stderr_progress  # noqa: E402
-from shared.config import PVArrayConfig, PVConfig, load_site_config  # noqa: E402
-from shared.sitedata import load_site_data  # noqa: E402
+from shared.antares.training import train_antares
+from shared.backtest import stderr_progress
+from shared.config import PVArrayConfig, PVConfig, load_site_config
+from shared.sitedata import load_site_data
 
 
 def decision_latency_ms(policy, rows, battery, n: int = 2000) -> dict[str, float]:

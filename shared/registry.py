@@ -16,6 +16,7 @@ Scores (lower is better): Antares -> realized money of the policy on the validat
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -79,7 +80,7 @@ class ModelRegistry:
         """
         if not Path(artifact_path).exists():
             raise FileNotFoundError(f"model artifact {artifact_path} does not exist")
-        if score != score:  # NaN: nothing to judge the candidate on
+        if math.isnan(score):  # nothing to judge the candidate on
             raise ValueError(f"candidate {model_id}: score is NaN")
         current = self.current(kind)
         previous = current.model_id if current else None

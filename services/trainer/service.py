@@ -45,7 +45,7 @@ class TrainerService(Service):
         self._job_lock = threading.Lock()
 
     @property
-    def registry(self):  # noqa: ANN201 - shared.registry.ModelRegistry (imported lazily)
+    def model_registry(self):
         from shared.registry import ModelRegistry
 
         return ModelRegistry(self.store, self.site.site_id, self.site.trainer.model_dir)
@@ -61,8 +61,8 @@ class TrainerService(Service):
         if self.store is None:
             return None
         try:
-            runs = self.registry.runs(limit=1)
-        except Exception:  # noqa: BLE001 - no table yet / database down: schedule from now
+            runs = self.model_registry.runs(limit=1)
+        except Exception:
             log.exception("trainer: could not read recorded runs")
             return None
         if not runs:
@@ -113,7 +113,7 @@ class TrainerService(Service):
                                                             status="started"))
             try:
                 report = self._train(kind, run_id, date_from, date_to)
-            except Exception as err:  # noqa: BLE001 - a failed job is an event, the service keeps running
+            except Exception as err:
                 log.exception("trainer: %s training failed", kind)
                 why = f"{type(err).__name__}: {err}"
                 failed = TrainerRunMsg(site_id=self.site.site_id, run_id=run_id, target=kind, status="failed",
@@ -137,10 +137,10 @@ class TrainerService(Service):
     def _publish_run(self, msg: TrainerRunMsg) -> None:
         try:
             self.publish("trainer_run", msg)
-        except Exception:  # noqa: BLE001 - the broker being away must not lose the training
+        except Exception:
             log.exception("trainer: could not publish trainer/run")
 
-    def _train(self, kind: str, run_id: str, date_from: date | None, date_to: date | None):  # noqa: ANN202
+    def _train(self, kind: str, run_id: str, date_from: date | None, date_to: date | None):
         from shared.antares.training import train_antares, train_aurora
 
         cfg = self.site.trainer
@@ -153,7 +153,7 @@ class TrainerService(Service):
         last_whole = (local[-1] - timedelta(minutes=15)).date()
         date_to = date_to or min(today - timedelta(days=1), last_whole)
         date_from = date_from or max((local[0] + timedelta(days=2)).date(), date_to - timedelta(days=cfg.history_days - 1))
-        registry = self.registry if self.store is not None else None
+        registry = self.model_registry if self.store is not None else None
         if kind == "antares":
             return train_antares(frame, self.site, date_from, date_to, model_dir=cfg.model_dir, seed=cfg.seed,
                                  validation_frac=cfg.validation_frac, registry=registry, run_id=run_id,
@@ -204,7 +204,7 @@ class TrainerService(Service):
         def runs(limit: int = 50, target: str | None = None) -> dict[str, Any]:
             if self.store is None:
                 return {"running": self.busy, "runs": self.last_reports}
-            rows = self.registry.runs(limit=limit, target=target)
+            rows = self.model_registry.runs(limit=limit, target=target)
             return {"running": self.busy, "runs": [
                 {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()} for r in rows]}
 

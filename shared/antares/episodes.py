@@ -234,5 +234,5 @@ def time_split(days: list[date], validation_frac: float = 0.2, min_validation_da
     days = sorted(days)
     if len(days) < 2:
         raise ValueError(f"need at least 2 usable days to split into training and validation, got {len(days)}")
-    n_val = min(len(days) - 1, max(min_validation_days, int(round(len(days) * validation_frac))))
+    n_val = min(len(days) - 1, max(min_validation_days, round(len(days) * validation_frac)))
     return days[:-n_val], days[-n_val:]

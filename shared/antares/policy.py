@@ -84,7 +84,7 @@ class AntaresPolicy:
             boosters[target] = lgb.train(p, data, num_boost_round=num_rounds)
         card = {"model_version": MODEL_VERSION, "model_type": MODEL_TYPE, "targets": list(TARGETS),
                 "features": list(FEATURES), "params": p, "num_rounds": num_rounds, "seed": seed,
-                "train_rows": int(len(train)), "train_from": str(min(train_days)), "train_to": str(max(train_days)),
+                "train_rows": len(train), "train_from": str(min(train_days)), "train_to": str(max(train_days)),
                 "fit_s": round(time.perf_counter() - t0, 3)}
         return cls(boosters=boosters, card=card)
 

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +33,7 @@ Progress = Callable[[int, int, str], None]
 
 
 def new_run_id(kind: str, now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return f"{kind}-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
@@ -121,7 +121,7 @@ def train_antares(
     run_id: str | None = None,
 ) -> TrainingReport:
     """Episodes on ``date_from``..``date_to``, time-based split, fit, money on the validation days."""
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     run_id = run_id or new_run_id("antares", started)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -168,7 +168,7 @@ def train_antares(
         decision = registry.submit("antares", model_id, model_path, metrics, score=money.policy_cost,
                                    current_score=current_score, run_id=run_id).to_dict()
     return TrainingReport(
-        kind="antares", run_id=run_id, site_id=site.site_id, started_at=started, finished_at=datetime.now(timezone.utc),
+        kind="antares", run_id=run_id, site_id=site.site_id, started_at=started, finished_at=datetime.now(UTC),
         dataset_version=episodes.version, date_from=date_from, date_to=date_to, model_type=MODEL_TYPE,
         targets=list(TARGETS), params={**policy.card["params"], "num_rounds": num_rounds}, metrics=metrics,
         artifacts=[str(model_path), str(card_path)], model_id=model_id, split=split, currency=site.tariff.currency,
@@ -199,7 +199,7 @@ def train_aurora(
     from shared.forecast.evaluate import weather_from_forecast_columns
     from shared.forecast.models import ForecastModels, score_models
 
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     run_id = run_id or new_run_id("aurora", started)
     start, _ = local_day_bounds(date_from, site.tz)
     _, end = local_day_bounds(date_to, site.tz)
@@ -256,7 +256,7 @@ def train_aurora(
         progress(3, steps, "done")
     dataset_version = hashlib.sha256(pd.util.hash_pandas_object(history, index=True).to_numpy().tobytes()).hexdigest()[:12]
     return TrainingReport(
-        kind="aurora", run_id=run_id, site_id=site.site_id, started_at=started, finished_at=datetime.now(timezone.utc),
+        kind="aurora", run_id=run_id, site_id=site.site_id, started_at=started, finished_at=datetime.now(UTC),
         dataset_version=dataset_version, date_from=date_from, date_to=date_to, model_type="lightgbm-quantile",
         targets=["load_kw", "pv_kw"], params=dict(train_kwargs or {}), metrics=metrics,
         artifacts=[str(model_path), str(card_path)], model_id=model_id, split=split, currency=site.tariff.currency,
