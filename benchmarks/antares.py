@@ -18,7 +18,7 @@ import platform
 import sys
 import tempfile
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +54,8 @@ def main() -> int:
     ap.add_argument("--to", dest="date_to", default="2017-07-30")
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "citylearn-2022")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--weekly", action="store_true",
+                    help="train up to --to minus 7 days with an episode cache, then time the retraining up to --to")
     args = ap.parse_args()
     base = load_site_config(ROOT / "examples" / "citylearn-home.yaml")
     for home in args.homes:
@@ -62,15 +64,24 @@ def main() -> int:
             site = base.model_copy(update={"pv": PVConfig(arrays=[PVArrayConfig(name="roof", kwp=5.0, tilt_deg=20,
                                                                                   azimuth_deg=180)])})
         frame = load_site_data(args.data_dir / f"building_{home}.csv.gz").frame
+        date_from, date_to = date.fromisoformat(args.date_from), date.fromisoformat(args.date_to)
+        first: dict = {}
         with tempfile.TemporaryDirectory() as tmp:
+            cache = Path(tmp) / "episodes" if args.weekly else None
+            if args.weekly:
+                t0 = time.perf_counter()
+                before = train_antares(frame, site, date_from, date_to - timedelta(days=7), model_dir=tmp,
+                                       cache_dir=cache, progress=stderr_progress(f"home {home} (first)"))
+                first = {"first_run_s": round(time.perf_counter() - t0, 1), "first_run_timings_s": before.timings_s}
             t0 = time.perf_counter()
-            report = train_antares(frame, site, date.fromisoformat(args.date_from), date.fromisoformat(args.date_to),
-                                   model_dir=tmp, progress=stderr_progress(f"home {home}"))
+            report = train_antares(frame, site, date_from, date_to, model_dir=tmp, cache_dir=cache,
+                                   progress=stderr_progress(f"home {home}"))
             total_s = time.perf_counter() - t0
         doc = report.to_dict()
         row = {"home": home, "from": args.date_from, "to": args.date_to, "split": doc["split"],
                "episode_days": doc["split"]["train_days"] + doc["split"]["validation_days"],
-               "timings_s": doc["timings_s"], "total_s": round(total_s, 1),
+               "timings_s": doc["timings_s"], "total_s": round(total_s, 1), **first,
+               "notes": doc["notes"],
                **{k: doc[k] for k in ("policy_cost", "mpc_cost", "oracle_cost", "policy_vs_mpc_frac",
                                       "decision_ms_mean", "decision_ms_p99")},
                **{k: round(v, 4) for k, v in doc.items() if k.endswith(("_mae", "_rmse"))},
