@@ -197,3 +197,33 @@ def test_episode_cache_replays_only_new_or_changed_days_and_gives_the_same_rows(
     changed.loc[changed.index >= pd.Timestamp(f"{DAY0} 18:00", tz=site.tz), "load_kw"] += 0.5
     again = record_episodes(changed, site, DAY0, DAY0, cache_dir=tmp_path)
     assert not any("cache" in n for n in again.notes)  # changed data: replayed, not a stale row
+
+
+def test_cli_prints_one_json_document_records_the_run_and_reports_bad_input(tmp_path, capfd):
+    from services.cli import main
+
+    args = ["train", "antares", "--site", str(ROOT / "examples" / "citylearn-home.yaml"),
+            "--data", str(ROOT / "examples" / "data" / "citylearn_building_1.csv.gz"),
+            "--from", "2016-08-03", "--to", "2016-08-05", "--validation-frac", "0.34", "--rounds", "50",
+            "--model-dir", str(tmp_path / "models"), "--db", f"sqlite:///{tmp_path / 'runs.db'}", "--json"]
+    assert main(args) == 0
+    out, err = capfd.readouterr()
+    doc = json.loads(out)
+    assert "train antares" in err and "100%" in err  # the progress bar is on stderr
+    for key in ("policy_cost", "mpc_cost", "oracle_cost", "charge_kw_mae", "charge_kw_rmse", "discharge_kw_mae",
+                "discharge_kw_rmse", "export_kw_mae", "export_kw_rmse", "dataset_version", "run_id"):
+        assert key in doc
+    assert doc["split"] == {**doc["split"], "train_from": "2016-08-03", "train_to": "2016-08-04",
+                            "validation_from": "2016-08-05", "seed": 0}
+    assert doc["registry"]["approved"] and doc["status"] == "finished"
+    from shared.storage import Store
+
+    store = Store.open(f"sqlite:///{tmp_path / 'runs.db'}")
+    try:
+        row = store.training_run("citylearn-home", doc["run_id"])
+        assert row["status"] == "finished" and row["extra"]["dataset_version"] == doc["dataset_version"]
+        assert row["metrics"]["policy_cost"] == pytest.approx(doc["policy_cost"], abs=1e-5)
+    finally:
+        store.close()
+    assert main([*args[:8], "--from", "2016-08-09", "--to", "2016-08-05"]) == 2
+    assert "before" in capfd.readouterr().err
