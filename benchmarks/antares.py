@@ -54,6 +54,7 @@ def main() -> int:
     ap.add_argument("--to", dest="date_to", default="2017-07-30")
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "citylearn-2022")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--cache-dir", type=Path, default=None, help="keep the replayed days here (episode cache)")
     ap.add_argument("--weekly", action="store_true",
                     help="train up to --to minus 7 days with an episode cache, then time the retraining up to --to")
     args = ap.parse_args()
@@ -67,7 +68,7 @@ def main() -> int:
         date_from, date_to = date.fromisoformat(args.date_from), date.fromisoformat(args.date_to)
         first: dict = {}
         with tempfile.TemporaryDirectory() as tmp:
-            cache = Path(tmp) / "episodes" if args.weekly else None
+            cache = args.cache_dir or (Path(tmp) / "episodes" if args.weekly else None)
             if args.weekly:
                 t0 = time.perf_counter()
                 before = train_antares(frame, site, date_from, date_to - timedelta(days=7), model_dir=tmp,
