@@ -156,7 +156,9 @@ def plan_reason(result: PlanResult, site: SiteConfig, inputs: PlanInputs) -> str
     local = f.index.tz_convert(tz)
 
     def hm(t: int) -> str:
-        return local[t].strftime("%H:%M") if t < len(local) else (local[-1] + pd.Timedelta(minutes=15)).strftime("%H:%M")
+        stamp = local[t] if t < len(local) else local[-1] + pd.Timedelta(minutes=15)
+        # the weekday only when the time is not on the plan's first day, so "02:00" is unambiguous
+        return stamp.strftime("%H:%M") if stamp.date() == local[0].date() else stamp.strftime("%a %H:%M")
 
     codes = f["reason_code"].to_numpy()
     parts: list[str] = []
