@@ -330,8 +330,10 @@ def test_readyz_is_honest_about_the_inverter_and_recovers(make_rig, broker_mqtt)
     wait_for(lambda: client.get("/readyz").status_code == 200)
 
     r.simt.call(r.sim.stop())  # the inverter drops off the network
-    body = wait_for(lambda: (resp := client.get("/readyz")).status_code == 503 and resp.json())
-    assert body["executor"]["inverter"].startswith("unreachable")
+    # not ready, and for the right reason (telemetry may go stale a moment earlier)
+    body = wait_for(lambda: (resp := client.get("/readyz")).status_code == 503
+                    and resp.json()["executor"]["inverter"].startswith("unreachable") and resp.json())
+    assert body["ready"] is False
     errors = wait_for(lambda: [e for e in r.messages("events/error")
                                if e.what == "executor/modbus_unreachable"])
     assert errors[0].who == "executor"
