@@ -257,12 +257,12 @@ class ForecasterService(Service):
         """Use the newest approved Aurora model of the registry (trained by the trainer) without a restart."""
         if self.store is None or not hasattr(self.store, "latest_approved_model"):
             return
-        from shared.forecast.models import ForecastModels
-
         try:
             rec = self.store.latest_approved_model("aurora", self.site.site_id)
             if rec is None or rec.model_id == self.registry_model_id:
                 return
+            from shared.forecast.models import ForecastModels  # only when there is a model to load
+
             self.models = ForecastModels.load(rec.artifact_path)
             self.registry_model_id = rec.model_id
             log.info("loaded approved registry model %s (%s)", rec.model_id, self.models.model_id)
