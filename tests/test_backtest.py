@@ -117,3 +117,30 @@ def test_backtest_cli_json_is_one_document(tmp_path, capfd):
     assert doc["replans"] == 12
     assert "backtest [" in out.err  # progress bar on stderr
     assert plot.stat().st_size > 1000
+
+
+def test_aurora_is_trained_and_fed_only_with_data_before_the_issue_time(citylearn, monkeypatch):
+    from shared.backtest import AuroraForecast
+    from shared.forecast import models as aurora
+
+    site, frame = citylearn
+    seen: dict[str, pd.Timestamp] = {}
+    real_train, real_forecast = aurora.ForecastModels.train.__func__, aurora.ForecastModels.forecast
+
+    def train(cls, history, weather, site_, **kw):
+        seen["train_last"] = history.index.max()
+        seen["weather_last"] = weather.index.max()
+        return real_train(cls, history, weather, site_, **kw)
+
+    def forecast(self, issue_time, horizon, weather_forecast=None, recent_history=None):
+        seen["recent_last"] = recent_history.index.max()
+        return real_forecast(self, issue_time, horizon, weather_forecast, recent_history)
+
+    monkeypatch.setattr(aurora.ForecastModels, "train", classmethod(train))
+    monkeypatch.setattr(aurora.ForecastModels, "forecast", forecast)
+    now = pd.Timestamp("2016-08-20T06:00-08:00").tz_convert("UTC")
+    index = pd.date_range(now, periods=96, freq="15min")
+    fc = AuroraForecast(frame, site, train_kwargs={"num_rounds": 5})
+    load, pv = fc.forecast(now, index)
+    assert seen["train_last"] < now and seen["weather_last"] < now and seen["recent_last"] < now
+    assert len(load) == 96 and np.isfinite(load).all() and (pv >= 0).all()
