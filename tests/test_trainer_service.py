@@ -108,3 +108,37 @@ def test_retrain_command_and_admin_route_report_a_failed_job_and_the_service_kee
     assert ok.status_code == 200 and ok.json()["started"] is True
     service.wait(60)
     assert not service.busy
+
+
+def test_live_history_from_the_database_becomes_a_training_frame(tmp_path):
+    from datetime import date
+
+    from services.trainer.service import frame_from_store
+    from shared.antares.episodes import grade_frame_days
+    from shared.contracts import ObservationMsg, PriceSlot, PricesMsg
+    from shared.slots import local_day_slots
+
+    data = yaml_load((ROOT / "examples" / "citylearn-home.yaml").read_text())
+    site = site_config_from_dict(data, environ={})
+    store = Store.open(f"sqlite:///{tmp_path / 'live.db'}")
+    try:
+        day = date(2016, 8, 5)
+        index = local_day_slots(day, site.tz)
+        for issued, price in ((datetime(2016, 8, 4, 12, tzinfo=UTC), 0.30), (datetime(2016, 8, 4, 20, tzinfo=UTC), 0.20)):
+            store.store_prices(PricesMsg(site_id=site.site_id, currency="USD", resolution_minutes=15, issued_at=issued,
+                                         slots=[PriceSlot(start=ts.to_pydatetime(), import_price_per_kwh=price,
+                                                          export_price_per_kwh=0.0) for ts in index]))
+        store.store_observations([
+            ObservationMsg(site_id=site.site_id, slot_start=ts.to_pydatetime(), load_kwh=0.5, pv_kwh=0.25,
+                           import_kwh=0.25, export_kwh=0.0, charge_kwh=0.0, discharge_kwh=0.0,
+                           soc_end_frac=None if k == 40 else 0.5)
+            for k, ts in enumerate(index)])
+        start, end = index[0].to_pydatetime(), (index[-1] + timedelta(minutes=15)).to_pydatetime()
+        frame, weather = frame_from_store(store, site.site_id, start, end)
+    finally:
+        store.close()
+    assert len(frame) == 96 and weather is None
+    assert frame["load_kw"].eq(2.0).all() and frame["pv_kw"].eq(1.0).all()  # kWh per 15 min -> kW
+    assert frame["import_price"].eq(0.20).all()  # the latest-issued curve wins
+    # one slot without a battery reading: load/PV/prices complete, so only the battery targets lose the day
+    assert grade_frame_days(frame, site, [day]) == {day: "battery_missing"}
