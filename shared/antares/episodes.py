@@ -87,18 +87,37 @@ def grade_frame_days(frame: pd.DataFrame, site: SiteConfig, days: list[date]) ->
     return out
 
 
+def replay_code_version() -> str:
+    """Hash of the code that makes an episode (planner, simulator, battery, cost, environment,
+    features): a new planner version replays the days again instead of reusing old decisions."""
+    import shared.antares.features as features
+    import shared.battery as battery
+    import shared.cost as cost
+    import shared.environment as environment
+    import shared.optimize as optimize
+    import shared.simulator as simulator
+
+    h = hashlib.sha256()
+    files = [Path(m.__file__) for m in (features, battery, cost, environment, simulator)] + [Path(__file__)]
+    files += sorted(Path(optimize.__file__).parent.glob("*.py"))
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 class EpisodeCache:
     """Replayed days on disk, so a weekly retraining replays only the new days.
 
-    A day's episode depends on the site, the forecast kind, the SoC at its start and the
-    recorded data of the day and the 8 days before (the naive forecast looks back a week);
-    all of that is in the key, so a changed input means a new replay, never a stale row.
+    A day's episode depends on the site, the forecast kind, the SoC at its start, the
+    recorded data of the day and the 8 days before (the naive forecast looks back a week)
+    and the code that replays it (:func:`replay_code_version`); all of that is in the key, so a changed input means a new replay, never a stale row.
     Files are pickles written by this process's user: a local cache, not an exchange format.
     """
 
     def __init__(self, directory: str | Path, site: SiteConfig, forecast: str) -> None:
         conf = site.model_dump_json(include={"location", "grid", "tariff", "battery", "pv", "planner"})
-        self.directory = Path(directory) / hashlib.sha256(f"{conf}|{forecast}".encode()).hexdigest()[:12]
+        key = f"{conf}|{forecast}|{replay_code_version()}"
+        self.directory = Path(directory) / hashlib.sha256(key.encode()).hexdigest()[:12]
         self.site = site
 
     def key(self, frame: pd.DataFrame, day: date, soc_kwh: float) -> str:
