@@ -90,12 +90,8 @@ def grade_frame_days(frame: pd.DataFrame, site: SiteConfig, days: list[date]) ->
 def replay_code_version() -> str:
     """Hash of the code that makes an episode (planner, simulator, battery, cost, environment,
     features): a new planner version replays the days again instead of reusing old decisions."""
-    import shared.antares.features as features
-    import shared.battery as battery
-    import shared.cost as cost
-    import shared.environment as environment
-    import shared.optimize as optimize
-    import shared.simulator as simulator
+    from shared import battery, cost, environment, optimize, simulator
+    from shared.antares import features
 
     h = hashlib.sha256()
     files = [Path(m.__file__) for m in (features, battery, cost, environment, simulator)] + [Path(__file__)]
