@@ -47,7 +47,12 @@ Progress = Callable[[int, int, str], None]
 
 
 def prices_known_until(now: pd.Timestamp, site: SiteConfig) -> pd.Timestamp:
-    """End (UTC, exclusive) of the prices published at ``now``: end of today, or of tomorrow after the auction."""
+    """End (UTC, exclusive) of the prices published at ``now``: end of today, or of tomorrow after the auction.
+
+    A time-of-use tariff (``tariff.day_ahead: false``) is known in advance: a week ahead here.
+    """
+    if not site.tariff.day_ahead:
+        return now + timedelta(days=7)
     local = now.tz_convert(site.tz)
     today = local.date()
     auction = site.tariff.auction_time_local

@@ -176,6 +176,11 @@ class TariffConfig(_Strict):
     price_source: Literal["nordpool", "entsoe", "fixed", "data"] = "nordpool"
     entsoe_token: SecretStr | None = None
     auction_time_local: time = time(13, 0)
+    day_ahead: bool = Field(
+        True,
+        description="prices come from a day-ahead auction published daily at auction_time_local; "
+        "false for a time-of-use tariff known in advance",
+    )
     grid_fee_per_kwh: float = 0.0
     grid_fee_schedule: list[TimeOfUseFee] = Field(default_factory=list)
     energy_tax_per_kwh: float = 0.0

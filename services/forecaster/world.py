@@ -42,6 +42,8 @@ class World(Protocol):
 def _publishable_days(now: datetime, site: SiteConfig) -> tuple[date, date]:
     local_now = pd.Timestamp(now).tz_convert(site.tz)
     today = local_now.date()
+    if not site.tariff.day_ahead:
+        return today, today + timedelta(days=2)  # a time-of-use tariff is known in advance
     auction = site.tariff.auction_time_local
     after_auction = (local_now.hour, local_now.minute) >= (auction.hour, auction.minute)
     return today, today + timedelta(days=1 if after_auction else 0)
