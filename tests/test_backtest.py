@@ -144,3 +144,17 @@ def test_aurora_is_trained_and_fed_only_with_data_before_the_issue_time(citylear
     load, pv = fc.forecast(now, index)
     assert seen["train_last"] < now and seen["weather_last"] < now and seen["recent_last"] < now
     assert len(load) == 96 and np.isfinite(load).all() and (pv >= 0).all()
+
+
+def test_day_ahead_prices_appear_after_the_auction_and_a_time_of_use_tariff_is_known_ahead():
+    from shared.backtest import prices_known_until
+    from shared.config import site_config_from_dict
+
+    base = {"site_id": "x", "location": {"latitude": 55.4, "longitude": 13.2, "timezone": "Europe/Stockholm"}}
+    spot = site_config_from_dict(base, environ={})
+    tou = site_config_from_dict({**base, "tariff": {"day_ahead": False}}, environ={})
+    morning = pd.Timestamp("2025-08-05T10:00+02:00").tz_convert("UTC")
+    afternoon = pd.Timestamp("2025-08-05T14:00+02:00").tz_convert("UTC")
+    assert prices_known_until(morning, spot) == pd.Timestamp("2025-08-06T00:00+02:00")
+    assert prices_known_until(afternoon, spot) == pd.Timestamp("2025-08-07T00:00+02:00")
+    assert prices_known_until(morning, tou) >= morning + pd.Timedelta(days=2)
