@@ -85,6 +85,8 @@ def test_weekly_schedule_trains_records_registers_and_publishes(rig):
     assert runs["running"] is False and runs["runs"][0]["run_id"] == done.run_id
     assert client.get("/admin/runs").status_code == 401
     assert client.get("/readyz").json()["not_implemented"] == []
+    buttons = [e for e in service.ha_entities() if e.component == "button"]
+    assert [b.command_topic for b in buttons] == ["cmd/trainer/retrain"]
 
 
 def test_retrain_command_and_admin_route_report_a_failed_job_and_the_service_keeps_running(rig):

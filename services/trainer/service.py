@@ -26,6 +26,7 @@ import pandas as pd
 from fastapi import HTTPException
 
 from shared.contracts import CommandMsg, TrainerRunMsg
+from shared.homeassistant import Entity
 from shared.service import Service
 from shared.slots import SLOT_HOURS, local_day_bounds
 
@@ -207,6 +208,17 @@ class TrainerService(Service):
             rows = self.model_registry.runs(limit=limit, target=target)
             return {"running": self.busy, "runs": [
                 {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()} for r in rows]}
+
+    def ha_entities(self) -> list[Entity]:
+        return [
+            Entity(component="button", object_id="retrain_models", name="Retrain models",
+                   command_topic="cmd/trainer/retrain",
+                   payload_press=f'{{"schema":"darkstar.command/1","site_id":"{self.site.site_id}"}}',
+                   icon="mdi:school"),
+            Entity(component="sensor", object_id="last_training_run", name="Last training run",
+                   state_topic="trainer/run", icon="mdi:history",
+                   value_template="{{ value_json.target }} {{ value_json.status }}"),
+        ]
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         ok, checks = super().readiness()
