@@ -22,6 +22,7 @@ from shared.optimize.model import EQ, GE, LE, Model, SlotVars
 # A tiny cost per kWh of flows that are interchangeable at equal prices: keeps the solution
 # unique (no import+export or charge+discharge at a price tie). Reported apart from the bill.
 TIE_BREAK_PER_KWH = 1e-5
+WATER_START_CUTS = True  # see WaterHeater._start_cuts
 
 
 class Component:
@@ -345,6 +346,7 @@ class WaterHeater(Component):
             m.cost("water_shortfall_penalty", [(s, penalty)])
 
         # max gap: every window of gap slots meets some heating
+        self.gap_windows: list[tuple[tuple[int, ...], float]] = []  # (block ids, blocks needed): for the rounding heuristic
         if h.max_gap_hours is not None and not m.relaxed and not m.inputs.vacation:
             gap = int(round(h.max_gap_hours / dt))
             first = max(1, gap - int(round(self.state.hours_since_heated / dt)))
@@ -360,6 +362,7 @@ class WaterHeater(Component):
                         continue  # the same blocks as an earlier window: same row
                     seen.add(ids)
                     terms = [(self.blocks[k], 1.0) for k in ids]
+                    self.gap_windows.append((ids, 1.0 - float(self.on_fixed[a:b_].sum())))
                 else:
                     terms = [tv for k in range(a, b_) for tv in self.on_terms[k]]
                 m.row(f"{p}_max_gap_t{a:03d}", terms, GE, 1.0 - float(self.on_fixed[a:b_].sum()))
@@ -377,6 +380,31 @@ class WaterHeater(Component):
                     rhs = -1.0
                 m.row(f"{p}_start_b{b:03d}", terms, GE, rhs)
             m.cost("water_start_cost", [(v, h.start_cost) for v in self.starts])
+            if WATER_START_CUTS:
+                self._start_cuts(m)
+
+    def _start_cuts(self, m: Model) -> None:
+        """Valid inequalities that make the LP count starts: a stretch of blocks that must hold a
+        heating (a max-gap window; a day's minimum unless it is given up as shortfall) holds a start
+        or continues a heating running in the block before it. Without them the LP spreads the heater
+        thinly (0.1 of a block everywhere) and pays almost no start cost; the MILP then spends most of
+        its time in cuts that find this. ``sum(start in S) + on(block before S) [+ shortfall/need] >= 1``."""
+        p = f"water{self.number}"
+        stretches: list[tuple[str, list[int], list[tuple]]] = []
+        for ids, need_blocks in dict(self.gap_windows).items():
+            if need_blocks >= 1.0:
+                stretches.append((f"{p}_start_cut_gap_b{ids[0]:03d}_{ids[-1]:03d}", list(ids), []))
+        for (label, mask, need), short in zip(self.requirements, self.short_vars):
+            ids = sorted(set(int(b) for b in self.block_of_slot[mask]))
+            stretches.append((f"{p}_start_cut_{label}", ids, [(short, 1.0 / need)]))
+        for name, ids, extra in stretches:
+            first = ids[0]
+            if first == 0 and self.state.on_now:
+                continue  # a running heating covers it: nothing to add
+            terms = [(self.starts[b], 1.0) for b in ids] + extra
+            if first > 0:
+                terms.append((self.blocks[first - 1], 1.0))
+            m.row(name, terms, GE, 1.0)
 
     def extract(self, m: Model, x: np.ndarray) -> None:
         on = np.array([sum(c * x[v.index] for v, c in terms) for terms in self.on_terms]) + self.on_fixed

@@ -181,6 +181,9 @@ def _warm_start(h: highspy.Highs, m: Model, values: dict[str, float]) -> None:
 
 
 LP_TIME_S = 5.0
+HEURISTIC = True
+HEURISTIC_RULE = "dual"
+HEURISTIC_SWAP_ROUNDS = 6
 
 
 def _run_lp(h: highspy.Highs) -> None:
@@ -240,6 +243,142 @@ def _ev_hourly_then_fix(h: highspy.Highs, m: Model, comps: list[Component], site
         return None
     upper = float(h.getInfo().objective_function_value)
     return max(0.0, (upper - lower) / max(abs(upper), 1e-9))
+
+
+def _round_heaters_and_evs(m: Model, comps: list[Component], x: np.ndarray, bus_dual: np.ndarray,
+                           rule: str = "dual") -> dict[int, float]:
+    """Round the LP relaxation's heater blocks and EV hours to a feasible on/off pattern.
+
+    Heater: blocks the LP ran fully stay on; each day's energy is then made up with the blocks
+    where energy is cheapest at the LP optimum (``rule="dual"``: the bus duals, i.e. what one more
+    kWh consumed there costs; ``"lp"``: the blocks the LP wanted most), every max-gap window
+    without heating first gets its cheapest block. EV hours: on wherever the LP charged at all (the
+    fixed LP then spreads the energy). Returns column -> value.
+    """
+    fixed: dict[int, float] = {}
+    for c in comps:
+        if isinstance(c, WaterHeater) and c.blocks is not None:
+            nb = len(c.blocks)
+            y_lp = np.array([x[v.index] for v in c.blocks])
+            lb = np.array([float(v.lowBound or 0.0) for v in c.blocks])
+            on = (y_lp >= 1.0 - 1e-6) | (lb >= 1.0)
+            cost = np.zeros(nb)
+            np.add.at(cost, c.block_of_slot, bus_dual)
+            order = np.argsort(cost, kind="stable") if rule == "dual" else np.lexsort((cost, -y_lp))
+            # max gap: an uncovered window gets its cheapest block, the latest one on (near) ties,
+            # so it also covers as many of the following windows as it can
+            for ids, need_blocks in c.gap_windows:
+                if need_blocks > 0 and not on[list(ids)].any():
+                    on[min(ids, key=lambda b: (round(cost[b], 3), -b))] = True
+            slot_kwh = c.heater.power_kw * m.dt
+            for _label, mask, need in c.requirements:
+                blocks_in = c.block_of_slot[mask]
+                have = float(on[blocks_in].sum()) * slot_kwh
+                for b in order:
+                    if have >= need - 1e-9:
+                        break
+                    if not on[b]:
+                        k = int((blocks_in == b).sum())
+                        if k:
+                            on[b] = True
+                            have += k * slot_kwh
+            for v, val in zip(c.blocks, on):
+                fixed[v.index] = 1.0 if val else 0.0
+        if isinstance(c, EV) and getattr(c, "on_hours", None):
+            for u in c.on_hours.values():
+                fixed[u.index] = 1.0 if x[u.index] > 1e-3 else 0.0
+    return fixed
+
+
+def _swap_heater_blocks(m: Model, comps: list[Component], fixed: dict[int, float],
+                        col_dual: np.ndarray) -> dict[int, float] | None:
+    """One local-search step on a fixed plan: per heating requirement (local day), move one heater
+    block from where the fixed LP says it costs most to where it would cost least (reduced costs of
+    the fixed block columns), keeping every max-gap window covered. None: no improving move."""
+    out = dict(fixed)
+    moved = False
+    for c in comps:
+        if not (isinstance(c, WaterHeater) and c.blocks is not None):
+            continue
+        cols = np.array([v.index for v in c.blocks])
+        on = np.array([out[i] > 0.5 for i in cols])
+        forced = np.array([float(v.lowBound or 0.0) >= 1.0 for v in c.blocks])
+        rc = col_dual[cols]
+        for _label, mask, _need in c.requirements:
+            ids = np.unique(c.block_of_slot[mask])
+            full = ids[np.bincount(c.block_of_slot[mask])[ids] == np.bincount(c.block_of_slot)[ids]]  # wholly inside
+            ons = [b for b in full if on[b] and not forced[b]]
+            offs = [b for b in full if not on[b]]
+            if not ons or not offs:
+                continue
+            for b_off in sorted(ons, key=lambda b: -rc[b]):
+                b_on = min(offs, key=lambda b: rc[b])
+                if rc[b_on] >= rc[b_off] - 1e-6:
+                    break
+                on[b_off], on[b_on] = False, True
+                if all(not (need > 0) or on[list(w)].any() for w, need in c.gap_windows):
+                    moved = True
+                    break
+                on[b_off], on[b_on] = True, False
+        for i, val in zip(cols, on):
+            out[int(i)] = 1.0 if val else 0.0
+    return out if moved else None
+
+
+def _heuristic_incumbent(h: highspy.Highs, m: Model, comps: list[Component]) -> float | None:
+    """Give HiGHS a good first plan so branching only has to prove the bound.
+
+    LP relaxation -> round heater blocks and EV hours (see :func:`_round_heaters_and_evs`) ->
+    LP (or a small MILP over any other binaries) with those fixed -> ``setSolution``. The model
+    is restored afterwards; returns the incumbent's objective (None: no incumbent).
+    """
+    if not m.binaries:
+        return None
+    idx = np.array([v.index for v in m.binaries], dtype=np.int32)
+    lp = h.getLp()
+    lower0, upper0 = np.asarray(lp.col_lower_)[idx].copy(), np.asarray(lp.col_upper_)[idx].copy()
+    cont = np.array([highspy.HighsVarType.kContinuous] * len(idx))
+    integer = np.array([highspy.HighsVarType.kInteger] * len(idx))
+    h.changeColsIntegrality(len(idx), idx, cont)
+    try:
+        _run_lp(h)
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return None
+        sol = h.getSolution()
+        x = np.asarray(sol.col_value)
+        bus_dual = np.asarray(sol.row_dual)[[r.index for r in m.bus_rows]]
+        fixed = _round_heaters_and_evs(m, comps, x, bus_dual, HEURISTIC_RULE)
+        if not fixed:
+            return None
+        rest = np.array([i for i in idx if i not in fixed], dtype=np.int32)
+        if len(rest):  # other binaries (battery/grid direction, tiers) stay binary: a small MILP
+            h.changeColsIntegrality(len(rest), rest, np.array([highspy.HighsVarType.kInteger] * len(rest)))
+        inc, objective = None, np.inf
+        for _ in range(1 + HEURISTIC_SWAP_ROUNDS):
+            cols = np.array(list(fixed), dtype=np.int32)
+            vals = np.array(list(fixed.values()))
+            h.changeColsBounds(len(cols), cols, vals, vals)
+            _run_lp(h)
+            if not _has_solution(h):
+                break
+            value = float(h.getInfo().objective_function_value)
+            if value >= objective - 1e-9:
+                break
+            sol = h.getSolution()
+            inc, objective = np.asarray(sol.col_value).copy(), value
+            fixed = _swap_heater_blocks(m, comps, fixed, np.asarray(sol.col_dual)) if len(rest) == 0 else None
+            if fixed is None:
+                break
+        if inc is None:
+            return None
+    finally:
+        h.changeColsIntegrality(len(idx), idx, integer)
+        h.changeColsBounds(len(idx), idx, lower0, upper0)
+    sol = highspy.HighsSolution()
+    sol.col_value = list(inc)
+    sol.value_valid = True
+    h.setSolution(sol)
+    return objective
 
 
 def _fix_binaries_and_resolve(h: highspy.Highs, m: Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -320,9 +459,12 @@ def solve_plan(inputs: PlanInputs, site: SiteConfig, time_limit_s: float | None 
             m, comps = build_model(adjusted, site, strategy, relaxed=relaxed, ev_hourly=ev_hourly)
             t_model = time.perf_counter() - t0
             h, t_build = build_highs(m, site, time_limit_s=remaining_s)
+            t1 = time.perf_counter()
             if warm is not None:
                 _warm_start(h, m, warm)
-            t1 = time.perf_counter()
+            elif HEURISTIC:
+                _heuristic_incumbent(h, m, comps)
+                h.setOptionValue("time_limit", h.getRunTime() + remaining_s)
             h.run()
             gap = _ev_hourly_then_fix(h, m, comps, site) if ev_hourly else _mip_gap(h, m)
             total_build += t_model + t_build
