@@ -227,3 +227,44 @@ def test_cli_prints_one_json_document_records_the_run_and_reports_bad_input(tmp_
         store.close()
     assert main([*args[:8], "--from", "2016-08-09", "--to", "2016-08-05"]) == 2
     assert "before" in capfd.readouterr().err
+
+
+def test_live_episodes_come_from_the_plan_in_force_and_never_mix_with_simulated_rows(home, episodes, tmp_path):
+    from shared.antares.live import live_episodes
+    from shared.contracts import CostBreakdown, ObservationMsg, PlanMsg, PlanSlot, SolverStats
+    from shared.slots import local_day_slots
+    from shared.storage import Store
+
+    site, _frame = home
+    day = date(2016, 8, 5)
+    index = local_day_slots(day, site.tz)
+    store = Store.open(f"sqlite:///{tmp_path / 'live.db'}")
+
+    def plan(created: pd.Timestamp, start: int, charge_kw: float, load_kw: float) -> PlanMsg:
+        return PlanMsg(
+            site_id=site.site_id, created_at=created.to_pydatetime(), valid_until=index[-1].to_pydatetime(),
+            slots=[PlanSlot(start=ts.to_pydatetime(), mode="charge", charge_kw=charge_kw, soc_kwh=1.0, load_kw=load_kw,
+                            pv_kw=0.0, import_price_per_kwh=0.2, export_price_per_kwh=0.0, export_kw=0.0)
+                   for ts in index[start:]],
+            cost=CostBreakdown(currency="USD", import_cost=1.0, export_revenue=0.0, total_cost=1.0),
+            solver=SolverStats(status="optimal"))
+
+    try:
+        store.store_plan(plan(index[0] - pd.Timedelta(minutes=5), 0, 1.0, 0.5))
+        store.store_plan(plan(index[48] - pd.Timedelta(minutes=1), 48, 2.0, 1.5))  # a replan before noon
+        store.store_observations([
+            ObservationMsg(site_id=site.site_id, slot_start=ts.to_pydatetime(), load_kwh=0.25, pv_kwh=0.0,
+                           import_kwh=0.25, export_kwh=0.0, charge_kwh=0.0, discharge_kwh=0.0, soc_end_frac=0.25)
+            for ts in index.insert(0, index[0] - pd.Timedelta(minutes=15))])
+        live = live_episodes(store, site, day, day + timedelta(days=1))
+    finally:
+        store.close()
+    rows = live.rows
+    assert live.used_days == [day] and "1 day(s)" in live.notes[0]  # the next day has no plan: skipped
+    assert set(rows["system_id"]) == {"live"} and (rows["battery_weight"] == 1.0).all()
+    assert (rows["charge_kw"].iloc[:48] == 1.0).all() and (rows["charge_kw"].iloc[48:] == 2.0).all()
+    assert rows["load_fc_kw"].iloc[47] == 0.5 and rows["load_fc_kw"].iloc[48] == 1.5  # what the plan in force knew
+    assert rows["soc_frac"].eq(0.25).all() and rows["load_last_kw"].iloc[0] == 0.0 and rows["load_last_kw"].iloc[1] == 1.0
+    assert rows["cost"].sum() == pytest.approx(96 * 0.25 * 0.2)
+    with pytest.raises(ValueError, match="mix systems"):
+        check_one_system(pd.concat([rows, episodes.rows]))
