@@ -319,6 +319,8 @@ class TrainerSettings(_Strict):
     kinds: list[Literal["aurora", "antares"]] = Field(default_factory=lambda: ["aurora", "antares"])
     history_days: int = Field(365, ge=2, description="days of history replayed / trained on")
     validation_frac: float = Field(0.2, gt=0, lt=1, description="last fraction of days held back (Antares)")
+    antares_episodes: Literal["simulated", "live"] = Field(
+        "simulated", description="train Antares on MPC replays of the history, or on the live planner's own runs")
     aurora_validation_days: int = Field(7, ge=1)
     seed: int = 0
     model_dir: str = "var/models"

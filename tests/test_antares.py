@@ -268,3 +268,42 @@ def test_live_episodes_come_from_the_plan_in_force_and_never_mix_with_simulated_
     assert rows["cost"].sum() == pytest.approx(96 * 0.25 * 0.2)
     with pytest.raises(ValueError, match="mix systems"):
         check_one_system(pd.concat([rows, episodes.rows]))
+
+
+def test_a_policy_trained_on_live_runs_is_still_judged_against_mpc_replays(home, tmp_path):
+    from shared.antares.live import live_episodes
+    from shared.contracts import CostBreakdown, ObservationMsg, PlanMsg, PlanSlot, SolverStats
+    from shared.slots import local_day_slots
+    from shared.storage import Store
+
+    site, frame = home
+    days = [date(2016, 8, 5) + timedelta(days=k) for k in range(3)]
+    store = Store.open(f"sqlite:///{tmp_path / 'live.db'}")
+    try:
+        for d in days:  # one plan per day: charge at noon from PV, discharge in the evening
+            index = local_day_slots(d, site.tz)
+            hours = index.tz_convert(site.tz).hour
+            store.store_plan(PlanMsg(
+                site_id=site.site_id, created_at=(index[0] - pd.Timedelta(minutes=5)).to_pydatetime(),
+                valid_until=index[-1].to_pydatetime(),
+                slots=[PlanSlot(start=ts.to_pydatetime(), mode="auto", charge_kw=2.0 if 10 <= h < 13 else 0.0,
+                                discharge_kw=1.5 if 16 <= h < 20 else 0.0, soc_kwh=1.0, load_kw=1.0, pv_kw=1.0,
+                                import_price_per_kwh=0.3, export_price_per_kwh=0.0)
+                       for ts, h in zip(index, hours)],
+                cost=CostBreakdown(currency="USD", import_cost=1.0, export_revenue=0.0, total_cost=1.0),
+                solver=SolverStats(status="optimal")))
+            store.store_observations([
+                ObservationMsg(site_id=site.site_id, slot_start=ts.to_pydatetime(), load_kwh=0.25, pv_kwh=0.25,
+                               import_kwh=0.0, export_kwh=0.0, charge_kwh=0.0, discharge_kwh=0.0, soc_end_frac=0.5)
+                for ts in index.insert(0, index[0] - pd.Timedelta(minutes=15))])
+        live = live_episodes(store, site, days[0], days[-1])
+    finally:
+        store.close()
+    report = train_antares(frame, site, days[0], days[-1], model_dir=tmp_path / "m", validation_frac=0.34,
+                           episodes=live, with_oracle=False, num_rounds=30)
+    doc = report.to_dict()
+    assert doc["split"]["system_id"] == "live" and doc["split"]["validation_from"] == "2016-08-07"
+    # the MPC baseline is a simulator replay of the validation day from the SoC the site had (0.5 x 6.4 kWh)
+    mpc = record_episodes(frame, site, days[-1], days[-1], soc_kwh=0.5 * site.battery.capacity_kwh)
+    assert doc["mpc_cost"] == pytest.approx(mpc.days["mpc_cost"].iloc[0], abs=1e-6)
+    assert doc["policy_cost"] > 0

@@ -156,9 +156,14 @@ class TrainerService(Service):
         date_from = date_from or max((local[0] + timedelta(days=2)).date(), date_to - timedelta(days=cfg.history_days - 1))
         registry = self.model_registry if self.store is not None else None
         if kind == "antares":
+            episodes = None
+            if cfg.antares_episodes == "live":
+                from shared.antares.live import live_episodes
+
+                episodes = live_episodes(self.store, self.site, date_from, date_to)
             return train_antares(frame, self.site, date_from, date_to, model_dir=cfg.model_dir, seed=cfg.seed,
                                  validation_frac=cfg.validation_frac, registry=registry, run_id=run_id,
-                                 cache_dir=Path(cfg.model_dir) / "episodes")
+                                 cache_dir=Path(cfg.model_dir) / "episodes", episodes=episodes)
         return train_aurora(frame, self.site, date_from, date_to, model_dir=cfg.model_dir, weather=weather,
                             validation_days=cfg.aurora_validation_days, registry=registry, run_id=run_id)
 

@@ -21,7 +21,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from shared.antares.episodes import TARGETS, EpisodeSet, check_one_system, record_episodes, time_split
+from shared.antares.episodes import (
+    SIM_SYSTEM_ID,
+    TARGETS,
+    EpisodeSet,
+    check_one_system,
+    record_episodes,
+    time_split,
+)
 from shared.antares.evaluate import evaluate_money, replay_policy
 from shared.antares.policy import DEFAULT_ROUNDS, MODEL_TYPE, AntaresPolicy
 from shared.config import SiteConfig
@@ -137,7 +144,17 @@ def train_antares(
     val_rows = episodes.rows[episodes.rows["day"].isin(set(val_days))]
     metrics: dict[str, Any] = policy.target_metrics(val_rows)
     t0 = time.perf_counter()
-    money = evaluate_money(policy, episodes, frame, site, val_days, with_oracle=with_oracle,
+    judged = episodes
+    if system_id != SIM_SYSTEM_ID:
+        # live rows: the money comparison still happens in the simulator, against MPC replays of the
+        # validation days from the SoC the site really had (live and simulated rows never mix)
+        soc_live = float(episodes.days.loc[val_days[0], "soc_start_kwh"])
+        judged = record_episodes(frame, site, val_days[0], val_days[-1], forecast=forecast,
+                                 soc_kwh=soc_live if np.isfinite(soc_live) else None)
+        val_days = [d for d in val_days if d in set(judged.used_days)]
+        if not val_days:
+            raise ValueError("no validation day of the live episodes can be replayed from the recorded data")
+    money = evaluate_money(policy, judged, frame, site, val_days, with_oracle=with_oracle,
                            progress=(lambda d, n, w: progress(d, n, f"validation {w}")) if progress else None)
     timings["evaluation"] = time.perf_counter() - t0
     money_doc = money.to_dict()
@@ -146,7 +163,8 @@ def train_antares(
         "policy_cost", "mpc_cost", "oracle_cost", "policy_vs_mpc_frac", "decision_ms_mean", "decision_ms_p99")})
     split = {"train_from": str(train_days[0]), "train_to": str(train_days[-1]), "train_days": len(train_days),
              "validation_from": str(val_days[0]), "validation_to": str(val_days[-1]), "validation_days": len(val_days),
-             "validation_frac": validation_frac, "seed": seed, "forecast": forecast, "system_id": system_id}
+             "validation_frac": validation_frac, "seed": seed, "forecast": forecast, "system_id": system_id,
+             "episodes": "simulated" if system_id == SIM_SYSTEM_ID else "live"}
     policy.card.update({"dataset_version": episodes.version, "site_id": site.site_id, "run_id": run_id,
                         "split": split, "metrics": metrics, "currency": site.tariff.currency})
     prefix = artifact_prefix(model_dir, "antares", date_to, policy.content_hash())
@@ -159,7 +177,7 @@ def train_antares(
         if current is not None and current.model_id != model_id:
             try:  # the approved policy on the same validation days: a like-for-like comparison
                 cur_policy = registry.load_antares()[1]  # type: ignore[index]
-                soc0 = float(episodes.days.loc[val_days[0], "soc_start_kwh"])
+                soc0 = float(judged.days.loc[val_days[0], "soc_start_kwh"])
                 costs, _, _ = replay_policy(cur_policy, frame, site, val_days, soc0, forecast=forecast)
                 current_score = float(sum(costs.values()))
                 metrics["current_policy_cost"] = current_score
