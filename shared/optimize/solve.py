@@ -183,7 +183,7 @@ def _warm_start(h: highspy.Highs, m: Model, values: dict[str, float]) -> None:
 LP_TIME_S = 5.0
 HEURISTIC = True
 HEURISTIC_RULE = "dual"
-HEURISTIC_SWAP_ROUNDS = 6
+HEURISTIC_MAX_LPS = 12  # LP solves the local search may spend (~5-10 ms each)
 
 
 def _run_lp(h: highspy.Highs) -> None:
@@ -290,46 +290,44 @@ def _round_heaters_and_evs(m: Model, comps: list[Component], x: np.ndarray, bus_
     return fixed
 
 
-def _swap_heater_blocks(m: Model, comps: list[Component], fixed: dict[int, float],
-                        col_dual: np.ndarray) -> dict[int, float] | None:
-    """One local-search step on a fixed plan: per heating requirement (local day), move one heater
-    block from where the fixed LP says it costs most to where it would cost least (reduced costs of
-    the fixed block columns), keeping every max-gap window covered. None: no improving move."""
-    out = dict(fixed)
-    moved = False
+def _heater_moves(comps: list[Component], fixed: dict[int, float], col_dual: np.ndarray) -> list[dict[int, float]]:
+    """Candidate single-block moves of a fixed plan, most promising first: within a heating
+    requirement (local day), switch one block off and another on, ranked by the reduced costs of
+    the fixed block columns; only moves that keep every max-gap window covered."""
+    scored: list[tuple[float, dict[int, float]]] = []
     for c in comps:
         if not (isinstance(c, WaterHeater) and c.blocks is not None):
             continue
         cols = np.array([v.index for v in c.blocks])
-        on = np.array([out[i] > 0.5 for i in cols])
+        on = np.array([fixed[i] > 0.5 for i in cols])
         forced = np.array([float(v.lowBound or 0.0) >= 1.0 for v in c.blocks])
         rc = col_dual[cols]
+        windows = [list(w) for w, need in c.gap_windows if need > 0]
         for _label, mask, _need in c.requirements:
             ids = np.unique(c.block_of_slot[mask])
-            full = ids[np.bincount(c.block_of_slot[mask])[ids] == np.bincount(c.block_of_slot)[ids]]  # wholly inside
-            ons = [b for b in full if on[b] and not forced[b]]
-            offs = [b for b in full if not on[b]]
-            if not ons or not offs:
-                continue
-            for b_off in sorted(ons, key=lambda b: -rc[b]):
-                b_on = min(offs, key=lambda b: rc[b])
-                if rc[b_on] >= rc[b_off] - 1e-6:
-                    break
-                on[b_off], on[b_on] = False, True
-                if all(not (need > 0) or on[list(w)].any() for w, need in c.gap_windows):
-                    moved = True
-                    break
-                on[b_off], on[b_on] = True, False
-        for i, val in zip(cols, on):
-            out[int(i)] = 1.0 if val else 0.0
-    return out if moved else None
+            full = ids[np.bincount(c.block_of_slot[mask])[ids] == np.bincount(c.block_of_slot)[ids]]
+            ons = sorted((b for b in full if on[b] and not forced[b]), key=lambda b: -rc[b])[:4]
+            offs = sorted((b for b in full if not on[b]), key=lambda b: rc[b])[:4]
+            for b_off in ons:
+                for b_on in offs:
+                    gain = rc[b_off] - rc[b_on]
+                    if gain <= 1e-6:
+                        continue
+                    on[b_off], on[b_on] = False, True
+                    if all(on[w].any() for w in windows):
+                        scored.append((gain, {int(cols[b_off]): 0.0, int(cols[b_on]): 1.0}))
+                    on[b_off], on[b_on] = True, False
+    scored.sort(key=lambda x: -x[0])
+    return [mv for _, mv in scored]
 
 
 def _heuristic_incumbent(h: highspy.Highs, m: Model, comps: list[Component]) -> float | None:
     """Give HiGHS a good first plan so branching only has to prove the bound.
 
     LP relaxation -> round heater blocks and EV hours (see :func:`_round_heaters_and_evs`) ->
-    LP (or a small MILP over any other binaries) with those fixed -> ``setSolution``. The model
+    LP (or a small MILP over any other binaries) with those fixed -> first-improvement local search
+over single heater-block moves (see :func:`_heater_moves`), at most ``HEURISTIC_MAX_LPS`` LPs ->
+``setSolution``. The model
     is restored afterwards; returns the incumbent's objective (None: no incumbent).
     """
     if not m.binaries:
@@ -353,21 +351,33 @@ def _heuristic_incumbent(h: highspy.Highs, m: Model, comps: list[Component]) -> 
         rest = np.array([i for i in idx if i not in fixed], dtype=np.int32)
         if len(rest):  # other binaries (battery/grid direction, tiers) stay binary: a small MILP
             h.changeColsIntegrality(len(rest), rest, np.array([highspy.HighsVarType.kInteger] * len(rest)))
-        inc, objective = None, np.inf
-        for _ in range(1 + HEURISTIC_SWAP_ROUNDS):
-            cols = np.array(list(fixed), dtype=np.int32)
-            vals = np.array(list(fixed.values()))
+        def evaluate(candidate: dict[int, float]) -> tuple[float, Any] | None:
+            cols = np.array(list(candidate), dtype=np.int32)
+            vals = np.array(list(candidate.values()))
             h.changeColsBounds(len(cols), cols, vals, vals)
             _run_lp(h)
             if not _has_solution(h):
-                break
-            value = float(h.getInfo().objective_function_value)
-            if value >= objective - 1e-9:
-                break
-            sol = h.getSolution()
-            inc, objective = np.asarray(sol.col_value).copy(), value
-            fixed = _swap_heater_blocks(m, comps, fixed, np.asarray(sol.col_dual)) if len(rest) == 0 else None
-            if fixed is None:
+                return None
+            return float(h.getInfo().objective_function_value), h.getSolution()
+
+        first = evaluate(fixed)
+        if first is None:
+            return None
+        objective, sol = first
+        inc = np.asarray(sol.col_value).copy()
+        lps = 1
+        while len(rest) == 0 and lps < HEURISTIC_MAX_LPS:
+            improved = False
+            for move in _heater_moves(comps, fixed, np.asarray(sol.col_dual))[:HEURISTIC_MAX_LPS - lps]:
+                candidate = dict(fixed)
+                candidate.update(move)
+                lps += 1
+                trial = evaluate(candidate)
+                if trial is not None and trial[0] < objective - 1e-9:
+                    objective, sol = trial
+                    inc, fixed, improved = np.asarray(sol.col_value).copy(), candidate, True
+                    break
+            if not improved:
                 break
         if inc is None:
             return None
