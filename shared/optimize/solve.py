@@ -183,6 +183,7 @@ def _warm_start(h: highspy.Highs, m: Model, values: dict[str, float]) -> None:
 LP_TIME_S = 5.0
 HEURISTIC = True
 HEURISTIC_RULE = "dual"
+HEURISTIC_EV_THRESHOLDS = (1e-3, 0.1)  # EV hour on above this LP value; each one tried
 HEURISTIC_MAX_LPS = 12  # LP solves the local search may spend (~5-10 ms each)
 
 
@@ -246,7 +247,7 @@ def _ev_hourly_then_fix(h: highspy.Highs, m: Model, comps: list[Component], site
 
 
 def _round_heaters_and_evs(m: Model, comps: list[Component], x: np.ndarray, bus_dual: np.ndarray,
-                           rule: str = "dual") -> dict[int, float]:
+                           rule: str = "dual", ev_on_above: float = 1e-3) -> dict[int, float]:
     """Round the LP relaxation's heater blocks and EV hours to a feasible on/off pattern.
 
     Heater: blocks the LP ran fully stay on; each day's energy is then made up with the blocks
@@ -286,7 +287,7 @@ def _round_heaters_and_evs(m: Model, comps: list[Component], x: np.ndarray, bus_
                 fixed[v.index] = 1.0 if val else 0.0
         if isinstance(c, EV) and getattr(c, "on_hours", None):
             for u in c.on_hours.values():
-                fixed[u.index] = 1.0 if x[u.index] > 1e-3 else 0.0
+                fixed[u.index] = 1.0 if x[u.index] > ev_on_above else 0.0
     return fixed
 
 
@@ -351,6 +352,7 @@ over single heater-block moves (see :func:`_heater_moves`), at most ``HEURISTIC_
         rest = np.array([i for i in idx if i not in fixed], dtype=np.int32)
         if len(rest):  # other binaries (battery/grid direction, tiers) stay binary: a small MILP
             h.changeColsIntegrality(len(rest), rest, np.array([highspy.HighsVarType.kInteger] * len(rest)))
+
         def evaluate(candidate: dict[int, float]) -> tuple[float, Any] | None:
             cols = np.array(list(candidate), dtype=np.int32)
             vals = np.array(list(candidate.values()))
@@ -360,7 +362,16 @@ over single heater-block moves (see :func:`_heater_moves`), at most ``HEURISTIC_
                 return None
             return float(h.getInfo().objective_function_value), h.getSolution()
 
-        first = evaluate(fixed)
+        # EV hours the LP barely uses (u ~ 0.01) would force a minimum-power slot, maybe into a
+        # peak hour: also try leaving them off, and start the local search from the better plan
+        first = None
+        for ev_on_above in HEURISTIC_EV_THRESHOLDS:
+            candidate = _round_heaters_and_evs(m, comps, x, bus_dual, HEURISTIC_RULE, ev_on_above)
+            if first is not None and candidate == fixed:
+                continue
+            trial = evaluate(candidate)
+            if trial is not None and (first is None or trial[0] < first[0] - 1e-9):
+                first, fixed = trial, candidate
         if first is None:
             return None
         objective, sol = first
