@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from services.forecaster.service import ForecasterService  # noqa: E402
 from shared.broker import EmbeddedBroker, port_is_open  # noqa: E402
 from shared.config import MQTTConfig, site_config_from_dict  # noqa: E402
-from shared.contracts import ObservationMsg, encode  # noqa: E402
+from shared.contracts import ObservationMsg  # noqa: E402
 from shared.mqtt import MqttClient  # noqa: E402
 from shared.runtime import open_store  # noqa: E402
 

@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from services.forecaster.service import ForecasterService
-from services.planner.service import PlannerService
 from services.stack import Stack
 from shared.config import MQTTConfig
 from shared.contracts import ObservationMsg, PriceSlot, PricesMsg
