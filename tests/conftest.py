@@ -57,6 +57,26 @@ def make_site(tmp_path: Path, mqtt: dict[str, Any], **overrides: Any) -> SiteCon
     return site_config_from_dict(data, environ={})
 
 
+@pytest.fixture(scope="session")
+def se4() -> tuple[SiteConfig, Any]:
+    """The SE4 example site and its recorded data on the 15-min grid."""
+    from shared.config import load_site_config
+    from shared.sitedata import load_site_data
+
+    return (load_site_config(ROOT / "examples" / "se4-home.yaml", environ={}),
+            load_site_data(EXAMPLE_DATA / "se4_home_2025-07_2025-10.csv.gz").frame)
+
+
+@pytest.fixture(scope="session")
+def citylearn() -> tuple[SiteConfig, Any]:
+    """The CityLearn example site (home 1) and its recorded data."""
+    from shared.config import load_site_config
+    from shared.sitedata import load_site_data
+
+    return (load_site_config(ROOT / "examples" / "citylearn-home.yaml", environ={}),
+            load_site_data(EXAMPLE_DATA / "citylearn_building_1.csv.gz").frame)
+
+
 @pytest.fixture
 def embedded_broker() -> Iterator[EmbeddedBroker]:
     broker = EmbeddedBroker("127.0.0.1", free_port())

@@ -4,35 +4,21 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from services.cli import main as cli_main
-from shared.config import load_site_config
 from shared.oracle import Actuals, actuals, baseline_cost, oracle_day_from, oracle_range
 from shared.simulator import money
-from shared.sitedata import load_site_data
 from shared.slots import local_day_slots
 from shared.tariff import price_curve
+from tests.conftest import EXAMPLE_DATA, ROOT
 from tests.optimize_helpers import make_site
 
-ROOT = Path(__file__).resolve().parents[1]
-SE4_SITE = ROOT / "examples" / "se4-home.yaml"
-SE4_DATA = ROOT / "examples" / "data" / "se4_home_2025-07_2025-10.csv.gz"
 CL_SITE = ROOT / "examples" / "citylearn-home.yaml"
-CL_DATA = ROOT / "examples" / "data" / "citylearn_building_1.csv.gz"
+CL_DATA = EXAMPLE_DATA / "citylearn_building_1.csv.gz"
 
-
-@pytest.fixture(scope="module")
-def citylearn():
-    return load_site_config(CL_SITE), load_site_data(CL_DATA).frame
-
-
-@pytest.fixture(scope="module")
-def se4():
-    return load_site_config(SE4_SITE), load_site_data(SE4_DATA).frame
 
 
 def test_known_answer_buy_at_night_use_in_the_evening():

@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from shared.config import load_site_config
 from shared.optimize import solve_plan
 from shared.optimize.inputs import inputs_from_recorded
 from shared.simulator import SimulationError, execute_slot, replay, simulate
-from shared.sitedata import load_site_data
 from tests.optimize_helpers import make_inputs, make_site
-
-ROOT = Path(__file__).resolve().parents[1]
-SE4_SITE = ROOT / "examples" / "se4-home.yaml"
-SE4_DATA = ROOT / "examples" / "data" / "se4_home_2025-07_2025-10.csv.gz"
-CL_SITE = ROOT / "examples" / "citylearn-home.yaml"
-CL_DATA = ROOT / "examples" / "data" / "citylearn_building_1.csv.gz"
-
-
-@pytest.fixture(scope="module")
-def se4():
-    return load_site_config(SE4_SITE), load_site_data(SE4_DATA).frame
-
-
-@pytest.fixture(scope="module")
-def citylearn():
-    return load_site_config(CL_SITE), load_site_data(CL_DATA).frame
 
 
 def _agree(site, inputs):
