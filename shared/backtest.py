@@ -35,7 +35,7 @@ import pandas as pd
 from shared.config import SiteConfig
 from shared.cost import CostBreakdown, plan_cost
 from shared.oracle import Actuals, actuals, battery_pv_site, capacity_state_before, oracle_range, range_index
-from shared.simulator import money, no_battery_flows, replay
+from shared.simulator import Rule, money, no_battery_flows, replay
 from shared.slots import SLOT, local_day_bounds
 from shared.tariff import PriceError, price_curve_from_data, priced_slots
 
@@ -307,6 +307,7 @@ def run_backtest(
     soc_kwh: float | None = None,
     progress: Progress | None = None,
     forecast_kwargs: dict[str, Any] | None = None,
+    rule: Rule = "executor",
 ) -> BacktestResult:
     """Closed-loop MPC over the local days ``date_from`` .. ``date_to`` (inclusive); see module doc."""
     from shared.optimize import PlanInputs, solve_plan
@@ -357,7 +358,7 @@ def run_backtest(
         fallbacks += int(plan.fallback)
         k1 = min(k0 + step_slots, n)
         executed = plan.slots.iloc[: k1 - k0]
-        flows = replay(executed, act.load_kw[k0:k1], act.pv_kw[k0:k1], site, soc)
+        flows = replay(executed, act.load_kw[k0:k1], act.pv_kw[k0:k1], site, soc, rule=rule)
         soc = float(flows["soc_kwh"].iloc[-1])
         parts.append(flows)
         if site.tariff.capacity.enabled:

@@ -20,6 +20,15 @@ inverter does):
 ``rule="setpoint"``: the battery follows the planned setpoint only (clamped) and the grid
 takes the whole forecast error.
 
+``rule="executor"``: per slot what the live executor (``services/executor/control.py``) does
+with the plan's ``reason_code``: slots it runs as a fixed battery command (grid charging,
+discharging to export, holding energy for later, manual blocks, idle while importing) follow
+the setpoint and the grid takes the error; the slots it runs in self-consumption mode (storing
+PV surplus, covering the load, the rest) absorb the error as in ``absorb``. The difference
+matters when export pays nothing: under ``absorb`` a battery idle at night while importing
+charges from the grid whenever the load is below its forecast, filling room that tomorrow's
+free PV would have filled. With a perfect forecast all three rules are the same.
+
 Slots whose measured load or PV is missing (NaN) must be filled by the caller; the simulator
 refuses NaN rather than guess.
 """
@@ -37,7 +46,12 @@ from shared.config import SiteConfig
 from shared.cost import CapacityState, CostBreakdown, plan_cost
 from shared.slots import SLOT_HOURS
 
-Rule = Literal["absorb", "setpoint"]
+Rule = Literal["absorb", "setpoint", "executor"]
+
+# reason codes the executor runs as a fixed battery command, not in self-consumption mode
+SETPOINT_REASON_CODES = frozenset({"manual_charge", "manual_discharge", "manual_export", "manual_hold",
+                                   "charge_negative_price", "charge_grid_cheap", "discharge_export", "hold_for_later"})
+IDLE_EPS_KW = 0.05  # as the executor: below this a planned flow is noise
 FLOW_COLUMNS = (
     "load_kw", "pv_kw", "pv_curtail_kw", "import_kw", "export_kw", "charge_kw", "discharge_kw", "soc_kwh",
     "water_kw", "ev_kw",
@@ -93,7 +107,7 @@ def execute_slot(
         error_kw = ((pv_kw - curtail) - planned_usable_pv) - (load_kw - load_forecast_kw)
         request += error_kw
     elif rule not in ("absorb", "setpoint"):
-        raise SimulationError(f"unknown execution rule {rule!r} (absorb or setpoint)")
+        raise SimulationError(f"unknown execution rule {rule!r} (absorb or setpoint per slot)")
     b = site.battery
     if b is None:
         charge = discharge = 0.0
@@ -163,9 +177,16 @@ def replay(
     ev = _column(plan, "ev_kw", n)
     out = np.zeros((n, len(FLOW_COLUMNS)))
     soc = float(soc_kwh)
+    rules = [rule] * n
+    if rule == "executor":
+        codes = plan["reason_code"].to_numpy() if "reason_code" in plan.columns else np.full(n, "", dtype=object)
+        imp = _column(plan, "import_kw", n)
+        idle = (np.abs(setpoint) <= IDLE_EPS_KW) & (imp > IDLE_EPS_KW)
+        rules = ["setpoint" if (codes[t] in SETPOINT_REASON_CODES or (codes[t] == "idle" and idle[t])
+                                or (not codes[t] and idle[t])) else "absorb" for t in range(n)]
     for t in range(n):
         o = execute_slot(site, soc, load[t], pv[t], setpoint[t], load_forecast_kw=load_fc[t], pv_forecast_kw=pv_fc[t],
-                         pv_curtail_kw=curtail[t], water_kw=water[t], ev_kw=ev[t], rule=rule)
+                         pv_curtail_kw=curtail[t], water_kw=water[t], ev_kw=ev[t], rule=rules[t])
         soc = o.soc_kwh
         out[t] = (o.load_kw, o.pv_kw, o.pv_curtail_kw, o.import_kw, o.export_kw, o.charge_kw, o.discharge_kw,
                   o.soc_kwh, o.water_kw, o.ev_kw)
