@@ -17,7 +17,7 @@ import pulp
 from shared.config import EVConfig, WaterHeaterConfig
 from shared.cost import billed_capacity, hour_groups, period_key, water_shortfall_price_per_kwh
 from shared.optimize.inputs import WaterState
-from shared.optimize.model import EQ, GE, LE, Model, SlotVars
+from shared.optimize.model import EQ, GE, LE, Model
 
 # A tiny cost per kWh of flows that are interchangeable at equal prices: keeps the solution
 # unique (no import+export or charge+discharge at a price tie). Reported apart from the bill.
