@@ -289,18 +289,13 @@ class ModbusInverter:
             self._client.close()
             self._client = None
 
-    async def _request(self, op: Callable[[], Awaitable[Any]], what: str) -> Any:
-        """Run one Modbus request with retries, back-off and reconnect; raise InverterError at the end."""
+    async def _retrying(self, once: Callable[[], Awaitable[Any]], what: str) -> Any:
+        """Run ``once`` with retries, back-off and reconnect; a refusal by the device is not retried."""
         attempts = 1 + self.config.retries
         last: Exception | None = None
         for attempt in range(attempts):
             try:
-                await self._ensure_connected()
-                self.requests += 1
-                response = await op()
-                if isinstance(response, ExceptionResponse) or response.isError():
-                    raise _DeviceRefused(f"device refused {what}: {response}")
-                return response
+                return await once()
             except _DeviceRefused as err:
                 self.failures += 1
                 raise InverterError(str(err)) from None
@@ -312,21 +307,22 @@ class ModbusInverter:
                     await asyncio.sleep(min(self.backoff_max_s, self.backoff_s * (2**attempt)))
         raise InverterError(f"{what} failed after {attempts} attempt(s) on {self._where()}: {last}")
 
+    async def _request(self, op: Callable[[], Awaitable[Any]], what: str) -> Any:
+        """One Modbus request with retries, back-off and reconnect; raise InverterError at the end."""
+
+        async def once() -> Any:
+            await self._ensure_connected()
+            self.requests += 1
+            response = await op()
+            if isinstance(response, ExceptionResponse) or response.isError():
+                raise _DeviceRefused(f"device refused {what}: {response}")
+            return response
+
+        return await self._retrying(once, what)
+
     async def connect(self) -> None:
         """Connect (and discover a SunSpec map) with retries; raise InverterError when the device stays unreachable."""
-        attempts = 1 + self.config.retries
-        last: Exception | None = None
-        for attempt in range(attempts):
-            try:
-                await self._ensure_connected()
-                return
-            except (ModbusException, ConnectionError, OSError, asyncio.TimeoutError) as err:
-                self.failures += 1
-                last = err
-                await self.close()
-                if attempt + 1 < attempts:
-                    await asyncio.sleep(min(self.backoff_max_s, self.backoff_s * (2**attempt)))
-        raise InverterError(f"connect failed after {attempts} attempt(s) on {self._where()}: {last}")
+        await self._retrying(self._ensure_connected, "connect")
 
     async def _read_words(self, table: str, address: int, count: int) -> list[int]:
         unit = self.config.unit_id
