@@ -477,18 +477,23 @@ class Store:
 
     # ------------------------------------------------------------------ readers
 
-    def latest_prices(self, site_id: str) -> PricesMsg | None:
-        """The most recently issued price curve (its slots as stored), or None."""
-        t = m.Price.__table__
+    def _latest_issue(self, t: Table, id_column: str, site_id: str) -> list[Any]:
+        """The slot rows of the most recently issued curve (prices, forecast) of a site, in time order."""
         with self._read() as conn:
             latest = conn.execute(
-                select(t.c.prices_id).where(t.c.site_id == site_id).order_by(t.c.issued_at.desc()).limit(1)
+                select(t.c[id_column]).where(t.c.site_id == site_id).order_by(t.c.issued_at.desc()).limit(1)
             ).scalar_one_or_none()
             if latest is None:
-                return None
-            rows = conn.execute(
-                select(t).where(t.c.site_id == site_id, t.c.prices_id == latest).order_by(t.c.slot_start)
-            ).all()
+                return []
+            return list(conn.execute(
+                select(t).where(t.c.site_id == site_id, t.c[id_column] == latest).order_by(t.c.slot_start)
+            ).all())
+
+    def latest_prices(self, site_id: str) -> PricesMsg | None:
+        """The most recently issued price curve (its slots as stored), or None."""
+        rows = self._latest_issue(m.Price.__table__, "prices_id", site_id)
+        if not rows:
+            return None
         first = rows[0]
         return PricesMsg(
             site_id=site_id, prices_id=first.prices_id, issued_at=first.issued_at, area=first.area,
@@ -521,19 +526,12 @@ class Store:
         return self._frame(query, [c.name for c in cols])
 
     def latest_forecast(self, site_id: str) -> ForecastMsg | None:
-        t = m.Forecast.__table__
-        with self._read() as conn:
-            latest = conn.execute(
-                select(t.c.forecast_id).where(t.c.site_id == site_id).order_by(t.c.issued_at.desc()).limit(1)
-            ).scalar_one_or_none()
-            if latest is None:
-                return None
-            rows = conn.execute(
-                select(t).where(t.c.site_id == site_id, t.c.forecast_id == latest).order_by(t.c.slot_start)
-            ).all()
+        rows = self._latest_issue(m.Forecast.__table__, "forecast_id", site_id)
+        if not rows:
+            return None
         first = rows[0]
         return ForecastMsg(
-            site_id=site_id, forecast_id=latest, issued_at=first.issued_at, model_id=first.model_id,
+            site_id=site_id, forecast_id=first.forecast_id, issued_at=first.issued_at, model_id=first.model_id,
             fallback=first.fallback,
             slots=[ForecastSlot(start=r.slot_start, **{f: getattr(r, f) for f in _FORECAST_FIELDS}) for r in rows],
         )
