@@ -51,6 +51,17 @@ def bus_inputs(site, frame: pd.DataFrame) -> tuple[PricesMsg, ForecastMsg]:
     return pmsg, fmsg
 
 
+def feed_and_wait_for_plan(site, watcher, recorded, **telemetry):
+    """Publish prices, forecast and one telemetry reading; return the bus base once a plan is out."""
+    prices, forecast = bus_inputs(site, recorded)
+    base = f"darkstar/{site.site_id}"
+    for topic, msg in (("prices", prices), ("forecast", forecast),
+                       ("telemetry", TelemetryMsg(site_id=site.site_id, ts=NOW, **telemetry))):
+        watcher.publish(f"{base}/{topic}", encode(msg))
+    wait_for(lambda: watcher.on(f"{base}/plan"), timeout_s=30)
+    return base
+
+
 @pytest.fixture
 def planner(tmp_path: Path, broker_mqtt):
     site = make_site(tmp_path, broker_mqtt, tariff={"currency": "EUR", "price_source": "nordpool",
@@ -113,12 +124,7 @@ def test_no_measured_soc_means_no_plan_and_an_error_event(planner, recorded):
 
 def test_context_change_replans_and_vacation_is_honoured(planner, recorded):
     site, service, watcher = planner
-    prices, forecast = bus_inputs(site, recorded)
-    base = f"darkstar/{site.site_id}"
-    for topic, msg in (("prices", prices), ("forecast", forecast),
-                       ("telemetry", TelemetryMsg(site_id=site.site_id, ts=NOW, soc_kwh=6.0))):
-        watcher.publish(f"{base}/{topic}", encode(msg))
-    wait_for(lambda: watcher.on(f"{base}/plan"), timeout_s=30)
+    base = feed_and_wait_for_plan(site, watcher, recorded, soc_kwh=6.0)
     watcher.publish(f"{base}/context/vacation", encode(ContextMsg(site_id=site.site_id, name="vacation", value=True)))
     wait_for(lambda: any("context vacation changed" in decode(p).inputs["trigger"] for p in watcher.on(f"{base}/plan")),
              timeout_s=30)
@@ -127,12 +133,7 @@ def test_context_change_replans_and_vacation_is_honoured(planner, recorded):
 
 def test_a_manual_block_becomes_part_of_the_plan(planner, recorded):
     site, service, watcher = planner
-    prices, forecast = bus_inputs(site, recorded)
-    base = f"darkstar/{site.site_id}"
-    for topic, msg in (("prices", prices), ("forecast", forecast),
-                       ("telemetry", TelemetryMsg(site_id=site.site_id, ts=NOW, soc_kwh=2.0))):
-        watcher.publish(f"{base}/{topic}", encode(msg))
-    wait_for(lambda: watcher.on(f"{base}/plan"), timeout_s=30)
+    base = feed_and_wait_for_plan(site, watcher, recorded, soc_kwh=2.0)
     block = CommandMsg(site_id=site.site_id, args={"start": "2025-08-01T10:00:00+00:00",
                                                    "end": "2025-08-01T11:00:00+00:00", "action": "charge",
                                                    "power_kw": 3.0})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -30,6 +31,24 @@ def observations(site_id: str, n: int, first: int = 0) -> list[ObservationMsg]:
                        pv_kwh=0.0, import_kwh=0.25, export_kwh=0.0)
         for i in range(first, first + n)
     ]
+
+
+@contextlib.contextmanager
+def recorder_and_publisher(tmp_path: Path, mqtt: dict):
+    """A recorder (forecaster) storing to SQLite and a plain publisher, both connected."""
+    site = make_site(tmp_path, mqtt)
+    store = Store.open(site.database.url.get_secret_value())
+    recorder = ForecasterService(site, store=store)
+    recorder.start()
+    publisher = MqttClient(MQTTConfig(**mqtt), site.site_id, "executor")
+    publisher.start()
+    try:
+        assert recorder.mqtt.wait_connected(10) and publisher.wait_connected(10)
+        yield site, store, recorder, publisher
+    finally:
+        publisher.stop()
+        recorder.stop()
+        store.close()
 
 
 @pytest.fixture
@@ -94,14 +113,7 @@ def test_invalid_payloads_on_the_bus_are_reported_and_stored_as_events(stack, br
 def test_qos1_messages_survive_a_mosquitto_restart(tmp_path: Path, private_mosquitto):
     """Messages published while the broker is down are delivered and stored after it comes back."""
     mqtt = {"embedded": False, "host": "127.0.0.1", "port": private_mosquitto.port}
-    site = make_site(tmp_path, mqtt)
-    store = Store.open(site.database.url.get_secret_value())
-    recorder = ForecasterService(site, store=store)
-    recorder.start()
-    publisher = MqttClient(MQTTConfig(**mqtt), site.site_id, "executor")
-    publisher.start()
-    try:
-        assert recorder.mqtt.wait_connected(10) and publisher.wait_connected(10)
+    with recorder_and_publisher(tmp_path, mqtt) as (site, store, recorder, publisher):
         for msg in observations(site.site_id, 5):
             publisher.publish_msg("observations", msg)
         wait_for(lambda: store.count("slot_observations", site.site_id) == 5)
@@ -112,22 +124,11 @@ def test_qos1_messages_survive_a_mosquitto_restart(tmp_path: Path, private_mosqu
         private_mosquitto.start()
         assert recorder.mqtt.wait_connected(30) and publisher.wait_connected(30)
         wait_for(lambda: store.count("slot_observations", site.site_id) == 25, timeout_s=30)
-    finally:
-        publisher.stop()
-        recorder.stop()
-        store.close()
 
 
 def test_embedded_broker_restart_is_survived(tmp_path: Path, embedded_broker):
     mqtt = {"embedded": True, "host": embedded_broker.host, "port": embedded_broker.port}
-    site = make_site(tmp_path, mqtt)
-    store = Store.open(site.database.url.get_secret_value())
-    recorder = ForecasterService(site, store=store)
-    recorder.start()
-    publisher = MqttClient(MQTTConfig(**mqtt), site.site_id, "executor")
-    publisher.start()
-    try:
-        assert recorder.mqtt.wait_connected(10) and publisher.wait_connected(10)
+    with recorder_and_publisher(tmp_path, mqtt) as (site, store, recorder, publisher):
         embedded_broker.stop()
         wait_for(lambda: not recorder.mqtt.connected)
         embedded_broker.start()
@@ -135,10 +136,6 @@ def test_embedded_broker_restart_is_survived(tmp_path: Path, embedded_broker):
         for msg in observations(site.site_id, 5):
             publisher.publish_msg("observations", msg)
         wait_for(lambda: store.count("slot_observations", site.site_id) == 5, timeout_s=20)
-    finally:
-        publisher.stop()
-        recorder.stop()
-        store.close()
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
