@@ -5,8 +5,10 @@ which are published the day before; load/PV forecast ``perfect`` or ``naive``, s
 :mod:`shared.backtest`) and solves a schedule with the planner. ``step(action)`` advances one
 15-min slot with :mod:`shared.simulator`:
 
-- ``action=None`` follows the planner: the battery is asked for the plan's setpoint and
-  absorbs the forecast error (the simulator's ``absorb`` rule), as the real executor does.
+- ``action=None`` follows the planner as the live executor runs each slot (the simulator's
+  ``executor`` rule, :func:`shared.simulator.executor_rules`): fixed-command slots (grid
+  charging, holding, discharging to export) follow the setpoint, the other slots run in
+  self-consumption mode on the measured load and PV; the same rule as the backtest.
   When the SoC has drifted from the plan's by more than ``site.planner.soc_drift_replan_frac``
   of the capacity (e.g. after overrides), the planner replans the rest of the day from the
   measured SoC, as the live planner would.
@@ -53,7 +55,7 @@ from gymnasium import spaces
 from shared.config import SiteConfig
 from shared.cost import plan_cost
 from shared.oracle import actuals, battery_pv_site
-from shared.simulator import execute_slot
+from shared.simulator import execute_slot, executor_rules
 from shared.slots import SLOT_HOURS, local_day_slots
 
 OBSERVATION_FIELDS = (
@@ -99,6 +101,7 @@ class AntaresMPCEnv(gym.Env):
                             prices=self.prices.iloc[start:], soc_kwh=self._soc)
         plan = solve_plan(inputs, self.site)
         self.setpoint_kw[start:] = (plan.slots["charge_kw"] - plan.slots["discharge_kw"]).to_numpy()
+        self.rules[start:] = executor_rules(plan.slots)
         self.curtail_kw[start:] = plan.slots["pv_curtail_kw"].to_numpy()
         self.plan_soc_kwh[start:] = plan.slots["soc_kwh"].to_numpy()
         self.replans += 1
@@ -117,6 +120,7 @@ class AntaresMPCEnv(gym.Env):
         self.setpoint_kw = np.zeros(n)
         self.curtail_kw = np.zeros(n)
         self.plan_soc_kwh = np.zeros(n)
+        self.rules: list[str] = ["setpoint"] * n
         self.replans = 0
         self._t = 0
         self._soc = float((options or {}).get("soc_kwh", self.soc_start_kwh))
@@ -151,7 +155,7 @@ class AntaresMPCEnv(gym.Env):
         if follow:
             o = execute_slot(self.site, self._soc, self.load_kw[t], self.pv_kw[t], self.setpoint_kw[t],
                              load_forecast_kw=self.load_fc[t], pv_forecast_kw=self.pv_fc[t],
-                             pv_curtail_kw=self.curtail_kw[t], rule="absorb")
+                             pv_curtail_kw=self.curtail_kw[t], rule=self.rules[t])
         else:
             request = float(np.asarray(action, dtype=float).reshape(-1)[0])
             if not np.isfinite(request):

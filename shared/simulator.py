@@ -20,14 +20,23 @@ inverter does):
 ``rule="setpoint"``: the battery follows the planned setpoint only (clamped) and the grid
 takes the whole forecast error.
 
+``rule="self_consumption"``: what an inverter in self-consumption mode does, whatever the
+setpoint: the battery takes the measured PV surplus and covers the measured deficit
+(``pv - curtailment - load - water - ev``), never below the reserve (the executor's SoC floor),
+clamped by :func:`shared.battery.step`; it never charges from the grid nor discharges to export.
+
 ``rule="executor"``: per slot what the live executor (``services/executor/control.py``) does
-with the plan's ``reason_code``: slots it runs as a fixed battery command (grid charging,
-discharging to export, holding energy for later, manual blocks, idle while importing) follow
-the setpoint and the grid takes the error; the slots it runs in self-consumption mode (storing
-PV surplus, covering the load, the rest) absorb the error as in ``absorb``. The difference
-matters when export pays nothing: under ``absorb`` a battery idle at night while importing
-charges from the grid whenever the load is below its forecast, filling room that tomorrow's
-free PV would have filled. With a perfect forecast all three rules are the same.
+with the plan's ``reason_code`` (:func:`executor_rules`): slots it sends as a fixed battery
+command (grid charging, discharging to export, holding energy for later, manual blocks, idle
+while importing) follow the setpoint and the grid takes the error; the slots it runs in
+self-consumption mode (storing PV surplus, covering the load, the rest) run ``self_consumption``.
+The difference matters when export pays nothing: under ``absorb`` a battery idle at night while
+importing charges from the grid whenever the load is below its forecast, and a slot that covers
+the load only in part (importing the rest) charges from the grid when the load falls below its
+forecast, filling room that tomorrow's free PV would have filled; the executor does neither.
+With a perfect forecast ``executor`` equals the plan wherever the plan's self-consumption slots
+store the whole surplus / cover the whole deficit (what the planner's flows do in those slots
+unless two slots tie on price; a partial cover is then run in full and the next plan adapts).
 
 Slots whose measured load or PV is missing (NaN) must be filled by the caller; the simulator
 refuses NaN rather than guess.
@@ -46,7 +55,7 @@ from shared.config import SiteConfig
 from shared.cost import CapacityState, CostBreakdown, plan_cost
 from shared.slots import SLOT_HOURS
 
-Rule = Literal["absorb", "setpoint", "executor"]
+Rule = Literal["absorb", "setpoint", "self_consumption", "executor"]
 
 # reason codes the executor runs as a fixed battery command, not in self-consumption mode
 SETPOINT_REASON_CODES = frozenset({"manual_charge", "manual_discharge", "manual_export", "manual_hold",
@@ -102,18 +111,23 @@ def execute_slot(
         raise SimulationError(f"measured load/PV missing (load_kw={load_kw}, pv_kw={pv_kw})")
     curtail = min(max(0.0, pv_curtail_kw), pv_kw)
     request = float(battery_kw)
+    floor_kwh = None
     if rule == "absorb" and load_forecast_kw is not None and pv_forecast_kw is not None:
         planned_usable_pv = pv_forecast_kw - min(max(0.0, pv_curtail_kw), pv_forecast_kw)
         error_kw = ((pv_kw - curtail) - planned_usable_pv) - (load_kw - load_forecast_kw)
         request += error_kw
+    elif rule == "self_consumption":
+        request = (pv_kw - curtail) - (load_kw + water_kw + ev_kw)
+        if site.battery is not None:  # the executor's SoC floor in self-consumption mode
+            floor_kwh = min(soc_kwh, max(site.battery.min_soc_kwh, site.battery.reserve_soc_kwh))
     elif rule not in ("absorb", "setpoint"):
-        raise SimulationError(f"unknown execution rule {rule!r} (absorb or setpoint per slot)")
+        raise SimulationError(f"unknown execution rule {rule!r} (absorb, setpoint or self_consumption per slot)")
     b = site.battery
     if b is None:
         charge = discharge = 0.0
         soc_end = 0.0
     else:
-        s = step(soc_kwh, request, slot_hours, b)
+        s = step(soc_kwh, request, slot_hours, b, floor_kwh=floor_kwh)
         charge, discharge, soc_end = s.charge_kw, s.discharge_kw, s.soc_end_kwh
     net_kw = load_kw + water_kw + ev_kw + charge - discharge - (pv_kw - curtail)
     import_kw = max(0.0, net_kw)
@@ -148,6 +162,19 @@ def _column(frame: pd.DataFrame, name: str, n: int) -> np.ndarray:
     return frame[name].to_numpy(dtype=float) if name in frame.columns else np.zeros(n)
 
 
+def executor_rules(plan: pd.DataFrame) -> list[Rule]:
+    """Per plan slot, how the live executor runs it: ``setpoint`` (a fixed battery command) or
+    ``self_consumption``, from the slot's ``reason_code`` (without one, from its flows: idle while
+    importing is a hold), as ``services/executor/control.py::intent_from_slot`` does."""
+    n = len(plan)
+    setpoint = _column(plan, "charge_kw", n) - _column(plan, "discharge_kw", n)
+    codes = plan["reason_code"].to_numpy() if "reason_code" in plan.columns else np.full(n, "", dtype=object)
+    imp = _column(plan, "import_kw", n)
+    idle = (np.abs(setpoint) <= IDLE_EPS_KW) & (imp > IDLE_EPS_KW)
+    return ["setpoint" if (codes[t] in SETPOINT_REASON_CODES or (codes[t] == "idle" and idle[t])
+                           or (not codes[t] and idle[t])) else "self_consumption" for t in range(n)]
+
+
 def replay(
     plan: pd.DataFrame,
     load_kw: np.ndarray | pd.Series,
@@ -177,13 +204,7 @@ def replay(
     ev = _column(plan, "ev_kw", n)
     out = np.zeros((n, len(FLOW_COLUMNS)))
     soc = float(soc_kwh)
-    rules = [rule] * n
-    if rule == "executor":
-        codes = plan["reason_code"].to_numpy() if "reason_code" in plan.columns else np.full(n, "", dtype=object)
-        imp = _column(plan, "import_kw", n)
-        idle = (np.abs(setpoint) <= IDLE_EPS_KW) & (imp > IDLE_EPS_KW)
-        rules = ["setpoint" if (codes[t] in SETPOINT_REASON_CODES or (codes[t] == "idle" and idle[t])
-                                or (not codes[t] and idle[t])) else "absorb" for t in range(n)]
+    rules = executor_rules(plan) if rule == "executor" else [rule] * n
     for t in range(n):
         o = execute_slot(site, soc, load[t], pv[t], setpoint[t], load_forecast_kw=load_fc[t], pv_forecast_kw=pv_fc[t],
                          pv_curtail_kw=curtail[t], water_kw=water[t], ev_kw=ev[t], rule=rules[t])

@@ -48,3 +48,30 @@ def test_perfect_forecast_executor_rule_is_the_plan(site):
     flows = replay(plan, np.full(4, 1.0), np.zeros(4), site, 1.0, rule="executor")
     assert flows["charge_kw"].to_numpy() == pytest.approx(np.full(4, 2.0))
     assert flows["import_kw"].to_numpy() == pytest.approx(np.full(4, 3.0))
+
+
+def test_partial_cover_slot_runs_in_self_consumption_and_never_charges_from_the_grid(site):
+    # the plan covers 0.3 of a 1 kW load forecast and imports 0.7; the house uses only 0.4 kW
+    plan = _plan("discharge_cover_load", discharge_kw=0.3, import_kw=0.7)
+    measured_load = np.full(4, 0.4)
+    absorb = replay(plan, measured_load, np.zeros(4), site, 3.0, rule="absorb")
+    executor = replay(plan, measured_load, np.zeros(4), site, 3.0, rule="executor")
+    # a grid-setpoint inverter keeps importing 0.7 kW and charges the battery with 0.3 kW
+    assert absorb["charge_kw"].to_numpy() == pytest.approx(np.full(4, 0.3))
+    # in self-consumption mode the battery covers the measured load and nothing is imported
+    assert executor["charge_kw"].sum() == 0.0
+    assert executor["discharge_kw"].to_numpy() == pytest.approx(measured_load)
+    assert executor["import_kw"].sum() == pytest.approx(0.0)
+
+
+def test_self_consumption_slot_stores_the_measured_surplus_and_stops_at_the_reserve(site):
+    plan = _plan("charge_pv_surplus", charge_kw=1.0, import_kw=0.0)
+    plan["pv_kw"] = 2.0
+    flows = replay(plan, np.full(4, 1.0), np.full(4, 3.5), site, 3.0, rule="executor")
+    assert flows["charge_kw"].to_numpy() == pytest.approx(np.full(4, 2.5))  # not the planned 1.0
+    assert flows["import_kw"].sum() == 0.0 and flows["export_kw"].sum() == pytest.approx(0.0)
+    reserve_site = site.model_copy(update={"battery": site.battery.model_copy(update={"reserve_soc_frac": 0.5})})
+    plan = _plan("discharge_cover_load", discharge_kw=1.0, import_kw=0.0)
+    flows = replay(plan, np.full(4, 2.0), np.zeros(4), reserve_site, 3.3, rule="executor")
+    assert flows["soc_kwh"].iloc[-1] == pytest.approx(reserve_site.battery.reserve_soc_kwh)  # the executor's floor
+    assert flows["import_kw"].iloc[-1] == pytest.approx(2.0)
