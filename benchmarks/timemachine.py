@@ -71,8 +71,28 @@ def _backtest(site, frame, args, date_from: str, date_to: str) -> dict:
     r = run_backtest(frame, site, date.fromisoformat(date_from), date.fromisoformat(date_to), forecast=args.forecast,
                      replan_minutes=args.replan_minutes, progress=stderr_progress(site.site_id), forecast_kwargs=kwargs)
     doc = r.to_dict()
-    doc.pop("per_day")
+    per_day = doc.pop("per_day")
+    doc["per_month"] = per_month(per_day)
     return doc
+
+
+def per_month(per_day: list[dict]) -> dict[str, dict]:
+    """Costs and captured savings per calendar month of the window (from the backtest's per-day costs)."""
+    months: dict[str, dict] = {}
+    for d in per_day:
+        m = months.setdefault(d["date"][:7], {"days": 0, "baseline_cost": 0.0, "self_consumption_cost": 0.0,
+                                              "realized_cost": 0.0, "oracle_cost": 0.0})
+        m["days"] += 1
+        for key in ("baseline_cost", "self_consumption_cost", "realized_cost", "oracle_cost"):
+            m[key] += d[key]
+    for m in months.values():
+        gap = m["baseline_cost"] - m["oracle_cost"]
+        m["captured_frac"] = round((m["baseline_cost"] - m["realized_cost"]) / gap, 4) if abs(gap) > 1e-9 else None
+        m["self_consumption_captured_frac"] = (round((m["baseline_cost"] - m["self_consumption_cost"]) / gap, 4)
+                                               if abs(gap) > 1e-9 else None)
+        for key in ("baseline_cost", "self_consumption_cost", "realized_cost", "oracle_cost"):
+            m[key] = round(m[key], 4)
+    return months
 
 
 def cmd_backtest(args) -> dict:

@@ -22,6 +22,9 @@ from shared.optimize.model import EQ, GE, LE, Model
 # A tiny cost per kWh of flows that are interchangeable at equal prices: keeps the solution
 # unique (no import+export or charge+discharge at a price tie). Reported apart from the bill.
 TIE_BREAK_PER_KWH = 1e-5
+# Grid purchases at equal prices are made as late as possible (see Grid.build); at most this
+# per kWh in the first slot, falling linearly to 0 at the horizon end.
+DEFER_IMPORT_PER_KWH = 1e-4
 WATER_START_CUTS = True  # see WaterHeater._start_cuts
 
 
@@ -68,6 +71,15 @@ class Grid(Component):
         dt = m.dt
         m.cost("import_cost", [(v, m.import_price[t] * dt) for t, v in enumerate(self.imp.vars) if v is not None])
         m.cost("export_revenue", [(v, -m.export_price[t] * dt) for t, v in enumerate(self.exp.vars) if v is not None])
+        # Among equal-priced slots, buy from the grid as late as possible: a kWh bought later is
+        # bought knowing more (the forecast of the slots before it has come true by then and the
+        # plan is remade), e.g. grid charging for the evening peak waits until the day's PV is
+        # known instead of filling the battery at night with energy free PV would have brought.
+        # A tie-break only (<= 1e-4 per kWh): any real price difference outweighs it.
+        if m.T > 1:
+            defer = DEFER_IMPORT_PER_KWH * (1.0 - np.arange(m.T) / (m.T - 1))
+            m.cost("defer_import", [(v, defer[t] * dt) for t, v in enumerate(self.imp.vars)
+                                    if v is not None and defer[t] > 0])
         # at equal prices import+export in one slot costs nothing: break the tie there only
         tie = np.abs(m.import_price - m.export_price) < 1e-9
         m.cost("tie_break", [(v, TIE_BREAK_PER_KWH * dt) for t in np.flatnonzero(tie)
