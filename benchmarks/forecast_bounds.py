@@ -15,6 +15,9 @@ information is worth):
 - ``oracle_true_shape_recent_level``: the TRUE intraday shape of each day scaled to the energy of the
   same slots over the last 7 days: the value of knowing only the shape.
 - ``oracle_3h_mean`` (load): the true mean of the surrounding 3 h: what is left is within-3-h spikes.
+- ``level_regression_in_sample``: the mean7 shape scaled per day by a level predicted from inputs
+  known at issue time (recent level ratios, horizon day, weekday for load), fitted by least squares
+  on the evaluated days themselves: optimistic, what a daily-level model on these inputs could give.
 Also the correlation of each day's clear-sky index (PV energy / clear-sky energy) with the previous
 day's and with the weather forecast's, i.e. how predictable the daily PV level is at issue time.
 
@@ -71,6 +74,45 @@ def _scale_per_day(shape: np.ndarray, truth: np.ndarray, day_key: np.ndarray) ->
     return out
 
 
+def _level_regression(r: pd.DataFrame, shape: np.ndarray, y: np.ndarray, day_key: np.ndarray, target: str) -> np.ndarray:
+    """``shape`` scaled per (issue, local day) by a daily level predicted from what is known at the
+    issue time (recent level ratios, which day of the horizon), least squares fitted IN SAMPLE on the
+    evaluated days themselves: optimistic, an upper bound for a level model on these inputs."""
+    ok = np.isfinite(shape) & np.isfinite(y)
+    g = pd.DataFrame({"key": day_key[ok], "shape": shape[ok], "y": y[ok]})
+    if target == "pv":
+        feats = ["pv_ratio_1d", "pv_ratio_3d", "pv_ratio_7d", "pv_ratio_3h"]
+    else:
+        feats = ["load_level_3h", "load_level_24h", "load_level_7d"]
+    for f in feats:
+        g[f] = r[f].to_numpy()[ok] if f in r else np.nan
+    g["horizon_day"] = r["horizon_h"].to_numpy()[ok] // 24
+    if target == "load":
+        g["dow"] = r["dow"].to_numpy()[ok]
+    agg = g.groupby("key").agg({"shape": "sum", "y": "sum", **{f: "first" for f in feats},
+                                "horizon_day": "first", **({"dow": "first"} if target == "load" else {})})
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(agg["shape"] > 1e-9, agg["y"] / agg["shape"], np.nan)
+        x = [np.ones(len(agg))]
+        for f in feats:
+            v = agg[f].to_numpy(dtype=float)
+            if target == "load":  # recent level relative to the shape's own level
+                v = v / (agg["shape"].to_numpy() / np.maximum(1, g.groupby("key").size().to_numpy()))
+            x.append(np.nan_to_num(v, nan=np.nanmedian(v) if np.isfinite(v).any() else 0.0))
+        for d in (1, 2):
+            x.append((agg["horizon_day"].to_numpy() == d).astype(float))
+        if target == "load":
+            for d in range(6):
+                x.append((agg["dow"].to_numpy() == d).astype(float))
+    x = np.column_stack(x)
+    fit_ok = np.isfinite(ratio)
+    coef, *_ = np.linalg.lstsq(x[fit_ok], ratio[fit_ok], rcond=None)
+    pred = pd.Series(np.clip(x @ coef, 0.0, None), index=agg.index)
+    out = np.full(len(shape), np.nan)
+    out[ok] = shape[ok] * pred.reindex(day_key[ok]).to_numpy()
+    return out
+
+
 def _lag_stack(values: np.ndarray, pp: np.ndarray, days_back: np.ndarray, n_days: int) -> np.ndarray:
     return np.stack([_take(values, pp - SLOTS_PER_DAY * (days_back + j)) for j in range(n_days)])
 
@@ -123,6 +165,7 @@ def bounds_for_home(home: str, issue_hour: int = 12, horizon_hours: int = 48) ->
                 m["oracle_day_energy_clearsky"] = _scale_per_day(cs, y, day_key)
                 sel &= r["daylight"].to_numpy() > 0
             m["oracle_day_energy_mean7"] = _scale_per_day(m["mean7"], y, day_key)
+            m["level_regression_in_sample"] = _level_regression(r, m["mean7"], y, day_key, target)
             m["oracle_day_energy_median7"] = _scale_per_day(m["median7"], y, day_key)
             # true shape, level from the same slots over the last 7 days
             m["oracle_true_shape_recent_level"] = _scale_per_day(y, m["mean7"], day_key)
