@@ -408,7 +408,9 @@ over single heater-block moves (see :func:`_heater_moves`), at most ``HEURISTIC_
         dual_sum, n_duals = bus_dual.copy(), 1
         shortfall_price = water_shortfall_price_per_kwh(m.import_price)
         tried: set[tuple] = set()
-        for _ in range(HEURISTIC_DP_ITERS if heaters and not proven() else 0):
+        # with other binaries left (battery/grid direction, tiers) each evaluation is a small MILP: fewer
+        dp_iters = HEURISTIC_DP_ITERS if len(rest) == 0 else min(2, HEURISTIC_DP_ITERS)
+        for _ in range(dp_iters if heaters and not proven() else 0):
             candidate = {k: v for k, v in fixed.items() if k not in heater_cols}
             for c in heaters:
                 block_cost = np.zeros(len(c.blocks))
@@ -422,7 +424,8 @@ over single heater-block moves (see :func:`_heater_moves`), at most ``HEURISTIC_
             trial = evaluate(candidate)
             if trial is None:
                 continue
-            dual_sum, n_duals = dual_sum + np.asarray(trial[1].row_dual)[bus_rows], n_duals + 1
+            if trial[1].dual_valid:  # a small MILP (other binaries left) has no duals
+                dual_sum, n_duals = dual_sum + np.asarray(trial[1].row_dual)[bus_rows], n_duals + 1
             if trial[0] < objective - 1e-9:
                 objective, sol = trial
                 inc, fixed = np.asarray(sol.col_value).copy(), candidate
