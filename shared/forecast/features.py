@@ -244,6 +244,7 @@ def build_rows(grid: Grid, issue_pos: np.ndarray, n_steps: int) -> pd.DataFrame:
     rows: dict[str, np.ndarray] = {"issue_pos": ii, "horizon_h": hh / SLOTS_PER_HOUR, "pos": pp}
     for name in ("slot_of_day", "dow", "doy", "holiday", "daytype"):
         rows[name] = _take(c[name], pp)
+    rows["issue_slot"] = _take(c["slot_of_day"], ii)  # models trained on several issue hours tell them apart
     shifts = sun_shifts(grid, issue_pos)
     kk = np.repeat(shifts, n_steps)
     for name in ("zenith_deg", "azimuth_deg", "cs_kw"):
@@ -279,6 +280,12 @@ def build_rows(grid: Grid, issue_pos: np.ndarray, n_steps: int) -> pd.DataFrame:
         rows["pv_p90_7"] = _nan_quantile_axis0(pv_lags, 0.9)
         rows["pv_med7"] = _nan_quantile_axis0(pv_lags, 0.5)
     rows["pv_lag_day"] = _take(pv, pp - SLOTS_PER_DAY * days_back)
+    # two weeks of the same slot: robust (median, quartiles) estimates of the typical level
+    lags14 = np.concatenate([lags, np.stack([
+        _take(load, pp - SLOTS_PER_DAY * (days_back + j)) for j in range(MEAN_DAYS, 2 * MEAN_DAYS)])])
+    rows["load_med14"] = _nan_quantile_axis0(lags14, 0.5)
+    rows["load_p25_14"] = _nan_quantile_axis0(lags14, 0.25)
+    rows["load_p75_14"] = _nan_quantile_axis0(lags14, 0.75)
     # the same +-1 h window over the last 7 days: habits drift by an hour, a profile should too
     wide = np.stack([
         _take(load, pp - SLOTS_PER_DAY * (days_back + j) + o) for j in range(MEAN_DAYS) for o in range(-4, 5)
@@ -299,6 +306,9 @@ def build_rows(grid: Grid, issue_pos: np.ndarray, n_steps: int) -> pd.DataFrame:
     rows["pv_ratio_1d"] = np.repeat(r1, n_steps)
     rows["pv_ratio_3d"] = np.repeat(r3, n_steps)
     rows["pv_ratio_7d"] = np.repeat(_pv_ratio(grid, issue_only, 7 * SLOTS_PER_DAY, shifts), n_steps)
+    # the sky of the last hours (NaN at night): today's weather persists into the next hours
+    rows["pv_ratio_3h"] = np.repeat(_pv_ratio(grid, issue_only, 3 * SLOTS_PER_HOUR, shifts), n_steps)
+    rows["pv_ratio_6h"] = np.repeat(_pv_ratio(grid, issue_only, 6 * SLOTS_PER_HOUR, shifts), n_steps)
     rows["daylight"] = (rows["zenith_deg"] < 90.0).astype(float)
     # the same-slot history as clear-sky indices: adapts to orientation and shading per time of day
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -306,6 +316,16 @@ def build_rows(grid: Grid, issue_pos: np.ndarray, n_steps: int) -> pd.DataFrame:
         rows["pv_lag_index"] = np.clip(rows["pv_lag_day"] / cs_ok, 0.0, 3.0)
         rows["pv_med7_index"] = np.clip(rows["pv_med7"] / cs_ok, 0.0, 3.0)
         rows["pv_p90_7_index"] = np.clip(rows["pv_p90_7"] / cs_ok, 0.0, 3.0)
+        # clear-sky index of the same slot over 14 days, each day at its own sun position
+        idx14 = np.stack([
+            _take(pv, pp - SLOTS_PER_DAY * (days_back + j))
+            / np.where((cs_j := _take(grid.sun["cs_kw"], pp - SLOTS_PER_DAY * (days_back + j) + kk + SUN_SHIFT_MAX))
+                       > 0.01, cs_j, np.nan)
+            for j in range(2 * MEAN_DAYS)
+        ])
+        idx14 = np.clip(idx14, 0.0, 3.0)
+        rows["pv_index_med14"] = _nan_quantile_axis0(idx14, 0.5)
+        rows["pv_index_p75_14"] = _nan_quantile_axis0(idx14, 0.75)
     frame = pd.DataFrame(rows)
     frame.index = grid.index[np.clip(pp, 0, len(grid.index) - 1)]
     return frame
