@@ -613,6 +613,9 @@ class CapacityTariff(Component):
         dt = m.dt
         first_key = period_key(m.local_dates[0], cfg.period)
         self.peak_vars: list[pulp.LpVariable] = []
+        # (slots, peak variable, scale): peak >= scale * sum(import over the slots), for the
+        # peak x heater cuts of the solver (solve._peak_heater_cuts)
+        self.demand_groups: list[tuple[list[int], pulp.LpVariable, float]] = []
         # the demand measure per hour (or slot), with its local date
         if cfg.method == "max_15min":
             groups = [[t] for t in range(m.T)]
@@ -632,6 +635,7 @@ class CapacityTariff(Component):
             billed_before = billed_capacity(before, cfg)
 
             def demand_row(name: str, peak: pulp.LpVariable, g: int) -> None:
+                self.demand_groups.append((list(groups[g]), peak, scale))
                 terms = [(peak, 1.0)] + [(imp.vars[t], -scale) for t in groups[g] if imp.vars[t] is not None]
                 m.row(name, terms, GE, float(sum(imp.fixed[t] for t in groups[g]) * scale))
 

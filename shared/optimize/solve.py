@@ -450,11 +450,113 @@ over single heater-block moves (see :func:`_heater_moves`), at most ``HEURISTIC_
     finally:
         h.changeColsIntegrality(len(idx), idx, integer)
         h.changeColsBounds(len(idx), idx, lower0, upper0)
+    if PEAK_HEATER_CUT_ROUNDS and objective - lp_bound > PEAK_HEATER_CUT_ROOT_GAP * max(abs(objective), 1e-9):
+        _peak_heater_cuts(h, m, comps, objective)
     sol = highspy.HighsSolution()
     sol.col_value = list(inc)
     sol.value_valid = True
     h.setSolution(sol)
     return objective
+
+
+# Peak x heater cuts (see _peak_heater_cuts): rounds of bound tightening + cuts, and only when
+# the root LP is this far below the heuristic's incumbent (the reference benchmark's median root
+# gap is 0.26 %; the example site without EV had 3.5 % on hard days).
+PEAK_HEATER_CUT_ROUNDS = 3
+PEAK_HEATER_CUT_ROOT_GAP = 0.01
+
+
+class _NoBounds(Exception):
+    pass
+
+
+def _peak_heater_cuts(h: highspy.Highs, m: Model, comps: list[Component], upper: float) -> int:
+    """Cuts linking block heaters, battery discharge and the capacity peak; returns rows added.
+
+    With a capacity tariff the LP runs a block heater at a fraction of its power, just enough to
+    fill each hour's import up to the day's peak ("valley filling"); a whole block must instead
+    come from the battery or raise the peak, and branching closes that gap slowly (the example
+    site: root LP 3.5 % below the best plan, 1-7 % left after 10 s). For a demand group g (an
+    hour) with peak variable P >= import energy, net load n_g (load - PV, kWh), heater energy e_b
+    per block b in it and battery discharge energy D_g, the bus gives D_g + P >= n_g + sum e_b y_b.
+    With bounds Plo <= P <= Phi valid for every plan no dearer than ``upper`` (the incumbent):
+
+        D_g + P >= Plo + sum_b (e_b + n_g - Plo) y_b     (when Plo > n_g)
+        D_g     >= sum_b max(0, e_b + n_g - Phi) y_b
+
+    Both hold at y = 0 and at any single block on (and more blocks only add need); for fractional
+    y they are the chord the LP lacks. Plo, Phi come from LPs minimising/maximising each peak
+    with the objective capped at ``upper`` (so a plan better than the incumbent is never cut off,
+    the incumbent itself is kept, and HiGHS's reported gap stays a proven one); repeated rounds
+    tighten them. The rows are removed again before the final LP (they would distort the duals).
+    """
+    cap = next((c for c in comps if isinstance(c, CapacityTariff)), None)
+    heaters = [c for c in comps if isinstance(c, WaterHeater) and c.blocks is not None]
+    if cap is None or not heaters or not cap.demand_groups or any(isinstance(c, EV) for c in comps):
+        return 0
+    dis = m.shared.get("battery_discharge_kw")
+    peaks = {v.index: v for _, v, _ in cap.demand_groups}
+    n_col = h.getNumCol()
+    lp = h.getLp()
+    cost = np.asarray(lp.col_cost_).copy()
+    all_cols = np.arange(n_col, dtype=np.int32)
+    idx = np.array([v.index for v in m.binaries], dtype=np.int32)
+    h.changeColsIntegrality(len(idx), idx, np.array([highspy.HighsVarType.kContinuous] * len(idx)))
+    first_row = h.getNumRow()
+    net_kw = m.load_kw - m.pv_kw
+    added = 0
+    try:
+        nz = np.flatnonzero(cost).astype(np.int32)
+        cap_rhs = upper - float(lp.offset_) + 1e-7 * max(abs(upper), 1.0)
+        h.addRow(-highspy.kHighsInf, cap_rhs, len(nz), nz, cost[nz])
+        cap_row = h.getNumRow() - 1
+        for _round in range(PEAK_HEATER_CUT_ROUNDS):
+            bounds: dict[int, tuple[float, float]] = {}
+            for col in peaks:
+                lo_hi = []
+                for sense in (1.0, -1.0):
+                    c = np.zeros(n_col)
+                    c[col] = sense
+                    h.changeColsCost(n_col, all_cols, c)
+                    _run_lp(h)
+                    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                        raise _NoBounds
+                    lo_hi.append(sense * float(h.getInfo().objective_function_value))
+                bounds[col] = (lo_hi[0] - 1e-6, lo_hi[1] + 1e-6)
+            rows_before = added
+            for slots, peak, scale in cap.demand_groups:
+                p_lo, p_hi = bounds[peak.index]
+                n_g = float(net_kw[slots].sum()) * scale
+                d_terms = [(dis.vars[t].index, scale) for t in slots if dis is not None and dis.vars[t] is not None]
+                d_const = sum(float(dis.fixed[t]) * scale for t in slots if dis is not None and dis.vars[t] is None)
+                for c in heaters:
+                    blocks, counts = np.unique(c.block_of_slot[slots], return_counts=True)
+                    e_b = c.heater.power_kw * scale * counts
+                    y_cols = [c.blocks[b].index for b in blocks]
+                    if p_lo > n_g + 1e-6:
+                        cols = [i for i, _ in d_terms] + [peak.index] + y_cols
+                        vals = [v for _, v in d_terms] + [1.0] + list(-(e_b + n_g - p_lo))
+                        h.addRow(p_lo - d_const, highspy.kHighsInf, len(cols), np.array(cols, dtype=np.int32),
+                                 np.array(vals))
+                        added += 1
+                    need = np.maximum(0.0, e_b + n_g - p_hi)
+                    if (need > 1e-6).any():
+                        cols = [i for i, _ in d_terms] + y_cols
+                        vals = [v for _, v in d_terms] + list(-need)
+                        h.addRow(-d_const, highspy.kHighsInf, len(cols), np.array(cols, dtype=np.int32),
+                                 np.array(vals))
+                        added += 1
+            if added == rows_before:
+                break
+        h.deleteRows(1, np.array([cap_row], dtype=np.int32))
+    except _NoBounds:  # an LP did not solve: keep the model as it was
+        h.deleteRows(h.getNumRow() - first_row, np.arange(first_row, h.getNumRow(), dtype=np.int32))
+        return 0
+    finally:
+        h.changeColsCost(n_col, all_cols, cost)
+        h.changeColsIntegrality(len(idx), idx, np.array([highspy.HighsVarType.kInteger] * len(idx)))
+    m.cut_rows = (first_row, h.getNumRow())
+    return added
 
 
 # With the heuristic's incumbent HiGHS's own primal heuristics (RINS, RENS, root reduced-cost
@@ -477,6 +579,10 @@ def _quiet_primal_heuristics(h: highspy.Highs) -> None:
 
 def _fix_binaries_and_resolve(h: highspy.Highs, m: Model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """LP with binaries fixed at their MIP values: its duals explain the plan."""
+    first, end = getattr(m, "cut_rows", (0, 0))
+    if end > first:  # solver-only cuts (see _peak_heater_cuts) must not show up in the duals
+        h.deleteRows(end - first, np.arange(first, end, dtype=np.int32))
+        m.cut_rows = (0, 0)
     if m.binaries:
         idx = np.array([v.index for v in m.binaries], dtype=np.int32)
         vals = np.round(x[idx])
