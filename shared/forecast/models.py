@@ -108,7 +108,7 @@ class ForecastModels:
         issue_hours_local: tuple[int, ...] = (0, 12),
         horizon_hours: int = 48,
         calibration_days: int = 14,
-        num_rounds: int = 200,
+        num_rounds: int = 400,
         refit: bool | None = None,
         row_stride: int = 3,
     ) -> ForecastModels:
