@@ -39,12 +39,19 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared.config import load_site_config  # noqa: E402
-from shared.forecast.evaluate import local_issue_time, weather_from_forecast_columns  # noqa: E402
-from shared.forecast.features import SLOTS_PER_DAY, SUN_SHIFT_MAX, _nan_quantile_axis0, _take, build_rows, prepare_grid  # noqa: E402
-from shared.forecast.solar import pv_physical_kw, solar_geometry  # noqa: E402
-from shared.sitedata import load_site_data  # noqa: E402
-from shared.slots import SLOT  # noqa: E402
+from shared.config import load_site_config
+from shared.forecast.evaluate import local_issue_time, weather_from_forecast_columns
+from shared.forecast.features import (
+    SLOTS_PER_DAY,
+    SUN_SHIFT_MAX,
+    _nan_quantile_axis0,
+    _take,
+    build_rows,
+    prepare_grid,
+)
+from shared.forecast.solar import pv_physical_kw, solar_geometry
+from shared.sitedata import load_site_data
+from shared.slots import SLOT
 
 DATA = ROOT.parent / "shared" / "data"
 HOMES = {
@@ -74,7 +81,9 @@ def _scale_per_day(shape: np.ndarray, truth: np.ndarray, day_key: np.ndarray) ->
     return out
 
 
-def _level_regression(r: pd.DataFrame, shape: np.ndarray, y: np.ndarray, day_key: np.ndarray, target: str) -> np.ndarray:
+def _level_regression(
+    r: pd.DataFrame, shape: np.ndarray, y: np.ndarray, day_key: np.ndarray, target: str
+) -> np.ndarray:
     """``shape`` scaled per (issue, local day) by a daily level predicted from what is known at the
     issue time (recent level ratios, which day of the horizon), least squares fitted IN SAMPLE on the
     evaluated days themselves: optimistic, an upper bound for a level model on these inputs."""
@@ -214,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(results, indent=2))
         return 0
     for target in ("load", "pv"):
-        names = [k for k in results[0][target] if isinstance(results[0][target][k], dict) and "mae_kw" in results[0][target][k]]
+        first = results[0][target]
+        names = [k for k in first if isinstance(first[k], dict) and "mae_kw" in first[k]]
         print(f"\n{target}: MAE change vs the best baseline (%), best baseline MAE kW")
         print(f"{'method':34}" + "".join(f"{r['home']:>9}" for r in results))
         print(f"{'best baseline':34}" + "".join(f"{r[target]['best_baseline']:>9}" for r in results))
@@ -224,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\ndaily PV clear-sky index: lag-1 correlation / correlation with the forecast weather's / CV")
     for r in results:
         d = r["pv"]["daily_index"]
-        print(f"  {r['home']:>4}: {d['lag1_corr']:+.3f} / {d.get('forecast_weather_corr', float('nan')):+.3f} / {d['cv']:.3f}")
+        wc = d.get("forecast_weather_corr", float("nan"))
+        print(f"  {r['home']:>4}: {d['lag1_corr']:+.3f} / {wc:+.3f} / {d['cv']:.3f}")
     return 0
 
 

@@ -317,12 +317,9 @@ def build_rows(grid: Grid, issue_pos: np.ndarray, n_steps: int) -> pd.DataFrame:
         rows["pv_med7_index"] = np.clip(rows["pv_med7"] / cs_ok, 0.0, 3.0)
         rows["pv_p90_7_index"] = np.clip(rows["pv_p90_7"] / cs_ok, 0.0, 3.0)
         # clear-sky index of the same slot over 14 days, each day at its own sun position
-        idx14 = np.stack([
-            _take(pv, pp - SLOTS_PER_DAY * (days_back + j))
-            / np.where((cs_j := _take(grid.sun["cs_kw"], pp - SLOTS_PER_DAY * (days_back + j) + kk + SUN_SHIFT_MAX))
-                       > 0.01, cs_j, np.nan)
-            for j in range(2 * MEAN_DAYS)
-        ])
+        day_starts = [pp - SLOTS_PER_DAY * (days_back + j) for j in range(2 * MEAN_DAYS)]
+        cs_days = [_take(grid.sun["cs_kw"], q + kk + SUN_SHIFT_MAX) for q in day_starts]
+        idx14 = np.stack([_take(pv, q) / np.where(c > 0.01, c, np.nan) for q, c in zip(day_starts, cs_days)])
         idx14 = np.clip(idx14, 0.0, 3.0)
         rows["pv_index_med14"] = _nan_quantile_axis0(idx14, 0.5)
         rows["pv_index_p75_14"] = _nan_quantile_axis0(idx14, 0.75)
