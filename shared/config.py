@@ -298,6 +298,9 @@ class ExecutorSettings(_Strict):
     shadow_mode: bool = False
     write_threshold_kw: float = Field(0.2, ge=0)
     telemetry_stale_s: float = Field(60.0, gt=0)
+    import_guard: Literal["auto", "on", "off"] = Field(
+        "auto", description="cap a fixed-command slot's grid import at the plan's (auto: when a capacity tariff is set)")
+    import_guard_margin_kw: float = Field(0.2, ge=0, description="import above the plan's tolerated by the guard")
 
 
 class ForecasterSettings(_Strict):

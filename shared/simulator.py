@@ -18,7 +18,12 @@ inverter does):
    0 when export is disabled) if it has a surplus; what cannot be exported is curtailed.
 
 ``rule="setpoint"``: the battery follows the planned setpoint only (clamped) and the grid
-takes the whole forecast error.
+takes the whole forecast error, except where the import guard is on
+(:mod:`shared.execution`, ``executor.import_guard``; by default when a capacity tariff is
+configured) and the caller passes the plan's ``planned_import_kw``: then the grid import is
+capped at the plan's import + ``executor.import_guard_margin_kw`` by lowering the battery power
+(grid charging first, then discharge down to the reserve, within the power limits), as the
+live executor does each tick.
 
 ``rule="self_consumption"``: what an inverter in self-consumption mode does, whatever the
 setpoint: the battery takes the measured PV surplus and covers the measured deficit
@@ -50,9 +55,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from shared.battery import step
+from shared.battery import power_limits_kw, step
 from shared.config import SiteConfig
 from shared.cost import CapacityState, CostBreakdown, plan_cost
+from shared.execution import guard_battery_kw, import_guard_enabled
 from shared.slots import SLOT_HOURS
 
 Rule = Literal["absorb", "setpoint", "self_consumption", "executor"]
@@ -105,8 +111,10 @@ def execute_slot(
     ev_kw: float = 0.0,
     rule: Rule = "absorb",
     slot_hours: float = SLOT_HOURS,
+    planned_import_kw: float | None = None,
 ) -> SlotOutcome:
-    """One slot of execution by the module's rule. ``battery_kw``: the setpoint (+ = charge)."""
+    """One slot of execution by the module's rule. ``battery_kw``: the setpoint (+ = charge).
+    ``planned_import_kw``: the plan's import for the slot (the import guard's cap under ``setpoint``)."""
     if not (np.isfinite(load_kw) and np.isfinite(pv_kw)):
         raise SimulationError(f"measured load/PV missing (load_kw={load_kw}, pv_kw={pv_kw})")
     curtail = min(max(0.0, pv_curtail_kw), pv_kw)
@@ -123,6 +131,17 @@ def execute_slot(
     elif rule not in ("absorb", "setpoint"):
         raise SimulationError(f"unknown execution rule {rule!r} (absorb, setpoint or self_consumption per slot)")
     b = site.battery
+    if (rule == "setpoint" and planned_import_kw is not None and b is not None and np.isfinite(planned_import_kw)
+            and import_guard_enabled(site)):
+        # the executor's import guard: the extra discharge stops at the reserve (as its SoC guard)
+        floor_kwh = min(soc_kwh, max(b.min_soc_kwh, b.reserve_soc_kwh))
+        max_discharge = power_limits_kw(soc_kwh, slot_hours, b, floor_kwh=floor_kwh)[1]
+        house_net_kw = load_kw + water_kw + ev_kw - (pv_kw - curtail)
+        guarded = guard_battery_kw(request, planned_import_kw, house_net_kw,
+                                   margin_kw=site.executor.import_guard_margin_kw, max_discharge_kw=max_discharge)
+        if guarded >= request or request < 0:
+            floor_kwh = None  # not guarded, or a planned discharge: its own limits as before
+        request = guarded
     if b is None:
         charge = discharge = 0.0
         soc_end = 0.0
@@ -197,6 +216,7 @@ def replay(
         raise SimulationError(f"measured load/PV missing for {int(bad.sum())} slot(s), first at "
                               f"{plan.index[int(np.argmax(bad))].isoformat()}")
     setpoint = _column(plan, "charge_kw", n) - _column(plan, "discharge_kw", n)
+    planned_import = plan["import_kw"].to_numpy(dtype=float) if "import_kw" in plan.columns else np.full(n, np.nan)
     load_fc = plan["load_kw"].to_numpy(dtype=float) if "load_kw" in plan.columns else load
     pv_fc = plan["pv_kw"].to_numpy(dtype=float) if "pv_kw" in plan.columns else pv
     curtail = _column(plan, "pv_curtail_kw", n)
@@ -207,7 +227,8 @@ def replay(
     rules = executor_rules(plan) if rule == "executor" else [rule] * n
     for t in range(n):
         o = execute_slot(site, soc, load[t], pv[t], setpoint[t], load_forecast_kw=load_fc[t], pv_forecast_kw=pv_fc[t],
-                         pv_curtail_kw=curtail[t], water_kw=water[t], ev_kw=ev[t], rule=rules[t])
+                         pv_curtail_kw=curtail[t], water_kw=water[t], ev_kw=ev[t], rule=rules[t],
+                         planned_import_kw=planned_import[t])
         soc = o.soc_kwh
         out[t] = (o.load_kw, o.pv_kw, o.pv_curtail_kw, o.import_kw, o.export_kw, o.charge_kw, o.discharge_kw,
                   o.soc_kwh, o.water_kw, o.ev_kw)
