@@ -9,7 +9,12 @@ Fixed priority, highest first (docs/executor.md has the table):
 3. **safety** - telemetry missing or stale: no decision is built on a guessed value; the last
    intent is kept if it cannot discharge the battery, else ``hold``; alarm. Plan missing, past
    ``valid_until`` or without a slot for now: safe self-consumption; alarm.
-4. **plan** - the setpoint of the plan's slot for now.
+4. **plan** - the setpoint of the plan's slot for now. A fixed-command slot (charge, hold,
+   discharge) goes through the import guard (:mod:`shared.execution`, when enabled): from the
+   fresh telemetry's house demand without the battery, the battery power is lowered so that the
+   grid import stays at most the plan's import + the margin (grid charging reduced first, then
+   discharge while the SoC is above the reserve). Telemetry without grid/battery or load/PV
+   readings: no adjustment, noted in the reason.
 
 Then, for every layer below the pause, two guards that nothing overrides: SoC unknown -> no
 intent that can discharge (``hold``); SoC at or below the reserve -> no discharge or export
@@ -28,6 +33,7 @@ from typing import Literal
 
 from services.executor.inverter import Intent, Telemetry
 from shared.contracts import PlanMsg, PlanSlot
+from shared.execution import guard_battery_kw, import_guard_enabled
 from shared.slots import SLOT
 
 QUICK_ACTIONS = ("force_charge", "force_export", "stop", "heat")
@@ -81,6 +87,8 @@ class ControlSettings:
     supports_soc_floor: bool = True
     grid_charging_allowed: bool = True
     supported_modes: tuple[str, ...] = ("charge", "discharge", "self_consumption", "hold")
+    import_guard: bool = False
+    import_guard_margin_kw: float = 0.2
 
     @classmethod
     def for_device(cls, site: object, inverter: object) -> ControlSettings:
@@ -121,6 +129,8 @@ class ControlSettings:
             controls_water=controls_water and bool(heaters),
             supports_soc_floor=supports_soc_floor,
             grid_charging_allowed=battery.grid_charging_allowed,
+            import_guard=import_guard_enabled(site),  # type: ignore[arg-type]
+            import_guard_margin_kw=ex.import_guard_margin_kw,
         )
 
 
@@ -174,6 +184,45 @@ def intent_from_slot(slot: PlanSlot, settings: ControlSettings) -> tuple[Intent,
     if slot.charge_kw <= EPS_KW and slot.discharge_kw <= EPS_KW and slot.import_kw > EPS_KW:
         return replace(base, mode="hold"), "plan: hold (battery idle while importing)"
     return replace(base, mode="self_consumption"), "plan: self-consumption"
+
+
+def house_net_kw(telemetry: Telemetry) -> float | None:
+    """Measured demand on the grid without the battery (load + water + EV - PV), or None when unknown.
+    Grid minus battery power when both are read (it includes curtailment), else from load and PV."""
+    if telemetry.grid_kw is not None and telemetry.battery_kw is not None:
+        value = telemetry.grid_kw - telemetry.battery_kw
+    elif telemetry.load_kw is not None and telemetry.pv_kw is not None:
+        value = telemetry.load_kw + (telemetry.water_kw or 0.0) + (telemetry.ev_kw or 0.0) - telemetry.pv_kw
+    else:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def apply_import_guard(intent: Intent, slot: PlanSlot, telemetry: Telemetry, soc_frac: float | None,
+                       settings: ControlSettings) -> tuple[Intent, str | None]:
+    """The import guard on a plan intent with a fixed battery command (see module doc). Returns the
+    (possibly adjusted) intent and a note for the reason, None when nothing changed."""
+    if intent.mode not in ("charge", "hold", "discharge"):
+        return intent, None
+    house_kw = house_net_kw(telemetry)
+    if house_kw is None:
+        return intent, "import guard: no grid/battery or load/PV reading, no adjustment"
+    setpoint_kw = {"charge": intent.power_kw, "discharge": -intent.power_kw}.get(intent.mode, 0.0)
+    above_reserve = soc_frac is not None and soc_frac > settings.reserve_soc_frac + 1e-9
+    max_discharge_kw = settings.max_discharge_kw if above_reserve else 0.0
+    guarded_kw = guard_battery_kw(setpoint_kw, slot.import_kw, house_kw, margin_kw=settings.import_guard_margin_kw,
+                                  max_discharge_kw=max_discharge_kw)
+    if guarded_kw >= setpoint_kw - 1e-9:
+        return intent, None
+    if guarded_kw > EPS_KW:
+        adjusted = replace(intent, mode="charge", power_kw=guarded_kw)
+    elif guarded_kw < -EPS_KW:
+        adjusted = replace(intent, mode="discharge", power_kw=-guarded_kw)
+    else:
+        adjusted = replace(intent, mode="hold", power_kw=0.0)
+    note = (f"import guard: house {house_kw:.2f} kW, import capped at {slot.import_kw + settings.import_guard_margin_kw:.2f} kW"
+            f" -> battery {guarded_kw:+.2f} kW")
+    return adjusted, note
 
 
 def _base(settings: ControlSettings) -> Intent:
@@ -284,6 +333,10 @@ def decide(
         candidate, reason = intent_from_slot(slot, settings)
         if settings.controls_water:
             candidate = replace(candidate, water_kw=slot.water_kw)
+        if settings.import_guard and telemetry is not None:
+            candidate, note = apply_import_guard(candidate, slot, telemetry, soc, settings)
+            if note:  # a normal adjustment, not an alarm: it goes in the reason (logged every tick)
+                reason += f"; {note}"
         source = "plan"
 
     quick = overrides.active_quick(now)
