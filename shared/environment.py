@@ -8,7 +8,8 @@ which are published the day before; load/PV forecast ``perfect`` or ``naive``, s
 - ``action=None`` follows the planner as the live executor runs each slot (the simulator's
   ``executor`` rule, :func:`shared.simulator.executor_rules`): fixed-command slots (grid
   charging, holding, discharging to export) follow the setpoint, the other slots run in
-  self-consumption mode on the measured load and PV; the same rule as the backtest.
+  self-consumption mode on the measured load and PV; the same rule as the backtest, import
+  guard included (:mod:`shared.execution`, on by default with a capacity tariff).
   When the SoC has drifted from the plan's by more than ``site.planner.soc_drift_replan_frac``
   of the capacity (e.g. after overrides), the planner replans the rest of the day from the
   measured SoC, as the live planner would.
@@ -103,6 +104,7 @@ class AntaresMPCEnv(gym.Env):
         self.setpoint_kw[start:] = (plan.slots["charge_kw"] - plan.slots["discharge_kw"]).to_numpy()
         self.rules[start:] = executor_rules(plan.slots)
         self.curtail_kw[start:] = plan.slots["pv_curtail_kw"].to_numpy()
+        self.plan_import_kw[start:] = plan.slots["import_kw"].to_numpy()  # the import guard's cap
         self.plan_soc_kwh[start:] = plan.slots["soc_kwh"].to_numpy()
         self.replans += 1
 
@@ -119,6 +121,7 @@ class AntaresMPCEnv(gym.Env):
         n = len(self.index)
         self.setpoint_kw = np.zeros(n)
         self.curtail_kw = np.zeros(n)
+        self.plan_import_kw = np.zeros(n)
         self.plan_soc_kwh = np.zeros(n)
         self.rules: list[str] = ["setpoint"] * n
         self.replans = 0
@@ -155,7 +158,8 @@ class AntaresMPCEnv(gym.Env):
         if follow:
             o = execute_slot(self.site, self._soc, self.load_kw[t], self.pv_kw[t], self.setpoint_kw[t],
                              load_forecast_kw=self.load_fc[t], pv_forecast_kw=self.pv_fc[t],
-                             pv_curtail_kw=self.curtail_kw[t], rule=self.rules[t])
+                             pv_curtail_kw=self.curtail_kw[t], rule=self.rules[t],
+                             planned_import_kw=self.plan_import_kw[t])
         else:
             request = float(np.asarray(action, dtype=float).reshape(-1)[0])
             if not np.isfinite(request):

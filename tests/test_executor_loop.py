@@ -28,7 +28,10 @@ from shared.contracts import CostBreakdown, PlanMsg, PlanSlot, SolverStats, enco
 from shared.sitedata import SiteData, load_site_data
 
 ROOT = Path(__file__).resolve().parents[1]
-SITE = load_site_config(ROOT / "examples" / "se4-home.yaml")
+SITE_GUARDED = load_site_config(ROOT / "examples" / "se4-home.yaml")
+# The loop's mechanics are tested with the plan's commands as written: the import guard (on by
+# default with SE4's capacity tariff) would trim them to the recorded load; its own test is below.
+SITE = SITE_GUARDED.model_copy(update={"executor": SITE_GUARDED.executor.model_copy(update={"import_guard": "off"})})
 DATA = load_site_data(ROOT / "examples" / "data" / "se4_home_2025-07_2025-10.csv.gz")
 START = datetime(2025, 7, 14, 0, 0, tzinfo=timezone.utc)  # a day without gaps in the recording
 SLOT = timedelta(minutes=15)
@@ -398,5 +401,23 @@ def test_rtu_framing_over_tcp_and_a_missing_serial_port() -> None:
                                 battery=SITE.battery)
         with pytest.raises(InverterError, match="ttyDOES_NOT_EXIST"):
             await serial.read_telemetry()
+
+    run(body())
+
+
+def test_import_guard_runs_in_the_loop_on_live_telemetry() -> None:
+    """SE4 (capacity tariff): a hold slot planned with no import discharges what the house draws above the margin."""
+    async def body() -> None:
+        slots = [PlanSlot(start=START + i * SLOT, mode="idle", import_kw=0.0, soc_kwh=17.1,
+                          reason_code="hold_for_later") for i in range(8)]
+        async with rig(site=SITE_GUARDED) as r:
+            r.loop.set_plan(make_plan(slots))
+            await r.run(600)
+            guarded = [row for row in r.rows if "import guard" in row["reason"]]
+            assert guarded and r.sim.command.mode == 2, "the battery discharges instead of holding"
+            margin = SITE_GUARDED.executor.import_guard_margin_kw
+            for row in r.rows[2:]:
+                assert row["measured"]["grid_kw"] <= margin + 0.05
+                assert row["commanded"]["power_kw"] <= SITE_GUARDED.battery.max_discharge_kw
 
     run(body())
