@@ -2,11 +2,13 @@
 
 The policy acts through :class:`shared.environment.AntaresMPCEnv`'s action hook. It decides a
 battery setpoint from :func:`shared.antares.features.decision_features` (knowable information
-only); the *executor* then does what it does with any setpoint on a grid-setpoint inverter
-(the simulator's ``absorb`` rule, the same rule the MPC's setpoints get): the battery also
-absorbs the measured forecast error of the slot. That correction is the executor's, not the
-policy's; the policy never sees the slot's measurements. ``executor_rule="setpoint"`` makes
-the battery follow the policy's setpoint only (the grid takes the error).
+only); the *executor* then runs it as it runs a planned slot (``executor_rule="executor"``, the
+default, the rule the MPC gets in the env and the backtest: :func:`executor_rule_for_setpoint`):
+grid charging, export from the battery and holding are fixed commands; anything else runs in
+the inverter's self-consumption mode, where the battery follows the slot's measured surplus or
+deficit. That is the executor's doing, not the policy's; the policy never sees the slot's
+measurements. ``"absorb"``: a grid-setpoint inverter (the setpoint plus the measured forecast
+error); ``"setpoint"``: the battery follows the setpoint only (the grid takes the error).
 
 All three strategies start the first validation day from the SoC the MPC had there and carry
 their own SoC from day to day; each day's money is import - export revenue + wear
@@ -30,6 +32,24 @@ from shared.antares.policy import AntaresPolicy
 from shared.config import SiteConfig
 
 Progress = Callable[[int, int, str], None]
+ExecutorRule = Literal["executor", "absorb", "setpoint"]
+IDLE_EPS_KW = 0.05  # as the executor: below this a planned flow is noise
+
+
+def executor_rule_for_setpoint(battery_kw: float, load_forecast_kw: float, pv_forecast_kw: float
+                               ) -> Literal["setpoint", "self_consumption"]:
+    """How the live executor would run a slot planned with this battery setpoint and forecast
+    (``services/executor/control.py::intent_from_slot`` without a reason code): charging beyond
+    the PV surplus (grid charging), discharging beyond the deficit (export) and idling while
+    importing (hold) are fixed commands; the rest is self-consumption."""
+    surplus_kw = pv_forecast_kw - load_forecast_kw
+    if battery_kw > IDLE_EPS_KW and battery_kw > max(surplus_kw, 0.0) + IDLE_EPS_KW:
+        return "setpoint"
+    if battery_kw < -IDLE_EPS_KW and -battery_kw > max(-surplus_kw, 0.0) + IDLE_EPS_KW:
+        return "setpoint"
+    if abs(battery_kw) <= IDLE_EPS_KW and -surplus_kw > IDLE_EPS_KW:
+        return "setpoint"
+    return "self_consumption"
 
 
 @dataclass
@@ -57,7 +77,7 @@ class MoneyReport:
 
 
 def replay_policy(policy: AntaresPolicy, frame: pd.DataFrame, site: SiteConfig, days: list[date], soc_kwh: float,
-                  *, forecast: Literal["naive", "perfect"] = "naive", executor_rule: Literal["absorb", "setpoint"] = "absorb",
+                  *, forecast: Literal["naive", "perfect"] = "naive", executor_rule: ExecutorRule = "executor",
                   progress: Progress | None = None) -> tuple[dict[date, float], list[float], float]:
     """The policy acting on ``days`` in the Gym env: (cost per day, decision times in ms, end SoC)."""
     from shared.environment import AntaresMPCEnv
@@ -80,6 +100,9 @@ def replay_policy(policy: AntaresPolicy, frame: pd.DataFrame, site: SiteConfig, 
             request = setpoint
             if executor_rule == "absorb":  # the executor's correction after the slot is measured
                 request += (env.pv_kw[t] - env.pv_fc[t]) - (env.load_kw[t] - env.load_fc[t])
+            elif executor_rule == "executor" and executor_rule_for_setpoint(
+                    setpoint, env.load_fc[t], env.pv_fc[t]) == "self_consumption":
+                request = env.pv_kw[t] - env.load_kw[t]  # the inverter follows the measured surplus/deficit
             _, reward, _, _, info = env.step(np.array([request], dtype=np.float32))
             total -= reward
             soc = info["soc_kwh"]
@@ -104,7 +127,7 @@ def oracle_days(frame: pd.DataFrame, site: SiteConfig, days: list[date], soc_kwh
 
 
 def evaluate_money(policy: AntaresPolicy, episodes: EpisodeSet, frame: pd.DataFrame, site: SiteConfig,
-                   days: list[date], *, executor_rule: Literal["absorb", "setpoint"] = "absorb",
+                   days: list[date], *, executor_rule: ExecutorRule = "executor",
                    with_oracle: bool = True, progress: Progress | None = None) -> MoneyReport:
     """Replay the validation ``days`` with the policy; compare with the MPC (its episodes) and the oracle."""
     t0 = time.perf_counter()
