@@ -299,8 +299,8 @@ class ExecutorSettings(_Strict):
     write_threshold_kw: float = Field(0.2, ge=0)
     telemetry_stale_s: float = Field(60.0, gt=0)
     import_guard: Literal["auto", "on", "off"] = Field(
-        "auto", description="cap a fixed-command slot's grid import at the plan's (auto: when a capacity tariff is set)")
-    import_guard_margin_kw: float = Field(0.2, ge=0, description="import above the plan's tolerated by the guard")
+        "auto", description="cap a fixed-command slot's import at the plan's (auto: with a capacity tariff)")
+    import_guard_margin_kw: float = Field(0.2, ge=0, description="tolerated import above the plan's")
 
 
 class ForecasterSettings(_Strict):

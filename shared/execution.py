@@ -28,7 +28,7 @@ from shared.config import SiteConfig
 
 
 def import_guard_enabled(site: SiteConfig) -> bool:
-    """Whether the site's executor applies the import guard (``auto``: when a capacity tariff is configured)."""
+    """Whether the site's executor applies the import guard (``auto``: with a capacity tariff)."""
     mode = site.executor.import_guard
     if mode == "auto":
         return bool(site.tariff.capacity.enabled)
@@ -46,11 +46,13 @@ def guard_battery_kw(
     """The battery power (+ = charge) for a fixed-command slot so that the grid import stays at most
     ``planned_import_kw + margin_kw`` (see module doc). ``max_discharge_kw`` >= 0 bounds the extra
     discharge (inverter limit, SoC above the reserve); a planned discharge deeper than it is kept."""
-    for name, value in (("setpoint_kw", setpoint_kw), ("planned_import_kw", planned_import_kw),
-                        ("house_net_kw", house_net_kw), ("margin_kw", margin_kw), ("max_discharge_kw", max_discharge_kw)):
+    values = {"setpoint_kw": setpoint_kw, "planned_import_kw": planned_import_kw,
+              "house_net_kw": house_net_kw, "margin_kw": margin_kw, "max_discharge_kw": max_discharge_kw}
+    for name, value in values.items():
         if not math.isfinite(value):
             raise ValueError(f"import guard: {name} must be finite, got {value}")
-    cap_kw = max(0.0, planned_import_kw) + max(0.0, margin_kw) - house_net_kw  # most battery power within the cap
+    # the most battery power that keeps the import within the cap
+    cap_kw = max(0.0, planned_import_kw) + max(0.0, margin_kw) - house_net_kw
     if setpoint_kw <= cap_kw:
         return float(setpoint_kw)
     floor_kw = min(setpoint_kw, -max(0.0, max_discharge_kw))  # deepest discharge allowed

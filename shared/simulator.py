@@ -131,14 +131,15 @@ def execute_slot(
     elif rule not in ("absorb", "setpoint"):
         raise SimulationError(f"unknown execution rule {rule!r} (absorb, setpoint or self_consumption per slot)")
     b = site.battery
-    if (rule == "setpoint" and planned_import_kw is not None and b is not None and np.isfinite(planned_import_kw)
-            and import_guard_enabled(site)):
+    if (rule == "setpoint" and planned_import_kw is not None and b is not None
+            and np.isfinite(planned_import_kw) and import_guard_enabled(site)):
         # the executor's import guard: the extra discharge stops at the reserve (as its SoC guard)
         floor_kwh = min(soc_kwh, max(b.min_soc_kwh, b.reserve_soc_kwh))
         max_discharge = power_limits_kw(soc_kwh, slot_hours, b, floor_kwh=floor_kwh)[1]
         house_net_kw = load_kw + water_kw + ev_kw - (pv_kw - curtail)
         guarded = guard_battery_kw(request, planned_import_kw, house_net_kw,
-                                   margin_kw=site.executor.import_guard_margin_kw, max_discharge_kw=max_discharge)
+                                   margin_kw=site.executor.import_guard_margin_kw,
+                                   max_discharge_kw=max_discharge)
         if guarded >= request or request < 0:
             floor_kwh = None  # not guarded, or a planned discharge: its own limits as before
         request = guarded
@@ -216,7 +217,8 @@ def replay(
         raise SimulationError(f"measured load/PV missing for {int(bad.sum())} slot(s), first at "
                               f"{plan.index[int(np.argmax(bad))].isoformat()}")
     setpoint = _column(plan, "charge_kw", n) - _column(plan, "discharge_kw", n)
-    planned_import = plan["import_kw"].to_numpy(dtype=float) if "import_kw" in plan.columns else np.full(n, np.nan)
+    planned_import = (plan["import_kw"].to_numpy(dtype=float) if "import_kw" in plan.columns
+                      else np.full(n, np.nan))  # the import guard's cap; none: no guard
     load_fc = plan["load_kw"].to_numpy(dtype=float) if "load_kw" in plan.columns else load
     pv_fc = plan["pv_kw"].to_numpy(dtype=float) if "pv_kw" in plan.columns else pv
     curtail = _column(plan, "pv_curtail_kw", n)

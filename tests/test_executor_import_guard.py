@@ -16,8 +16,8 @@ NOW = datetime(2025, 10, 2, 1, 5, tzinfo=timezone.utc)
 SLOT_START = datetime(2025, 10, 2, 1, 0, tzinfo=timezone.utc)
 SETTINGS = ControlSettings(
     capacity_kwh=10.0, reserve_soc_frac=0.1, min_soc_frac=0.05, max_soc_frac=1.0,
-    max_charge_kw=5.0, max_discharge_kw=4.0, export_limit_kw=10.0, telemetry_stale_s=60.0, write_threshold_kw=0.2,
-    import_guard=True, import_guard_margin_kw=0.2,
+    max_charge_kw=5.0, max_discharge_kw=4.0, export_limit_kw=10.0, telemetry_stale_s=60.0,
+    write_threshold_kw=0.2, import_guard=True, import_guard_margin_kw=0.2,
 )
 
 

@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SITE_GUARDED = load_site_config(ROOT / "examples" / "se4-home.yaml")
 # The loop's mechanics are tested with the plan's commands as written: the import guard (on by
 # default with SE4's capacity tariff) would trim them to the recorded load; its own test is below.
-SITE = SITE_GUARDED.model_copy(update={"executor": SITE_GUARDED.executor.model_copy(update={"import_guard": "off"})})
+SITE = SITE_GUARDED.model_copy(
+    update={"executor": SITE_GUARDED.executor.model_copy(update={"import_guard": "off"})})
 DATA = load_site_data(ROOT / "examples" / "data" / "se4_home_2025-07_2025-10.csv.gz")
 START = datetime(2025, 7, 14, 0, 0, tzinfo=timezone.utc)  # a day without gaps in the recording
 SLOT = timedelta(minutes=15)
@@ -406,7 +407,8 @@ def test_rtu_framing_over_tcp_and_a_missing_serial_port() -> None:
 
 
 def test_import_guard_runs_in_the_loop_on_live_telemetry() -> None:
-    """SE4 (capacity tariff): a hold slot planned with no import discharges what the house draws above the margin."""
+    """SE4 (capacity tariff): a hold slot planned with no import discharges what the house draws
+    above the margin."""
     async def body() -> None:
         slots = [PlanSlot(start=START + i * SLOT, mode="idle", import_kw=0.0, soc_kwh=17.1,
                           reason_code="hold_for_later") for i in range(8)]

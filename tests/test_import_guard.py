@@ -41,7 +41,8 @@ def test_load_spike_in_a_hold_slot_is_covered_by_the_battery(se4_site):
     spike = np.array([1.0, 6.0, 1.1, 1.0])
     flows = replay(plan, spike, np.zeros(4), se4_site, 10.0, rule="executor")
     cap = 1.0 + se4_site.executor.import_guard_margin_kw
-    assert flows["import_kw"].to_numpy() == pytest.approx([1.0, cap, 1.1, 1.0])  # within the margin: left alone
+    # slot 2 is within the margin: left alone
+    assert flows["import_kw"].to_numpy() == pytest.approx([1.0, cap, 1.1, 1.0])
     assert flows["discharge_kw"].to_numpy() == pytest.approx([0.0, 6.0 - cap, 0.0, 0.0])
     assert flows["charge_kw"].sum() == 0.0
 
@@ -53,7 +54,8 @@ def test_hold_slot_guard_stops_at_the_reserve_and_can_be_switched_off(se4_site):
     flows = replay(plan, spike, np.zeros(4), se4_site, reserve + 0.5, rule="executor")
     assert flows["soc_kwh"].min() == pytest.approx(reserve)
     assert flows["import_kw"].iloc[-1] == pytest.approx(6.0)  # nothing left above the reserve
-    off = se4_site.model_copy(update={"executor": se4_site.executor.model_copy(update={"import_guard": "off"})})
+    executor_off = se4_site.executor.model_copy(update={"import_guard": "off"})
+    off = se4_site.model_copy(update={"executor": executor_off})
     assert not import_guard_enabled(off)
     flows_off = replay(plan, spike, np.zeros(4), off, 10.0, rule="executor")
     assert flows_off["import_kw"].to_numpy() == pytest.approx(spike)

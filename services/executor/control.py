@@ -210,7 +210,8 @@ def apply_import_guard(intent: Intent, slot: PlanSlot, telemetry: Telemetry, soc
     setpoint_kw = {"charge": intent.power_kw, "discharge": -intent.power_kw}.get(intent.mode, 0.0)
     above_reserve = soc_frac is not None and soc_frac > settings.reserve_soc_frac + 1e-9
     max_discharge_kw = settings.max_discharge_kw if above_reserve else 0.0
-    guarded_kw = guard_battery_kw(setpoint_kw, slot.import_kw, house_kw, margin_kw=settings.import_guard_margin_kw,
+    margin_kw = settings.import_guard_margin_kw
+    guarded_kw = guard_battery_kw(setpoint_kw, slot.import_kw, house_kw, margin_kw=margin_kw,
                                   max_discharge_kw=max_discharge_kw)
     if guarded_kw >= setpoint_kw - 1e-9:
         return intent, None
@@ -220,7 +221,7 @@ def apply_import_guard(intent: Intent, slot: PlanSlot, telemetry: Telemetry, soc
         adjusted = replace(intent, mode="discharge", power_kw=-guarded_kw)
     else:
         adjusted = replace(intent, mode="hold", power_kw=0.0)
-    note = (f"import guard: house {house_kw:.2f} kW, import capped at {slot.import_kw + settings.import_guard_margin_kw:.2f} kW"
+    note = (f"import guard: house {house_kw:.2f} kW, import capped at {slot.import_kw + margin_kw:.2f} kW"
             f" -> battery {guarded_kw:+.2f} kW")
     return adjusted, note
 
