@@ -30,10 +30,10 @@ from shared.antares.episodes import EpisodeSet
 from shared.antares.features import DayInputs, decision_features
 from shared.antares.policy import AntaresPolicy
 from shared.config import SiteConfig
+from shared.simulator import IDLE_EPS_KW
 
 Progress = Callable[[int, int, str], None]
 ExecutorRule = Literal["executor", "absorb", "setpoint"]
-IDLE_EPS_KW = 0.05  # as the executor: below this a planned flow is noise
 
 
 def executor_rule_for_setpoint(battery_kw: float, load_forecast_kw: float, pv_forecast_kw: float
