@@ -37,6 +37,12 @@ class Entity:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def command_button(site_id: str, object_id: str, name: str, command: str, icon: str) -> Entity:
+    """A button that publishes an empty Darkstar command (``darkstar.command/1``) on ``cmd/{command}``."""
+    return Entity(component="button", object_id=object_id, name=name, command_topic=f"cmd/{command}",
+                  payload_press=f'{{"schema":"darkstar.command/1","site_id":"{site_id}"}}', icon=icon)
+
+
 def discovery_topic(prefix: str, site_id: str, entity: Entity) -> str:
     return f"{prefix}/{entity.component}/darkstar_{site_id.replace('-', '_')}/{entity.object_id}/config"
 

@@ -37,7 +37,7 @@ from shared.contracts import (
     WeatherMsg,
     WeatherSlot,
 )
-from shared.homeassistant import Entity
+from shared.homeassistant import Entity, command_button
 from shared.service import Service
 from shared.slots import SLOT, floor_slot, local_day_bounds, local_day_slots
 
@@ -402,10 +402,7 @@ class ForecasterService(Service):
                    state_topic="forecast", value_template=energy % (0, "pv"), unit="kWh", device_class="energy"),
             Entity(component="sensor", object_id="pv_forecast_tomorrow", name="PV forecast tomorrow",
                    state_topic="forecast", value_template=energy % (86400, "pv"), unit="kWh", device_class="energy"),
-            Entity(component="button", object_id="retrain", name="Retrain forecasts",
-                   command_topic="cmd/forecaster/retrain",
-                   payload_press=f'{{"schema":"darkstar.command/1","site_id":"{self.site.site_id}"}}',
-                   icon="mdi:school"),
+            command_button(self.site.site_id, "retrain", "Retrain forecasts", "forecaster/retrain", "mdi:school"),
             context_switch("vacation", "Vacation mode"),
             context_switch("away", "Away"),
         ]

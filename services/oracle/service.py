@@ -14,7 +14,7 @@ from datetime import date, time, timedelta
 from typing import Any, ClassVar
 
 from shared.contracts import CommandMsg, OracleResultMsg
-from shared.homeassistant import Entity
+from shared.homeassistant import Entity, command_button
 from shared.service import Service
 
 RUN_AFTER = time(0, 30)  # local time: the last slot's observation of yesterday has arrived by then
@@ -83,8 +83,6 @@ class OracleService(Service):
 
     def ha_entities(self) -> list[Entity]:
         return [
-            Entity(component="button", object_id="oracle_run", name="Oracle: compute yesterday",
-                   command_topic="cmd/oracle/run",
-                   payload_press=f'{{"schema":"darkstar.command/1","site_id":"{self.site.site_id}"}}',
-                   icon="mdi:crystal-ball"),
+            command_button(self.site.site_id, "oracle_run", "Oracle: compute yesterday", "oracle/run",
+                           "mdi:crystal-ball"),
         ]

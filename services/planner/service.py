@@ -19,7 +19,7 @@ import pandas as pd
 
 from shared.contracts import CommandMsg, ContextMsg, ForecastMsg, Message, PlanMsg, PricesMsg, TelemetryMsg
 from shared.cost import CapacityState
-from shared.homeassistant import Entity
+from shared.homeassistant import Entity, command_button
 from shared.optimize.inputs import ManualBlock, PlanInputError, WaterState
 from shared.optimize.messages import inputs_from_messages, plan_message, previous_battery_kw
 from shared.service import Service
@@ -261,7 +261,5 @@ class PlannerService(Service):
             Entity(component="sensor", object_id="planned_cost_tomorrow", name="Planned cost tomorrow",
                    state_topic="plan", value_template="{{ %s[1] if %s | length > 1 else 0 }}" % (days, days),
                    unit=cur, device_class="monetary"),
-            Entity(component="button", object_id="replan", name="Replan now", command_topic="cmd/planner/replan",
-                   payload_press=f'{{"schema":"darkstar.command/1","site_id":"{self.site.site_id}"}}',
-                   icon="mdi:refresh"),
+            command_button(self.site.site_id, "replan", "Replan now", "planner/replan", "mdi:refresh"),
         ]

@@ -26,7 +26,7 @@ import pandas as pd
 from fastapi import HTTPException
 
 from shared.contracts import CommandMsg, TrainerRunMsg
-from shared.homeassistant import Entity
+from shared.homeassistant import Entity, command_button
 from shared.service import Service
 from shared.slots import SLOT_HOURS, local_day_bounds
 
@@ -216,10 +216,7 @@ class TrainerService(Service):
 
     def ha_entities(self) -> list[Entity]:
         return [
-            Entity(component="button", object_id="retrain_models", name="Retrain models",
-                   command_topic="cmd/trainer/retrain",
-                   payload_press=f'{{"schema":"darkstar.command/1","site_id":"{self.site.site_id}"}}',
-                   icon="mdi:school"),
+            command_button(self.site.site_id, "retrain_models", "Retrain models", "trainer/retrain", "mdi:school"),
             Entity(component="sensor", object_id="last_training_run", name="Last training run",
                    state_topic="trainer/run", icon="mdi:history",
                    value_template="{{ value_json.target }} {{ value_json.status }}"),
