@@ -50,6 +50,19 @@ class EpisodeSet:
     forecast: str
     notes: list[str] = field(default_factory=list)
 
+    @classmethod
+    def assemble(cls, chunks: list[pd.DataFrame], summary: list[dict[str, Any]], forecast: str, notes: list[str],
+                 *, skipped_note: str, empty_error: str) -> EpisodeSet:
+        """The set from per-day row chunks and summary rows; days not ``used`` are counted in a note."""
+        skipped = sum(1 for s in summary if not s["used"])
+        if skipped:
+            notes.append(f"{skipped} day(s) {skipped_note}")
+        if not chunks:
+            raise ValueError(empty_error)
+        rows = pd.concat(chunks)
+        rows.index.name = "slot_start"
+        return cls(rows=rows, days=pd.DataFrame(summary).set_index("day"), forecast=forecast, notes=notes)
+
     @property
     def version(self) -> str:
         """Content hash of the rows: the dataset version recorded with a training run."""
@@ -224,16 +237,10 @@ def record_episodes(
             cache.put(d, key, rows, summary[-1])
         if progress:
             progress(k + 1, len(days), d.isoformat())
-    skipped = sum(1 for s in summary if not s["used"])
-    if skipped:
-        notes.append(f"{skipped} day(s) with gaps in load/PV/prices skipped")
     if cached_days:
         notes.append(f"{cached_days} day(s) taken from the episode cache")
-    if not chunks:
-        raise ValueError(f"no usable (clean) day between {date_from} and {date_to}")
-    all_rows = pd.concat(chunks)
-    all_rows.index.name = "slot_start"
-    return EpisodeSet(rows=all_rows, days=pd.DataFrame(summary).set_index("day"), forecast=forecast, notes=notes)
+    return EpisodeSet.assemble(chunks, summary, forecast, notes, skipped_note="with gaps in load/PV/prices skipped",
+                               empty_error=f"no usable (clean) day between {date_from} and {date_to}")
 
 
 def check_one_system(rows: pd.DataFrame) -> str:

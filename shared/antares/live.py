@@ -78,14 +78,9 @@ def live_episodes(store: Any, site: SiteConfig, date_from: date, date_to: date,
                             "soc_start_kwh": float(rows["soc_start_kwh"].iloc[0]),
                             "soc_end_kwh": float(rows["soc_start_kwh"].iloc[-1]), "used": True})
         day += timedelta(days=1)
-    skipped = sum(1 for s in summary if not s["used"])
-    if skipped:
-        notes.append(f"{skipped} day(s) without a plan or measurements for every slot skipped")
-    if not chunks:
-        raise ValueError(f"no live day with plans and measurements for every slot between {date_from} and {date_to}")
-    all_rows = pd.concat(chunks)
-    all_rows.index.name = "slot_start"
-    return EpisodeSet(rows=all_rows, days=pd.DataFrame(summary).set_index("day"), forecast="live", notes=notes)
+    return EpisodeSet.assemble(
+        chunks, summary, "live", notes, skipped_note="without a plan or measurements for every slot skipped",
+        empty_error=f"no live day with plans and measurements for every slot between {date_from} and {date_to}")
 
 
 def _day_rows(index: pd.DatetimeIndex, site: SiteConfig, slots: pd.DataFrame, obs: pd.DataFrame,
