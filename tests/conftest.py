@@ -9,6 +9,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,19 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0, interval_s: 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s} s")
         time.sleep(interval_s)
+
+
+@contextmanager
+def running(service: Any, *closables: Any) -> Iterator[Any]:
+    """Start ``service``, wait for its MQTT session; on exit stop it, then close ``closables`` in order."""
+    service.start()
+    try:
+        assert service.mqtt.wait_connected(10)
+        yield service
+    finally:
+        service.stop()
+        for c in closables:
+            c.close()
 
 
 def make_site(tmp_path: Path, mqtt: dict[str, Any], **overrides: Any) -> SiteConfig:

@@ -12,7 +12,7 @@ from shared.clock import SimClock
 from shared.contracts import CommandMsg, ObservationMsg, PriceSlot, PricesMsg, decode, encode
 from shared.slots import local_day_slots
 from shared.storage import Store
-from tests.conftest import make_site, wait_for
+from tests.conftest import make_site, running, wait_for
 from tests.test_service_runtime import Watcher
 
 DAY = date(2025, 10, 1)
@@ -45,12 +45,8 @@ def rig(tmp_path: Path, broker_mqtt):
     clock = SimClock(datetime(2025, 10, 1, 23, 0, tzinfo=UTC), accel=1.0)
     watcher = Watcher(broker_mqtt["host"], broker_mqtt["port"], f"darkstar/{site.site_id}/#")
     service = OracleService(site, store=store, clock=clock)
-    service.start()
-    assert service.mqtt.wait_connected(10)
-    yield site, service, store, watcher
-    service.stop()
-    watcher.close()
-    store.close()
+    with running(service, watcher, store):
+        yield site, service, store, watcher
 
 
 def test_nightly_run_stores_and_publishes_yesterdays_oracle_and_regret(rig):

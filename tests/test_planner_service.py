@@ -25,7 +25,7 @@ from shared.contracts import (
 )
 from shared.sitedata import load_site_data
 from shared.tariff import price_curve_from_data
-from tests.conftest import EXAMPLE_DATA, make_site, wait_for
+from tests.conftest import EXAMPLE_DATA, make_site, running, wait_for
 from tests.test_service_runtime import Watcher
 
 NOW = datetime(2025, 8, 1, 6, 5, tzinfo=timezone.utc)
@@ -68,11 +68,8 @@ def planner(tmp_path: Path, broker_mqtt):
                                                     "energy_tax_per_kwh": 0.04, "vat_frac": 0.25})
     watcher = Watcher(broker_mqtt["host"], broker_mqtt["port"], f"darkstar/{site.site_id}/#")
     service = PlannerService(site, clock=SimClock(NOW, accel=1.0))
-    service.start()
-    assert service.mqtt.wait_connected(10)
-    yield site, service, watcher
-    service.stop()
-    watcher.close()
+    with running(service, watcher):
+        yield site, service, watcher
 
 
 def test_a_plan_is_published_from_prices_forecast_and_measured_soc(planner, recorded):

@@ -14,7 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from services.planner.service import PlannerService
 from shared.contracts import TOPICS, CommandMsg, PriceSlot, PricesMsg, decode, encode, kind_of_topic
-from tests.conftest import make_site, wait_for
+from tests.conftest import make_site, running, wait_for
 
 
 class Watcher:
@@ -69,11 +69,8 @@ def running_planner(tmp_path: Path, broker_mqtt):
     node = f"darkstar_{site.site_id.replace('-', '_')}"
     watcher = Watcher(broker_mqtt["host"], broker_mqtt["port"], f"darkstar/{site.site_id}/#", f"homeassistant/+/{node}/#")
     service = PlannerService(site)
-    service.start()
-    assert service.mqtt.wait_connected(10)
-    yield site, service, watcher
-    service.stop()
-    watcher.close()
+    with running(service, watcher):
+        yield site, service, watcher
 
 
 def test_malformed_messages_become_error_events_and_the_service_keeps_running(running_planner):

@@ -15,7 +15,7 @@ from shared.config import site_config_from_dict, yaml_load
 from shared.contracts import CommandMsg, decode, encode
 from shared.registry import ModelRegistry
 from shared.storage import Store
-from tests.conftest import wait_for
+from tests.conftest import running, wait_for
 from tests.test_service_runtime import Watcher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,12 +40,8 @@ def rig(tmp_path: Path, embedded_broker):
     clock = SimClock(datetime(2016, 8, 12, 20, 0, tzinfo=UTC), accel=1.0)
     watcher = Watcher(embedded_broker.host, embedded_broker.port, f"darkstar/{site.site_id}/#")
     service = TrainerService(site, store=store, clock=clock)
-    service.start()
-    assert service.mqtt.wait_connected(10)
-    yield site, service, store, watcher
-    service.stop()
-    watcher.close()
-    store.close()
+    with running(service, watcher, store):
+        yield site, service, store, watcher
 
 
 def _events(watcher: Watcher, base: str) -> list:
