@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -98,6 +99,18 @@ class ExecutorService(Service):
             self.disabled_why = "no battery in the site configuration: nothing to control"
             log.warning("executor: %s", self.disabled_why)
             return
+        if inverter is None and site.executor.backend == "homeassistant":
+            from services.executor.ha_profile import load_ha_profile
+            from services.executor.homeassistant import HomeAssistantInverter
+
+            assert site.homeassistant is not None  # SiteConfig checks this
+            ha_profile = load_ha_profile(site.homeassistant.profile)
+            inverter = HomeAssistantInverter(site, ha_profile, clock=clock.now)
+            if settings is None:
+                settings = replace(ControlSettings.from_site(
+                    site, max_charge_kw=inverter.limits.max_charge_kw, max_discharge_kw=inverter.limits.max_discharge_kw,
+                    supports_soc_floor=False, controls_water=inverter.controls_water,
+                ), supported_modes=inverter.supported_modes)
         if inverter is None:
             # A bad profile name or file fails here, at start-up, naming the profile.
             inverter = ModbusInverter(
