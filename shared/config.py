@@ -256,6 +256,8 @@ class DatabaseConfig(_Strict):
 class HTTPConfig(_Strict):
     host: str = "127.0.0.1"
     admin_token: SecretStr | None = Field(None, description="bearer token for /admin routes; None disables them")
+    public_url: str | None = Field(None, pattern=r"^https?://",
+                                   description="the web app's address as others (Home Assistant) reach it")
     ports: dict[str, int] = Field(
         default_factory=lambda: {
             "dashboard": 8080,

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import make_site
 
 from shared.ha.client import HAWebSocket
 
@@ -68,6 +69,7 @@ config:
 recorder:
   commit_interval: 1
 history:
+energy:
 input_number:
 input_select:
 input_boolean:
@@ -213,6 +215,51 @@ def ha_core() -> Iterator[HACore]:
     finally:
         core.stop()
         shutil.rmtree(core.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def home(ha_core: HACore) -> dict[str, str]:
+    """Stand-in entities, created once through HA's storage collection API."""
+    tag = uuid.uuid4().hex[:4]
+    ids = {
+        "battery_soc": ha_core.add_number(f"soc {tag}", "%", 0, 100, initial=55),
+        "pv_power": ha_core.add_number(f"pv {tag}", "W", initial=3200),
+        "grid_power": ha_core.add_number(f"grid {tag}", "kW", initial=0.8),  # meter: positive = export
+        "battery_power": ha_core.add_number(f"battery {tag}", "W", initial=1500),
+        "import_energy": ha_core.add_number(f"import {tag}", "kWh", 0, 10**7, initial=1234.5),
+    }
+    ha_core.ws("input_select/create", name=f"mode {tag}", options=["Self consumption", "Hold", "Charge", "Discharge"])
+    ids["mode"] = f"input_select.mode_{tag}"
+    ids["charge_power"] = ha_core.add_number(f"charge w {tag}", "W", 0, 20000, initial=0)
+    ids["discharge_power"] = ha_core.add_number(f"discharge w {tag}", "W", 0, 20000, initial=0)
+    ha_core.ws("input_boolean/create", name=f"water {tag}")
+    ids["water_heater"] = f"input_boolean.water_{tag}"
+    _wait(lambda: ha_core.state(ids["water_heater"]) and ha_core.state(ids["mode"]))
+    return ids
+
+
+def ha_site(tmp_path: Path, ha_core: HACore, home: dict[str, str], token: str, **extra: Any) -> Any:
+    entities: dict[str, Any] = {role: home[role] for role in ("battery_soc", "pv_power", "battery_power",
+                                                              "import_energy")}
+    entities["grid_power"] = {"entity_id": home["grid_power"], "sign": -1}
+    controls = {name: home[name] for name in ("mode", "charge_power", "discharge_power", "water_heater")}
+    return make_site(
+        tmp_path, {"embedded": False, "host": "127.0.0.1", "port": 1883,
+                   "discovery_prefix": ha_core.discovery_prefix},
+        homeassistant={"url": ha_core.url, "token": token, "entities": entities, "controls": controls,
+                       "min_write_interval_s": 0, "profile": "generic",
+                       **{k: v for k, v in extra.items() if k != "executor"}},
+        executor={"backend": "homeassistant", "tick_s": 1, **extra.get("executor", {})},
+        water_heaters=[{"power_kw": 3, "daily_min_kwh": 0}],
+    )
+
+
+def _wait(predicate: Any, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(0.1)
 
 
 def retained_cleanup(prefix_filters: list[str]) -> None:

@@ -16,51 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_site, wait_for
-from ha_core import HACore, ha_core  # noqa: F401 - the session fixture
+from conftest import wait_for
+from ha_core import HACore, ha_core, ha_site, home  # noqa: F401 - session fixtures
 
 from services.executor.ha_profile import load_ha_profile
 from services.executor.homeassistant import HomeAssistantInverter
 from services.executor.inverter import Intent, InverterError
 
 pytestmark = pytest.mark.mosquitto
-
-
-@pytest.fixture(scope="module")
-def home(ha_core: HACore) -> dict[str, str]:
-    """Stand-in entities, created once through HA's storage collection API."""
-    tag = uuid.uuid4().hex[:4]
-    ids = {
-        "battery_soc": ha_core.add_number(f"soc {tag}", "%", 0, 100, initial=55),
-        "pv_power": ha_core.add_number(f"pv {tag}", "W", initial=3200),
-        "grid_power": ha_core.add_number(f"grid {tag}", "kW", initial=0.8),  # meter: positive = export
-        "battery_power": ha_core.add_number(f"battery {tag}", "W", initial=1500),
-        "import_energy": ha_core.add_number(f"import {tag}", "kWh", 0, 10**7, initial=1234.5),
-    }
-    ha_core.ws("input_select/create", name=f"mode {tag}", options=["Self consumption", "Hold", "Charge", "Discharge"])
-    ids["mode"] = f"input_select.mode_{tag}"
-    ids["charge_power"] = ha_core.add_number(f"charge w {tag}", "W", 0, 20000, initial=0)
-    ids["discharge_power"] = ha_core.add_number(f"discharge w {tag}", "W", 0, 20000, initial=0)
-    ha_core.ws("input_boolean/create", name=f"water {tag}")
-    ids["water_heater"] = f"input_boolean.water_{tag}"
-    wait_for(lambda: ha_core.state(ids["water_heater"]) and ha_core.state(ids["mode"]), 10)
-    return ids
-
-
-def ha_site(tmp_path: Path, ha_core: HACore, home: dict[str, str], token: str, **extra: Any) -> Any:
-    entities: dict[str, Any] = {role: home[role] for role in ("battery_soc", "pv_power", "battery_power",
-                                                              "import_energy")}
-    entities["grid_power"] = {"entity_id": home["grid_power"], "sign": -1}
-    controls = {name: home[name] for name in ("mode", "charge_power", "discharge_power", "water_heater")}
-    return make_site(
-        tmp_path, {"embedded": False, "host": "127.0.0.1", "port": 1883,
-                   "discovery_prefix": ha_core.discovery_prefix},
-        homeassistant={"url": ha_core.url, "token": token, "entities": entities, "controls": controls,
-                       "min_write_interval_s": 0, "profile": "generic",
-                       **{k: v for k, v in extra.items() if k != "executor"}},
-        executor={"backend": "homeassistant", "tick_s": 1, **extra.get("executor", {})},
-        water_heaters=[{"power_kw": 3, "daily_min_kwh": 0}],
-    )
 
 
 class Rig:
@@ -106,7 +69,10 @@ def test_live_states_arrive_in_darkstar_units_and_signs(tmp_path: Path, ha_core:
         assert t.values["import_energy"] == pytest.approx(1234.5)
         ha_core.set_number(home["pv_power"], 4100)
         wait_for(lambda: rig.read().pv_kw == pytest.approx(4.1), 10)
-        assert rig.inverter.alarms() == []
+        # the only alarm: the site prices in EUR, this HA counts money in SEK
+        assert [a for a in rig.inverter.alarms()] == [
+            "homeassistant: site currency EUR differs from Home Assistant's SEK; its energy dashboard would "
+            "count Darkstar's prices as SEK"]
     finally:
         rig.close()
 

@@ -114,7 +114,7 @@ class HomeAssistantInverter:
                                      if profile.usable(m, self.controls))
         self.controls_water = profile.usable("water_on", self.controls) and profile.usable("water_off", self.controls)
         self.clock = clock
-        self.live = LiveEntities(ha.model_copy(update={"controls": self.controls}))
+        self.live = LiveEntities(ha.model_copy(update={"controls": self.controls}), site_currency=site.tariff.currency)
         self.writer = HAWriter(self.live, min_interval_s=ha.min_write_interval_s, verify_timeout_s=ha.verify_timeout_s)
         battery = site.battery
         charge = [v for v in (profile.limits.max_charge_kw, battery and battery.max_charge_kw) if v]

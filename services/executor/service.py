@@ -38,13 +38,14 @@ from shared.clock import WALL_CLOCK, Clock
 from shared.config import SiteConfig
 from shared.contracts import (
     CommandMsg,
+    EnergyTotalsMsg,
     ExecutorStateMsg,
     Message,
     ObservationMsg,
     PlanMsg,
     TelemetryMsg,
 )
-from shared.homeassistant import Entity
+from shared.homeassistant import Entity, energy_total_entities
 from shared.mqtt import MqttClient
 from shared.service import Service
 
@@ -93,6 +94,7 @@ class ExecutorService(Service):
         self.runner: ThreadedExecutor | None = None
         self.disabled_why: str | None = None
         self._reported_alarms: set[str] = set()
+        self.energy_totals: EnergyTotalsMsg | None = None
         for action in ACTIONS:  # before start(): a command arriving at connect gets its handler
             self.register_command(action, self._command_handler(action))
         if site.battery is None:
@@ -153,6 +155,12 @@ class ExecutorService(Service):
 
     def _publish_observation(self, msg: ObservationMsg) -> None:
         self.publish("observations", msg)
+        # Running totals for HA's energy dashboard (total_increasing: a restart reads as a meter reset).
+        totals = self.energy_totals or EnergyTotalsMsg(site_id=self.site.site_id, since=msg.slot_start)
+        added = {k: getattr(totals, k) + (getattr(msg, k) or 0.0)
+                 for k in ("import_kwh", "export_kwh", "pv_kwh", "load_kwh", "charge_kwh", "discharge_kwh")}
+        self.energy_totals = totals.model_copy(update={**added, "ts": self.clock.now()})
+        self.publish("energy_totals", self.energy_totals)
 
     def _publish_state(self, msg: ExecutorStateMsg) -> None:
         self.publish("executor_state", msg)
@@ -211,7 +219,7 @@ class ExecutorService(Service):
             payload_off=json.dumps({**command, "args": {"paused": False}}),
             icon="mdi:pause-circle", extra={"state_on": "ON", "state_off": "OFF"},
         )
-        return [*loop_ha_entities(self.site.site_id, DEFAULT_TTL_S), pause_switch]
+        return [*loop_ha_entities(self.site.site_id, DEFAULT_TTL_S), pause_switch, *energy_total_entities()]
 
     def extra_routes(self, router: APIRouter, admin: APIRouter) -> None:
         @router.get("/state")

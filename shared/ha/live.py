@@ -39,8 +39,11 @@ class EntityState:
 class LiveEntities:
     """The states of the configured entities, kept current over one WebSocket connection."""
 
-    def __init__(self, config: HomeAssistantConfig, *, on_change: Callable[[str], None] | None = None) -> None:
+    def __init__(self, config: HomeAssistantConfig, *, site_currency: str | None = None,
+                 on_change: Callable[[str], None] | None = None) -> None:
         self.config = config
+        self.site_currency = site_currency
+        self.ha_currency: str | None = None
         self.states: dict[str, EntityState] = {}
         self.client: HAWebSocket | None = None
         self.connected = asyncio.Event()
@@ -87,6 +90,7 @@ class LiveEntities:
             await asyncio.wait_for(self._first_event.wait(), self.client.timeout_s)
         except asyncio.TimeoutError:
             raise HAError("Home Assistant sent no states for the subscribed entities") from None
+        self.ha_currency = (await self.client.call("get_config")).get("currency")
         self.connection_epoch += 1
         self.connection_problem, self.disconnected_at = None, None
         self.connected.set()
@@ -160,7 +164,12 @@ class LiveEntities:
         """One line per configured entity that gives no value now, or the connection's problem."""
         if self.connection_problem is not None:
             return [f"homeassistant: {self.connection_problem}"]
-        return [f"homeassistant: {v.problem}" for v in self.values().values() if v.problem]
+        out = [f"homeassistant: {v.problem}" for v in self.values().values() if v.problem]
+        if self.site_currency and self.ha_currency and self.site_currency != self.ha_currency:
+            # HA shows every price in its own currency: EUR/kWh would be summed as SEK in the energy dashboard.
+            out.append(f"homeassistant: site currency {self.site_currency} differs from Home Assistant's "
+                       f"{self.ha_currency}; its energy dashboard would count Darkstar's prices as {self.ha_currency}")
+        return out
 
 
 def _last_updated(compressed: dict[str, Any]) -> float | None:
