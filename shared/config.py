@@ -240,6 +240,33 @@ class MQTTConfig(_Strict):
     share_group: str | None = Field(None, description="MQTT 5 shared-subscription group for fleet replicas")
 
 
+class UserConfig(_Strict):
+    """Another home system or person (Home Assistant, a phone app) allowed on the bus and HTTP."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$")
+    password: SecretStr = Field(description="MQTT password, also accepted as HTTP bearer token")
+    grants: list[str] = Field(default_factory=list, description="action patterns, see shared/auth.py")
+
+    @field_validator("password")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 12:
+            raise ValueError("password must be at least 12 characters")
+        return value
+
+
+class AuthConfig(_Strict):
+    users: list[UserConfig] = Field(default_factory=list)
+
+    @field_validator("users")
+    @classmethod
+    def _unique(cls, users: list[UserConfig]) -> list[UserConfig]:
+        names = [u.name for u in users]
+        if len(set(names)) != len(names):
+            raise ValueError("user names must be unique")
+        return users
+
+
 class DatabaseConfig(_Strict):
     url: SecretStr = SecretStr("sqlite:///var/darkstar.db")
     echo: bool = False
@@ -344,6 +371,7 @@ class SiteConfig(_Strict):
     mqtt: MQTTConfig = Field(default_factory=MQTTConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     http: HTTPConfig = Field(default_factory=HTTPConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     forecaster: ForecasterSettings = Field(default_factory=ForecasterSettings)
