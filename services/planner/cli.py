@@ -204,8 +204,7 @@ def battery_pv_only(site: Any) -> Any:
 
 
 def reference_data_path() -> Path:
-    shared = PROJECT_DIR.parent / "shared" / "data" / "se4-home" / "se4_home_2025-07_2025-10.csv.gz"
-    return shared if shared.exists() else PROJECT_DIR / "examples" / "data" / "se4_home_2025-07_2025-10.csv.gz"
+    return PROJECT_DIR / "examples" / "data" / "se4_home_2025-07_2025-10.csv.gz"
 
 
 def benchmark_starts(frame: pd.DataFrame, site: Any, days: int, hours: float = 48.0) -> list[pd.Timestamp]:
