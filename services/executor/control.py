@@ -92,7 +92,7 @@ class ControlSettings:
 
     @classmethod
     def for_device(cls, site: object, inverter: object) -> ControlSettings:
-        """Settings for a :class:`~services.executor.inverter.ModbusInverter`: its limits and its profile's abilities."""
+        """Settings for a :class:`~services.executor.modbus.transport.ModbusInverter`: its limits and its profile's abilities."""
         profile = inverter.profile  # type: ignore[attr-defined]
         limits = inverter.limits  # type: ignore[attr-defined]
         settings = cls.from_site(
