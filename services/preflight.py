@@ -19,7 +19,7 @@ log = logging.getLogger("darkstar.preflight")
 
 def profile_problems(site: SiteConfig) -> list[str]:
     """The executor's inverter profile loads, and the site's battery fits the inverter's limits."""
-    from services.executor.profile import ProfileError, load_profile
+    from services.executor.modbus.profile import ProfileError, load_profile
 
     try:
         profile = load_profile(site.executor.profile)

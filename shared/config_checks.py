@@ -20,9 +20,11 @@ from pydantic import BaseModel
 if TYPE_CHECKING:  # shared.config imports this module; the type is only for annotations
     from shared.config import SiteConfig
 
-# Above this C-rate a home battery is most likely a typo (kW for kWh, W for kW).
+# Home batteries charge at about 0.5-1C; above 2C is worth a warning, above 5C is most likely a typo.
 C_RATE_WARN = 2.0
-C_RATE_ERROR = 5.0
+C_RATE_TYPO = 5.0
+# A power several times what can physically flow is a typo, not an oversized inverter.
+TYPO_FACTOR = 3.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,10 @@ def unknown_key_message(root: type[BaseModel], loc: tuple[Any, ...], lines: dict
 # --------------------------------------------------------------------------- cross-field checks
 
 
+def _level(value: float, possible: float) -> Literal["error", "warning"]:
+    return "error" if value > TYPO_FACTOR * possible else "warning"
+
+
 def cross_field_problems(site: SiteConfig) -> list[ConfigProblem]:
     """Values that are each valid but cannot all be true of one home."""
     problems: list[ConfigProblem] = []
@@ -113,30 +119,31 @@ def cross_field_problems(site: SiteConfig) -> list[ConfigProblem]:
     if bat is not None:
         for key, power_kw in (("max_charge_kw", bat.max_charge_kw), ("max_discharge_kw", bat.max_discharge_kw)):
             c_rate = power_kw / bat.capacity_kwh
-            if c_rate > C_RATE_ERROR:
-                problems.append(ConfigProblem("error", f"battery.{key}", (
-                    f"{power_kw:g} kW on a {bat.capacity_kwh:g} kWh battery is {c_rate:.1f}C, above {C_RATE_ERROR:g}C: "
-                    "kW and kWh (or W and kW) swapped?")))
-            elif c_rate > C_RATE_WARN:
+            if c_rate > C_RATE_WARN:  # only a warning: small test batteries and supercaps exist
+                typo = " (kW and kWh, or W and kW, swapped?)" if c_rate > C_RATE_TYPO else ""
                 problems.append(ConfigProblem("warning", f"battery.{key}", (
-                    f"{c_rate:.1f}C ({power_kw:g} kW on {bat.capacity_kwh:g} kWh) is unusually high for a home battery")))
+                    f"{c_rate:.1f}C ({power_kw:g} kW on {bat.capacity_kwh:g} kWh) is unusually high for a home "
+                    f"battery{typo}")))
         # Charging power comes from the grid (through the fuse) or from PV: nothing else feeds it.
+        # Inverters rated a little above the fuse are common (the fuse then limits): a warning;
+        # several times above is a typo.
         reachable_kw = fuse_kw + pv_kw
         if bat.max_charge_kw > reachable_kw:
-            problems.append(ConfigProblem("error", "battery.max_charge_kw", (
+            problems.append(ConfigProblem(_level(bat.max_charge_kw, reachable_kw), "battery.max_charge_kw", (
                 f"{bat.max_charge_kw:g} kW can never flow in: grid.max_import_kw {fuse_kw:g} kW + PV {pv_kw:g} kW "
                 f"= {reachable_kw:g} kW")))
         # Discharge serves the house (wired for the fuse) and the export limit.
         usable_kw = fuse_kw + site.grid.max_export_kw
         if bat.max_discharge_kw > usable_kw:
-            problems.append(ConfigProblem("error", "battery.max_discharge_kw", (
+            problems.append(ConfigProblem(_level(bat.max_discharge_kw, usable_kw), "battery.max_discharge_kw", (
                 f"{bat.max_discharge_kw:g} kW can never flow out: house load up to grid.max_import_kw "
                 f"{fuse_kw:g} kW + grid.max_export_kw {site.grid.max_export_kw:g} kW = {usable_kw:g} kW")))
-        fill_h = bat.capacity_kwh / min(bat.max_charge_kw, reachable_kw)
-        if fill_h > 48:
-            problems.append(ConfigProblem("error", "battery.capacity_kwh", (
+        fill_kw = min(bat.max_charge_kw, reachable_kw)
+        fill_h = bat.capacity_kwh / fill_kw
+        if fill_h > 48:  # longer than any plan horizon; longer than a week is a typo
+            problems.append(ConfigProblem("error" if fill_h > 168 else "warning", "battery.capacity_kwh", (
                 f"{bat.capacity_kwh:g} kWh takes {fill_h:.0f} h to fill at the most that can flow in "
-                f"({min(bat.max_charge_kw, reachable_kw):g} kW), longer than any plan: a typo?")))
+                f"({fill_kw:g} kW), longer than any plan")))
         if site.pv.inverter_ac_limit_kw is not None and bat.max_discharge_kw > site.pv.inverter_ac_limit_kw:
             problems.append(ConfigProblem("warning", "battery.max_discharge_kw", (
                 f"{bat.max_discharge_kw:g} kW is above pv.inverter_ac_limit_kw {site.pv.inverter_ac_limit_kw:g} kW: "

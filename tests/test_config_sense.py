@@ -30,8 +30,8 @@ def test_a_10000_kwh_battery_charging_at_5000_kw_on_a_17_kw_fuse_is_refused(tmp_
 
 
 @pytest.mark.parametrize(("battery", "fuse_kw", "path"), [
-    ({"capacity_kwh": 10, "max_charge_kw": 60, "max_discharge_kw": 5}, 100, "battery.max_charge_kw"),  # 6C
-    ({"capacity_kwh": 10, "max_charge_kw": 5, "max_discharge_kw": 40}, 17, "battery.max_discharge_kw"),  # > fuse + export
+    ({"capacity_kwh": 100, "max_charge_kw": 70, "max_discharge_kw": 5}, 20, "battery.max_charge_kw"),  # > 3 x fuse
+    ({"capacity_kwh": 100, "max_charge_kw": 5, "max_discharge_kw": 110}, 17, "battery.max_discharge_kw"),
 ])
 def test_impossible_battery_power_names_its_key(battery: dict, fuse_kw: float, path: str):
     data = {"site_id": "home", "location": {"latitude": 55, "longitude": 13}, "battery": battery,
@@ -40,15 +40,20 @@ def test_impossible_battery_power_names_its_key(battery: dict, fuse_kw: float, p
         site_config_from_dict(data, environ={})
 
 
-def test_appliances_above_the_fuse_are_refused_and_a_high_c_rate_only_warns(caplog: pytest.LogCaptureFixture):
+def test_appliances_above_the_fuse_are_refused_and_a_high_c_rate_or_big_inverter_only_warns(
+        caplog: pytest.LogCaptureFixture):
     base = {"site_id": "home", "location": {"latitude": 55, "longitude": 13}}
     with pytest.raises(ConfigError, match=r"evs\.0\.max_charge_kw: 22 kW is above the fuse"):
         site_config_from_dict({**base, "grid": {"max_import_kw": 16}, "evs": [{"max_charge_kw": 22}]}, environ={})
     with caplog.at_level(logging.WARNING, logger="darkstar.config"):
         site = site_config_from_dict(
-            {**base, "battery": {"capacity_kwh": 5, "max_charge_kw": 15, "max_discharge_kw": 5}}, environ={})
+            {**base, "battery": {"capacity_kwh": 5, "max_charge_kw": 15, "max_discharge_kw": 5},
+             "grid": {"max_import_kw": 11}}, environ={})
     assert site.battery.max_charge_kw == 15
-    assert any("battery.max_charge_kw: 3.0C" in r.getMessage() for r in caplog.records)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("battery.max_charge_kw: 3.0C" in m for m in messages)
+    assert any("battery.max_charge_kw: 15 kW can never flow in: grid.max_import_kw 11 kW + PV 0 kW" in m
+               for m in messages)
 
 
 def test_unknown_key_names_the_nearest_valid_key_and_its_line(tmp_path: Path):
