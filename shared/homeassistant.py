@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from shared.contracts import STATUS_OFFLINE, STATUS_ONLINE
 
-Component = Literal["sensor", "binary_sensor", "button", "switch", "number", "select"]
+Component = Literal["sensor", "binary_sensor", "button", "switch", "number", "select", "text"]
 
 
 @dataclass(frozen=True)
