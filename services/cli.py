@@ -24,6 +24,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("shared.storage.cli", "database migrations (upgrade, downgrade, current)"),
 }
 
+# Commands that check everything a start needs (config, inverter profile, ports) before starting.
+PREFLIGHT_COMMANDS = ("up", "plan")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="darkstar", description="Darkstar local-first energy agent")
@@ -49,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command in PREFLIGHT_COMMANDS:
+        from services.preflight import preflight_or_exit
+
+        preflight_or_exit(args)
     return int(modules[args.command].run(args) or 0)
 
 

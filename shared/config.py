@@ -8,6 +8,7 @@ the reason, and never echoes a secret.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from datetime import time
@@ -18,7 +19,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from shared.config_checks import cross_field_problems, unknown_key_message, yaml_key_lines
+
 ENV_PREFIX = "DARKSTAR__"
+log = logging.getLogger("darkstar.config")
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -309,6 +313,33 @@ class MQTTConfig(_Strict):
     share_group: str | None = Field(None, description="MQTT 5 shared-subscription group for fleet replicas")
 
 
+class UserConfig(_Strict):
+    """Another home system or person (Home Assistant, a phone app) allowed on the bus and HTTP."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$")
+    password: SecretStr = Field(description="MQTT password, also accepted as HTTP bearer token")
+    grants: list[str] = Field(default_factory=list, description="action patterns, see shared/auth.py")
+
+    @field_validator("password")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 12:
+            raise ValueError("password must be at least 12 characters")
+        return value
+
+
+class AuthConfig(_Strict):
+    users: list[UserConfig] = Field(default_factory=list)
+
+    @field_validator("users")
+    @classmethod
+    def _unique(cls, users: list[UserConfig]) -> list[UserConfig]:
+        names = [u.name for u in users]
+        if len(set(names)) != len(names):
+            raise ValueError("user names must be unique")
+        return users
+
+
 class DatabaseConfig(_Strict):
     url: SecretStr = SecretStr("sqlite:///var/darkstar.db")
     echo: bool = False
@@ -424,6 +455,7 @@ class SiteConfig(_Strict):
     mqtt: MQTTConfig = Field(default_factory=MQTTConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     http: HTTPConfig = Field(default_factory=HTTPConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     forecaster: ForecasterSettings = Field(default_factory=ForecasterSettings)
@@ -437,12 +469,16 @@ class SiteConfig(_Strict):
 # --------------------------------------------------------------------------- loading
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def _format_validation_error(err: ValidationError, source: str, key_lines: dict[tuple[Any, ...], int]) -> str:
     lines = [f"invalid site configuration in {source}:"]
     for item in err.errors():
-        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        reason = item["msg"]
-        # Never echo input values: they may be secrets.
+        loc = tuple(item["loc"])
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            reason = unknown_key_message(SiteConfig, loc, key_lines)
+        else:  # never echo input values: they may be secrets
+            line = key_lines.get(loc) or key_lines.get(loc[:-1])
+            reason = item["msg"] + (f" (line {line})" if line else "")
         lines.append(f"  {path}: {reason}")
     return "\n".join(lines)
 
@@ -472,15 +508,34 @@ def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[
     return data
 
 
+def _line_note(dotted_path: str, key_lines: dict[tuple[Any, ...], int] | None) -> str:
+    loc = tuple(int(p) if p.isdigit() else p for p in dotted_path.split("."))
+    line = (key_lines or {}).get(loc)
+    return f" (line {line})" if line else ""
+
+
 def site_config_from_dict(
-    data: dict[str, Any], source: str = "<dict>", environ: dict[str, str] | None = None
+    data: dict[str, Any], source: str = "<dict>", environ: dict[str, str] | None = None,
+    key_lines: dict[tuple[Any, ...], int] | None = None,
 ) -> SiteConfig:
-    """Validate a config mapping (after environment overrides); raise ConfigError naming key paths."""
+    """Validate a config mapping (after environment overrides); raise ConfigError naming key paths.
+
+    Cross-field errors (a battery the fuse can never charge, ...) fail like field errors;
+    cross-field warnings are logged once per load.
+    """
     merged = _apply_env_overrides(dict(data), dict(os.environ if environ is None else environ))
     try:
-        return SiteConfig.model_validate(merged)
+        site = SiteConfig.model_validate(merged)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from None
+        raise ConfigError(_format_validation_error(err, source, key_lines or {})) from None
+    problems = cross_field_problems(site)
+    errors = [p for p in problems if p.level == "error"]
+    if errors:
+        raise ConfigError("\n".join([f"invalid site configuration in {source}:",
+                                     *(f"  {p}{_line_note(p.path, key_lines)}" for p in errors)]))
+    for problem in problems:
+        log.warning("%s: %s", source, problem)
+    return site
 
 
 def load_site_config(path: str | Path, environ: dict[str, str] | None = None) -> SiteConfig:
@@ -498,4 +553,4 @@ def load_site_config(path: str | Path, environ: dict[str, str] | None = None) ->
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
-    return site_config_from_dict(data, source=str(path), environ=environ)
+    return site_config_from_dict(data, source=str(path), environ=environ, key_lines=yaml_key_lines(text))

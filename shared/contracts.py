@@ -313,6 +313,8 @@ class CommandMsg(Message):
     args: dict[str, Any] = Field(default_factory=dict)
     ttl_s: float | None = Field(None, gt=0, le=7 * 86400)
     sent_at: AwareDatetime = Field(default_factory=utcnow)
+    issued_by: str | None = Field(None, max_length=64, description="who asked (user or service name)")
+    reason: str | None = Field(None, max_length=200, description="why, as the sender put it")
 
 
 class CommandResultMsg(Message):

@@ -30,10 +30,11 @@ from fastapi import APIRouter
 
 from services.executor.chargers.wiring import EvWiring
 from services.executor.control import QUICK_ACTIONS, ControlSettings, slot_for
-from services.executor.inverter import Inverter, ModbusInverter
+from services.executor.inverter import Inverter
 from services.executor.loop import DEFAULT_TTL_S, ExecutorLoop, ThreadedExecutor
 from services.executor.loop import ha_entities as loop_ha_entities
-from services.executor.profile import load_profile
+from services.executor.modbus.profile import load_profile
+from services.executor.modbus.transport import ModbusInverter
 from shared.clock import WALL_CLOCK, Clock
 from shared.config import SiteConfig
 from shared.contracts import (

@@ -61,7 +61,8 @@ class SolverStats:
 class PlanResult:
     """A plan: per-slot flows and setpoints, its cost from :func:`shared.cost.plan_cost`, how it was solved."""
 
-    status: str  # "optimal", "relaxed" (soft limits dropped) or "fallback"
+    status: str  # "optimal" (proven within planner.mip_gap), "feasible" (stopped early: see stats.mip_gap),
+    # "relaxed" (soft limits dropped) or "fallback"
     slots: pd.DataFrame
     cost: CostBreakdown
     objective_terms: dict[str, float]
@@ -804,7 +805,7 @@ def _result(m: Model, comps: list[Component], h: highspy.Highs, inputs: PlanInpu
     )
     battery = next((c for c in comps if isinstance(c, Battery)), None)
     result = PlanResult(
-        status="relaxed" if relaxed else "optimal",
+        status=plan_status(status_text, mip_gap, site, relaxed),
         slots=frame,
         cost=cost,
         objective_terms=objective_terms,
@@ -820,6 +821,16 @@ def _result(m: Model, comps: list[Component], h: highspy.Highs, inputs: PlanInpu
         messages.append("strict model infeasible: solved with manual blocks and water-heater gaps relaxed")
     result.reason = plan_reason(result, site, inputs)
     return result
+
+
+def plan_status(solver_status: str, mip_gap: float, site: SiteConfig, relaxed: bool = False) -> str:
+    """"optimal" only when the plan is proven within ``planner.mip_gap``; a plan the time limit
+    stopped (or one whose proven gap is wider) is "feasible": the best plan found, with its
+    proven gap in ``stats.mip_gap``. A relaxed plan says "relaxed" either way."""
+    if relaxed:
+        return "relaxed"
+    proven = solver_status == "Optimal" and mip_gap <= site.planner.mip_gap * (1 + 1e-6)
+    return "optimal" if proven else "feasible"
 
 
 def cost_of(frame: pd.DataFrame, inputs: PlanInputs, site: SiteConfig, strategy: Strategy,
