@@ -129,6 +129,68 @@ class WaterHeaterConfig(_Strict):
     legionella_kwh: float = Field(3.0, ge=0)
 
 
+class ChargerFallbackConfig(_Strict):
+    """What the charger does when Darkstar cannot steer it (shut-down, lost connection, stale plan)."""
+
+    mode: Literal["current", "default"] = Field(
+        "current", description="current: charge at current_a (installed on the charger as its default "
+        "profile, so it holds without Darkstar); default: clear Darkstar's profile, the charger's own default applies")
+    current_a: float = Field(6.0, ge=0, description="per-phase current in fallback mode 'current'")
+
+
+class ChargerConfig(_Strict):
+    """The charger an EV is plugged into (``evs[].charger``); the executor drives it from the plan."""
+
+    type: Literal["ocpp", "evcc", "homeassistant", "none"] = "none"
+    identity: str | None = Field(None, description="OCPP charge point identity (the last part of its URL), "
+                                 "evcc loadpoint number (1-based), or the HA charger's entity prefix")
+    password: SecretStr | None = Field(None, description="OCPP security profile 1 basic-auth password")
+    password_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                     description="or: the environment variable that holds it (kept out of the YAML)")
+    url: str | None = Field(None, description="evcc: base URL of its API, e.g. http://evcc.local:7070")
+    connector_id: int = Field(1, ge=1)
+    id_tag: str = Field("darkstar", max_length=20, description="OCPP idTag for RemoteStartTransaction")
+    authorize: Literal["accept_all", "id_tags"] = Field(
+        "id_tags", description="OCPP Authorize policy: accept every idTag, or only id_tag and allowed_id_tags")
+    allowed_id_tags: list[str] = Field(default_factory=list)
+    phases: Literal[1, 3] = 3
+    voltage_v: float = Field(230.0, gt=0, description="phase-to-neutral voltage")
+    min_current_a: float = Field(6.0, ge=0, description="below this the car cannot charge (IEC 61851: 6 A)")
+    max_current_a: float = Field(16.0, gt=0)
+    fallback: ChargerFallbackConfig = Field(default_factory=ChargerFallbackConfig)
+    deviation_kw: float = Field(1.0, gt=0, description="measured vs commanded EV power that triggers a replan")
+    deviation_s: float = Field(120.0, gt=0, description="how long the deviation must last")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChargerConfig:
+        if self.min_current_a > self.max_current_a:
+            raise ValueError("min_current_a must not exceed max_current_a")
+        if self.fallback.current_a > self.max_current_a:
+            raise ValueError("fallback.current_a must not exceed max_current_a")
+        if self.type in ("ocpp", "homeassistant", "evcc") and not self.identity:
+            raise ValueError(f"a {self.type} charger needs an identity")
+        if self.password_env is not None and not os.environ.get(self.password_env):
+            raise ValueError(f"password_env: environment variable {self.password_env} is not set")
+        if self.type == "ocpp" and self.secret() is None:
+            raise ValueError("an ocpp charger needs a password (OCPP security profile 1: nothing "
+                             "unauthenticated may connect as this charge point)")
+        if self.type == "evcc" and not self.url:
+            raise ValueError("an evcc charger needs the url of the evcc API")
+        return self
+
+    def secret(self) -> str | None:
+        """The password (from the YAML or the environment variable named by password_env)."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        return os.environ.get(self.password_env) if self.password_env else None
+
+    def kw_for_amps(self, current_a: float) -> float:
+        return current_a * self.voltage_v * self.phases / 1000.0
+
+    def amps_for_kw(self, power_kw: float) -> float:
+        return power_kw * 1000.0 / (self.voltage_v * self.phases)
+
+
 class EVConfig(_Strict):
     name: str = "ev"
     battery_kwh: float = Field(60.0, gt=0)
@@ -141,11 +203,18 @@ class EVConfig(_Strict):
     target_kwh: float = Field(0.0, ge=0, description="energy needed by departure")
     shortfall_penalty_per_kwh: float = Field(5.0, ge=0)
     battery_may_feed_ev: bool = False
+    target_soc_frac: float | None = Field(
+        None, ge=0, le=1, description="with a charger that reports the car's SoC: the energy needed by "
+        "departure is (target - SoC) x battery_kwh instead of target_kwh")
+    charger: ChargerConfig = Field(default_factory=ChargerConfig)
 
     @model_validator(mode="after")
     def _power_order(self) -> EVConfig:
         if self.min_charge_kw > self.max_charge_kw:
             raise ValueError("min_charge_kw must not exceed max_charge_kw")
+        if self.charger.type != "none" and self.charger.kw_for_amps(self.charger.max_current_a) < self.max_charge_kw - 0.05:
+            raise ValueError(f"max_charge_kw {self.max_charge_kw:g} is more than the charger delivers at "
+                             f"max_current_a ({self.charger.kw_for_amps(self.charger.max_current_a):.2f} kW)")
         return self
 
 
@@ -322,6 +391,16 @@ class ModbusConfig(_Strict):
     retries: int = Field(3, ge=0)
 
 
+class OcppServerConfig(_Strict):
+    """The executor's OCPP 1.6J central system; charge points connect to ws://host:port/<path>/<identity>."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(9000, ge=0, le=65535, description="0 picks a free port (tests)")
+    path: str = Field("ocpp", pattern=r"^[A-Za-z0-9_\-/]*$")
+    heartbeat_s: int = Field(300, ge=10)
+    response_timeout_s: float = Field(10.0, gt=0)
+
+
 class ExecutorSettings(_Strict):
     profile: str = "darkstar_sim"
     modbus: ModbusConfig = Field(default_factory=ModbusConfig)
@@ -332,6 +411,7 @@ class ExecutorSettings(_Strict):
     import_guard: Literal["auto", "on", "off"] = Field(
         "auto", description="cap a fixed-command slot's import at the plan's (auto: with a capacity tariff)")
     import_guard_margin_kw: float = Field(0.2, ge=0, description="tolerated import above the plan's")
+    ocpp: OcppServerConfig = Field(default_factory=OcppServerConfig)
 
 
 class ForecasterSettings(_Strict):

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from shared.contracts import STATUS_OFFLINE, STATUS_ONLINE
 from shared.version import darkstar_version
 
-Component = Literal["sensor", "binary_sensor", "button", "switch", "number", "select"]
+Component = Literal["sensor", "binary_sensor", "button", "switch", "number", "select", "text"]
 
 
 @dataclass(frozen=True)
