@@ -277,6 +277,8 @@ CONTEXT_TYPES: dict[str, type] = {
     "ev_plugged": bool,
     "ev_departure": datetime,
     "ev_target_kwh": float,
+    "ev_soc_frac": float,  # the car's SoC as its charger reports it
+    "ev_target_soc_frac": float,  # wanted SoC at departure (with ev_soc_frac: ev_target_kwh follows)
     "guests": bool,
 }
 

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from services.executor.modbus.codec import WORDS, RegisterType
 from services.executor.modbus.expr import Expr
 from shared.config import yaml_load
+from shared.config_checks import nearest_key
 
 PROFILE_DIR = Path(__file__).parent.parent / "profiles"
 
@@ -261,8 +262,10 @@ def load_profile(name_or_path: str | Path) -> Profile:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        shipped = ", ".join(available_profiles())
-        raise ProfileError(f"inverter profile not found: {path} (shipped profiles: {shipped})") from None
+        shipped = available_profiles()
+        hint = nearest_key(str(name_or_path), shipped)
+        raise ProfileError(f"inverter profile not found: {path}" + (f" (did you mean {hint!r}?)" if hint else "")
+                           + f" (shipped profiles: {', '.join(shipped)})") from None
     try:
         data = yaml_load(text)
     except yaml.YAMLError as err:
