@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any, Literal
 
 from shared.contracts import STATUS_OFFLINE, STATUS_ONLINE
+from shared.version import darkstar_version
 
-Component = Literal["sensor", "binary_sensor", "button", "switch", "number", "select"]
+Component = Literal["sensor", "binary_sensor", "button", "switch", "number", "select", "text"]
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,6 @@ def command_button(site_id: str, object_id: str, name: str, command: str, icon: 
     """A button that publishes an empty Darkstar command (``darkstar.command/1``) on ``cmd/{command}``."""
     return Entity(component="button", object_id=object_id, name=name, command_topic=f"cmd/{command}",
                   payload_press=f'{{"schema":"darkstar.command/1","site_id":"{site_id}"}}', icon=icon)
-
-
-def darkstar_version() -> str:
-    try:
-        return metadata.version("darkstar")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def empty_safe(template: str) -> str:

@@ -9,7 +9,6 @@ tracks input freshness, runs periodic work, declares its Home Assistant entities
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from shared.auth import AuthError, Principal, principal_from_token, require
 from shared.clock import WALL_CLOCK, Clock
 from shared.config import SiteConfig
 from shared.contracts import (
@@ -37,6 +37,7 @@ from shared.contracts import (
 )
 from shared.homeassistant import Entity, discovery_messages, status_entity
 from shared.mqtt import MqttClient
+from shared.version import darkstar_version
 
 log = logging.getLogger("darkstar.service")
 
@@ -291,7 +292,7 @@ class Service:
 
         @public.get("/healthz")
         def healthz() -> dict[str, Any]:
-            return {"status": "alive", "service": self.name, "site_id": self.site.site_id}
+            return {"status": "alive", "service": self.name, "site_id": self.site.site_id, "version": darkstar_version()}
 
         @public.get("/readyz")
         def readyz() -> JSONResponse:
@@ -307,8 +308,10 @@ class Service:
             return {name: msg.model_dump(mode="json", by_alias=True) for name, msg in self.context.items()}
 
         @admin.post("/command/{action}")
-        def command(action: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-            msg = CommandMsg(site_id=self.site.site_id, args=(body or {}).get("args", body or {}))
+        def command(action: str, request: Request, body: dict[str, Any] | None = None) -> dict[str, Any]:
+            body = body or {}
+            msg = CommandMsg(site_id=self.site.site_id, args=body.get("args", {k: v for k, v in body.items() if k != "reason"}),
+                             issued_by=request.state.principal.name, reason=str(body.get("reason") or "admin API")[:200])
             result = self.run_command(action, msg)
             if result.status != "ok":
                 raise HTTPException(status_code=400, detail=result.error)
@@ -321,12 +324,23 @@ class Service:
 
     _bearer = HTTPBearer(auto_error=False)
 
-    def _require_admin(self, request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
-        token = self.site.http.admin_token
-        if token is None:
+    def admin_action(self, path: str) -> str:
+        """The shared/auth.py action an ``/admin/...`` request means."""
+        rest = path.split("/admin/", 1)[-1].strip("/")
+        if rest.startswith("command/"):
+            return f"command:{self.name}/{rest.removeprefix('command/')}"
+        return f"admin:{self.name}/{rest}"
+
+    def _require_admin(self, request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+        if self.site.http.admin_token is None and not self.site.auth.users:
             raise HTTPException(status_code=503, detail="admin routes are disabled: set http.admin_token")
-        if credentials is None or not secrets.compare_digest(
-            credentials.credentials.encode(), token.get_secret_value().encode()
-        ):
+        principal = principal_from_token(self.site, credentials.credentials if credentials else None)
+        if principal is None:
             raise HTTPException(status_code=401, detail="missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
+        try:
+            require(principal, self.admin_action(request.url.path))
+        except AuthError as err:
+            raise HTTPException(status_code=403, detail=str(err)) from None
+        request.state.principal = principal
+        return principal

@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from services.executor.profile import Expr, ProfileError
+from services.executor.modbus.expr import Expr
+from services.executor.modbus.profile import ProfileError
 from shared.config import yaml_load
 
 HA_PROFILE_DIR = Path(__file__).parent / "ha_profiles"

@@ -12,7 +12,7 @@ import shutil
 import socket
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 from pydantic import SecretStr
@@ -66,10 +66,10 @@ def demo_site(site: SiteConfig, data_path: Path, modbus_port: int, workdir: Path
 class Demo:
     """Simulator + stack on one simulated clock."""
 
-    def __init__(self, site: SiteConfig, data_path: Path | None = None, start: str | None = None,
-                 accel: float = 60.0, workdir: Path = DEMO_DIR) -> None:
-        from services.executor.simulator import InverterSimulator
-        from services.stack import Stack
+    def __init__(self, site: SiteConfig, stack_factory: Callable[..., Any], data_path: Path | None = None,
+                 start: str | None = None, accel: float = 60.0, workdir: Path = DEMO_DIR) -> None:
+        """``stack_factory`` is ``services.stack.Stack``, passed in so the demo and the stack do not import each other."""
+        from services.demo.simulator import InverterSimulator
 
         self.data_path = Path(data_path or DEFAULT_DATA)
         if site.battery is None:
@@ -85,7 +85,7 @@ class Demo:
         data = load_site_data(self.data_path)
         self.simulator = SimulatorThread(InverterSimulator(
             self.site, data, clock=self.clock, port=self.site.executor.modbus.port, soc_frac=0.5))
-        self.stack = Stack(self.site, clock=self.clock)
+        self.stack = stack_factory(self.site, clock=self.clock)
 
     def start(self) -> None:
         self.simulator.start()
