@@ -18,7 +18,6 @@ their own SoC from day to day; each day's money is import - export revenue + wea
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -30,9 +29,9 @@ from shared.antares.episodes import EpisodeSet
 from shared.antares.features import DayInputs, decision_features
 from shared.antares.policy import AntaresPolicy
 from shared.config import SiteConfig
+from shared.progress import Progress
 from shared.simulator import IDLE_EPS_KW
 
-Progress = Callable[[int, int, str], None]
 ExecutorRule = Literal["executor", "absorb", "setpoint"]
 
 
