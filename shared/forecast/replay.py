@@ -45,7 +45,7 @@ class PerfectForecast(Forecaster):
         self.pv = frame["pv_kw"]
 
     def forecast(self, now: pd.Timestamp, index: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
-        # measured gaps count as 0, as in the simulator (shared.oracle.actuals)
+        # beyond the backtest range (look-ahead) a gap in the data counts as 0
         return (np.nan_to_num(self.load.reindex(index).to_numpy(dtype=float)),
                 np.nan_to_num(self.pv.reindex(index).to_numpy(dtype=float)))
 
