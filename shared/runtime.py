@@ -88,7 +88,9 @@ class _QuietServer(uvicorn.Server):
 
 
 def http_server(app: Any, host: str, port: int) -> _QuietServer:
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    # open event streams (the web app's /api/events) must not hold a shutdown for long
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=3)
     return _QuietServer(config)
 
 
@@ -136,9 +138,10 @@ def run_one(service_cls: type, argv: list[str] | None = None) -> int:
     catch_stop_signals_early()
     site = load_site_or_exit(args.site)
     store = open_store(site) if service_cls.uses_store else None
-    service = service_cls(site, store=store)
+    extra = {"site_path": args.site or DEFAULT_SITE} if getattr(service_cls, "takes_site_path", False) else {}
+    service = service_cls(site, store=store, **extra)
     service.start()
-    port = args.port or site.http.ports[service_cls.name]
+    port = args.port or site.http.ports[getattr(service_cls, "port_key", service_cls.name)]
     server = http_server(service.build_app(), site.http.host, port)
     log.info("%s serving http://%s:%d (docs at /docs)", service_cls.name, site.http.host, port)
     asyncio.run(serve_until_signal([server], service.stop))

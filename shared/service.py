@@ -16,8 +16,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
+from pathlib import Path
+
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -41,6 +45,33 @@ from shared.mqtt import MqttClient
 log = logging.getLogger("darkstar.service")
 
 CommandHandler = Callable[[CommandMsg], dict[str, Any]]
+SWAGGER_DIR = Path(__file__).parent / "static" / "swagger-ui"  # vendored swagger-ui-dist: /docs works offline
+
+
+def admin_token_ok(site: SiteConfig, token: str | None) -> bool:
+    """The admin credential check (``http.admin_token``, constant time); False when none is configured."""
+    expected = site.http.admin_token
+    if expected is None or not token:
+        return False
+    return secrets.compare_digest(token.encode(), expected.get_secret_value().encode())
+
+
+def serve_local_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` from files this package ships (FastAPI's default loads them from a CDN).
+
+    Build the app with ``docs_url=None, redoc_url=None``; URLs honour the ASGI root_path (HA Ingress).
+    """
+    app.mount("/_static/swagger-ui", StaticFiles(directory=SWAGGER_DIR), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - API",
+            swagger_js_url=f"{root}/_static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/_static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url=f"{root}/_static/swagger-ui/favicon-32x32.png",
+        )
 
 
 def _wildcard_suffix(kind: str, **parts: str) -> str:
@@ -280,7 +311,9 @@ class Service:
 
     def build_app(self) -> FastAPI:
         app = FastAPI(title=f"Darkstar {self.name}", version="0.1.0",
-                      description=f"{self.name} service of Darkstar for site {self.site.site_id}")
+                      description=f"{self.name} service of Darkstar for site {self.site.site_id}",
+                      docs_url=None, redoc_url=None)
+        serve_local_docs(app)
         public = APIRouter()
         admin = APIRouter(prefix="/admin", dependencies=[Depends(self._require_admin)], tags=["admin"])
 
@@ -317,11 +350,8 @@ class Service:
     _bearer = HTTPBearer(auto_error=False)
 
     def _require_admin(self, request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
-        token = self.site.http.admin_token
-        if token is None:
+        if self.site.http.admin_token is None:
             raise HTTPException(status_code=503, detail="admin routes are disabled: set http.admin_token")
-        if credentials is None or not secrets.compare_digest(
-            credentials.credentials.encode(), token.get_secret_value().encode()
-        ):
+        if not admin_token_ok(self.site, credentials.credentials if credentials is not None else None):
             raise HTTPException(status_code=401, detail="missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
