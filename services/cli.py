@@ -24,9 +24,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("shared.storage.cli", "database migrations (upgrade, downgrade, current)"),
 }
 
+# Commands that check everything a start needs (config, inverter profile, ports) before starting.
+PREFLIGHT_COMMANDS = ("up", "plan")
+
 
 def main(argv: list[str] | None = None) -> int:
+    from shared.version import darkstar_version
+
     parser = argparse.ArgumentParser(prog="darkstar", description="Darkstar local-first energy agent")
+    parser.add_argument("--version", action="version", version=f"darkstar {darkstar_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     argv = sys.argv[1:] if argv is None else argv
     wanted = argv[0] if argv and not argv[0].startswith("-") else None
@@ -49,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command in PREFLIGHT_COMMANDS:
+        from services.preflight import preflight_or_exit
+
+        preflight_or_exit(args)
     return int(modules[args.command].run(args) or 0)
 
 

@@ -91,9 +91,9 @@ def run(args: argparse.Namespace) -> int:
     site = load_site_or_exit(args.site)
     runner: Any
     if args.demo:
-        from services.demo import Demo
+        from services.demo.run import Demo
 
-        runner = Demo(site, args.data, args.start, args.accel, site_path=args.site or DEFAULT_SITE)
+        runner = Demo(site, Stack, args.data, args.start, args.accel, site_path=args.site or DEFAULT_SITE)
         stack = runner.stack
         site = runner.site
     else:

@@ -8,6 +8,7 @@ the reason, and never echoes a secret.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from datetime import time
@@ -18,7 +19,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from shared.config_checks import cross_field_problems, unknown_key_message, yaml_key_lines
+
 ENV_PREFIX = "DARKSTAR__"
+log = logging.getLogger("darkstar.config")
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -125,6 +129,68 @@ class WaterHeaterConfig(_Strict):
     legionella_kwh: float = Field(3.0, ge=0)
 
 
+class ChargerFallbackConfig(_Strict):
+    """What the charger does when Darkstar cannot steer it (shut-down, lost connection, stale plan)."""
+
+    mode: Literal["current", "default"] = Field(
+        "current", description="current: charge at current_a (installed on the charger as its default "
+        "profile, so it holds without Darkstar); default: clear Darkstar's profile, the charger's own default applies")
+    current_a: float = Field(6.0, ge=0, description="per-phase current in fallback mode 'current'")
+
+
+class ChargerConfig(_Strict):
+    """The charger an EV is plugged into (``evs[].charger``); the executor drives it from the plan."""
+
+    type: Literal["ocpp", "evcc", "homeassistant", "none"] = "none"
+    identity: str | None = Field(None, description="OCPP charge point identity (the last part of its URL), "
+                                 "evcc loadpoint number (1-based), or the HA charger's entity prefix")
+    password: SecretStr | None = Field(None, description="OCPP security profile 1 basic-auth password")
+    password_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                     description="or: the environment variable that holds it (kept out of the YAML)")
+    url: str | None = Field(None, description="evcc: base URL of its API, e.g. http://evcc.local:7070")
+    connector_id: int = Field(1, ge=1)
+    id_tag: str = Field("darkstar", max_length=20, description="OCPP idTag for RemoteStartTransaction")
+    authorize: Literal["accept_all", "id_tags"] = Field(
+        "id_tags", description="OCPP Authorize policy: accept every idTag, or only id_tag and allowed_id_tags")
+    allowed_id_tags: list[str] = Field(default_factory=list)
+    phases: Literal[1, 3] = 3
+    voltage_v: float = Field(230.0, gt=0, description="phase-to-neutral voltage")
+    min_current_a: float = Field(6.0, ge=0, description="below this the car cannot charge (IEC 61851: 6 A)")
+    max_current_a: float = Field(16.0, gt=0)
+    fallback: ChargerFallbackConfig = Field(default_factory=ChargerFallbackConfig)
+    deviation_kw: float = Field(1.0, gt=0, description="measured vs commanded EV power that triggers a replan")
+    deviation_s: float = Field(120.0, gt=0, description="how long the deviation must last")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChargerConfig:
+        if self.min_current_a > self.max_current_a:
+            raise ValueError("min_current_a must not exceed max_current_a")
+        if self.fallback.current_a > self.max_current_a:
+            raise ValueError("fallback.current_a must not exceed max_current_a")
+        if self.type in ("ocpp", "homeassistant", "evcc") and not self.identity:
+            raise ValueError(f"a {self.type} charger needs an identity")
+        if self.password_env is not None and not os.environ.get(self.password_env):
+            raise ValueError(f"password_env: environment variable {self.password_env} is not set")
+        if self.type == "ocpp" and self.secret() is None:
+            raise ValueError("an ocpp charger needs a password (OCPP security profile 1: nothing "
+                             "unauthenticated may connect as this charge point)")
+        if self.type == "evcc" and not self.url:
+            raise ValueError("an evcc charger needs the url of the evcc API")
+        return self
+
+    def secret(self) -> str | None:
+        """The password (from the YAML or the environment variable named by password_env)."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        return os.environ.get(self.password_env) if self.password_env else None
+
+    def kw_for_amps(self, current_a: float) -> float:
+        return current_a * self.voltage_v * self.phases / 1000.0
+
+    def amps_for_kw(self, power_kw: float) -> float:
+        return power_kw * 1000.0 / (self.voltage_v * self.phases)
+
+
 class EVConfig(_Strict):
     name: str = "ev"
     battery_kwh: float = Field(60.0, gt=0)
@@ -137,11 +203,18 @@ class EVConfig(_Strict):
     target_kwh: float = Field(0.0, ge=0, description="energy needed by departure")
     shortfall_penalty_per_kwh: float = Field(5.0, ge=0)
     battery_may_feed_ev: bool = False
+    target_soc_frac: float | None = Field(
+        None, ge=0, le=1, description="with a charger that reports the car's SoC: the energy needed by "
+        "departure is (target - SoC) x battery_kwh instead of target_kwh")
+    charger: ChargerConfig = Field(default_factory=ChargerConfig)
 
     @model_validator(mode="after")
     def _power_order(self) -> EVConfig:
         if self.min_charge_kw > self.max_charge_kw:
             raise ValueError("min_charge_kw must not exceed max_charge_kw")
+        if self.charger.type != "none" and self.charger.kw_for_amps(self.charger.max_current_a) < self.max_charge_kw - 0.05:
+            raise ValueError(f"max_charge_kw {self.max_charge_kw:g} is more than the charger delivers at "
+                             f"max_current_a ({self.charger.kw_for_amps(self.charger.max_current_a):.2f} kW)")
         return self
 
 
@@ -240,6 +313,33 @@ class MQTTConfig(_Strict):
     share_group: str | None = Field(None, description="MQTT 5 shared-subscription group for fleet replicas")
 
 
+class UserConfig(_Strict):
+    """Another home system or person (Home Assistant, a phone app) allowed on the bus and HTTP."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$")
+    password: SecretStr = Field(description="MQTT password, also accepted as HTTP bearer token")
+    grants: list[str] = Field(default_factory=list, description="action patterns, see shared/auth.py")
+
+    @field_validator("password")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 12:
+            raise ValueError("password must be at least 12 characters")
+        return value
+
+
+class AuthConfig(_Strict):
+    users: list[UserConfig] = Field(default_factory=list)
+
+    @field_validator("users")
+    @classmethod
+    def _unique(cls, users: list[UserConfig]) -> list[UserConfig]:
+        names = [u.name for u in users]
+        if len(set(names)) != len(names):
+            raise ValueError("user names must be unique")
+        return users
+
+
 class DatabaseConfig(_Strict):
     url: SecretStr = SecretStr("sqlite:///var/darkstar.db")
     echo: bool = False
@@ -291,6 +391,16 @@ class ModbusConfig(_Strict):
     retries: int = Field(3, ge=0)
 
 
+class OcppServerConfig(_Strict):
+    """The executor's OCPP 1.6J central system; charge points connect to ws://host:port/<path>/<identity>."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(9000, ge=0, le=65535, description="0 picks a free port (tests)")
+    path: str = Field("ocpp", pattern=r"^[A-Za-z0-9_\-/]*$")
+    heartbeat_s: int = Field(300, ge=10)
+    response_timeout_s: float = Field(10.0, gt=0)
+
+
 class ExecutorSettings(_Strict):
     profile: str = "darkstar_sim"
     modbus: ModbusConfig = Field(default_factory=ModbusConfig)
@@ -301,6 +411,7 @@ class ExecutorSettings(_Strict):
     import_guard: Literal["auto", "on", "off"] = Field(
         "auto", description="cap a fixed-command slot's import at the plan's (auto: with a capacity tariff)")
     import_guard_margin_kw: float = Field(0.2, ge=0, description="tolerated import above the plan's")
+    ocpp: OcppServerConfig = Field(default_factory=OcppServerConfig)
 
 
 class ForecasterSettings(_Strict):
@@ -344,6 +455,7 @@ class SiteConfig(_Strict):
     mqtt: MQTTConfig = Field(default_factory=MQTTConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     http: HTTPConfig = Field(default_factory=HTTPConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     forecaster: ForecasterSettings = Field(default_factory=ForecasterSettings)
@@ -357,12 +469,16 @@ class SiteConfig(_Strict):
 # --------------------------------------------------------------------------- loading
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def _format_validation_error(err: ValidationError, source: str, key_lines: dict[tuple[Any, ...], int]) -> str:
     lines = [f"invalid site configuration in {source}:"]
     for item in err.errors():
-        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        reason = item["msg"]
-        # Never echo input values: they may be secrets.
+        loc = tuple(item["loc"])
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            reason = unknown_key_message(SiteConfig, loc, key_lines)
+        else:  # never echo input values: they may be secrets
+            line = key_lines.get(loc) or key_lines.get(loc[:-1])
+            reason = item["msg"] + (f" (line {line})" if line else "")
         lines.append(f"  {path}: {reason}")
     return "\n".join(lines)
 
@@ -392,15 +508,34 @@ def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[
     return data
 
 
+def _line_note(dotted_path: str, key_lines: dict[tuple[Any, ...], int] | None) -> str:
+    loc = tuple(int(p) if p.isdigit() else p for p in dotted_path.split("."))
+    line = (key_lines or {}).get(loc)
+    return f" (line {line})" if line else ""
+
+
 def site_config_from_dict(
-    data: dict[str, Any], source: str = "<dict>", environ: dict[str, str] | None = None
+    data: dict[str, Any], source: str = "<dict>", environ: dict[str, str] | None = None,
+    key_lines: dict[tuple[Any, ...], int] | None = None,
 ) -> SiteConfig:
-    """Validate a config mapping (after environment overrides); raise ConfigError naming key paths."""
+    """Validate a config mapping (after environment overrides); raise ConfigError naming key paths.
+
+    Cross-field errors (a battery the fuse can never charge, ...) fail like field errors;
+    cross-field warnings are logged once per load.
+    """
     merged = _apply_env_overrides(dict(data), dict(os.environ if environ is None else environ))
     try:
-        return SiteConfig.model_validate(merged)
+        site = SiteConfig.model_validate(merged)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from None
+        raise ConfigError(_format_validation_error(err, source, key_lines or {})) from None
+    problems = cross_field_problems(site)
+    errors = [p for p in problems if p.level == "error"]
+    if errors:
+        raise ConfigError("\n".join([f"invalid site configuration in {source}:",
+                                     *(f"  {p}{_line_note(p.path, key_lines)}" for p in errors)]))
+    for problem in problems:
+        log.warning("%s: %s", source, problem)
+    return site
 
 
 def load_site_config(path: str | Path, environ: dict[str, str] | None = None) -> SiteConfig:
@@ -418,4 +553,4 @@ def load_site_config(path: str | Path, environ: dict[str, str] | None = None) ->
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
-    return site_config_from_dict(data, source=str(path), environ=environ)
+    return site_config_from_dict(data, source=str(path), environ=environ, key_lines=yaml_key_lines(text))

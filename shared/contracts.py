@@ -277,6 +277,8 @@ CONTEXT_TYPES: dict[str, type] = {
     "ev_plugged": bool,
     "ev_departure": datetime,
     "ev_target_kwh": float,
+    "ev_soc_frac": float,  # the car's SoC as its charger reports it
+    "ev_target_soc_frac": float,  # wanted SoC at departure (with ev_soc_frac: ev_target_kwh follows)
     "guests": bool,
 }
 
@@ -311,6 +313,8 @@ class CommandMsg(Message):
     args: dict[str, Any] = Field(default_factory=dict)
     ttl_s: float | None = Field(None, gt=0, le=7 * 86400)
     sent_at: AwareDatetime = Field(default_factory=utcnow)
+    issued_by: str | None = Field(None, max_length=64, description="who asked (user or service name)")
+    reason: str | None = Field(None, max_length=200, description="why, as the sender put it")
 
 
 class CommandResultMsg(Message):

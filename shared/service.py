@@ -9,23 +9,22 @@ tracks input freshness, runs periodic work, declares its Home Assistant entities
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar
-
 from pathlib import Path
+from typing import Any, ClassVar
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from fastapi.staticfiles import StaticFiles
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from shared.auth import AuthError, Principal, principal_from_token, require
 from shared.clock import WALL_CLOCK, Clock
 from shared.config import SiteConfig
 from shared.contracts import (
@@ -41,19 +40,12 @@ from shared.contracts import (
 )
 from shared.homeassistant import Entity, discovery_messages, status_entity
 from shared.mqtt import MqttClient
+from shared.version import darkstar_version
 
 log = logging.getLogger("darkstar.service")
 
 CommandHandler = Callable[[CommandMsg], dict[str, Any]]
 SWAGGER_DIR = Path(__file__).parent / "static" / "swagger-ui"  # vendored swagger-ui-dist: /docs works offline
-
-
-def admin_token_ok(site: SiteConfig, token: str | None) -> bool:
-    """The admin credential check (``http.admin_token``, constant time); False when none is configured."""
-    expected = site.http.admin_token
-    if expected is None or not token:
-        return False
-    return secrets.compare_digest(token.encode(), expected.get_secret_value().encode())
 
 
 def serve_local_docs(app: FastAPI) -> None:
@@ -319,7 +311,7 @@ class Service:
 
         @public.get("/healthz")
         def healthz() -> dict[str, Any]:
-            return {"status": "alive", "service": self.name, "site_id": self.site.site_id}
+            return {"status": "alive", "service": self.name, "site_id": self.site.site_id, "version": darkstar_version()}
 
         @public.get("/readyz")
         def readyz() -> JSONResponse:
@@ -335,8 +327,10 @@ class Service:
             return {name: msg.model_dump(mode="json", by_alias=True) for name, msg in self.context.items()}
 
         @admin.post("/command/{action}")
-        def command(action: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-            msg = CommandMsg(site_id=self.site.site_id, args=(body or {}).get("args", body or {}))
+        def command(action: str, request: Request, body: dict[str, Any] | None = None) -> dict[str, Any]:
+            body = body or {}
+            msg = CommandMsg(site_id=self.site.site_id, args=body.get("args", {k: v for k, v in body.items() if k != "reason"}),
+                             issued_by=request.state.principal.name, reason=str(body.get("reason") or "admin API")[:200])
             result = self.run_command(action, msg)
             if result.status != "ok":
                 raise HTTPException(status_code=400, detail=result.error)
@@ -349,9 +343,23 @@ class Service:
 
     _bearer = HTTPBearer(auto_error=False)
 
-    def _require_admin(self, request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
-        if self.site.http.admin_token is None:
+    def admin_action(self, path: str) -> str:
+        """The shared/auth.py action an ``/admin/...`` request means."""
+        rest = path.split("/admin/", 1)[-1].strip("/")
+        if rest.startswith("command/"):
+            return f"command:{self.name}/{rest.removeprefix('command/')}"
+        return f"admin:{self.name}/{rest}"
+
+    def _require_admin(self, request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+        if self.site.http.admin_token is None and not self.site.auth.users:
             raise HTTPException(status_code=503, detail="admin routes are disabled: set http.admin_token")
-        if not admin_token_ok(self.site, credentials.credentials if credentials is not None else None):
+        principal = principal_from_token(self.site, credentials.credentials if credentials else None)
+        if principal is None:
             raise HTTPException(status_code=401, detail="missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
+        try:
+            require(principal, self.admin_action(request.url.path))
+        except AuthError as err:
+            raise HTTPException(status_code=403, detail=str(err)) from None
+        request.state.principal = principal
+        return principal

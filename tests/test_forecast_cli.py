@@ -12,7 +12,7 @@ from services.cli import main
 pytestmark = pytest.mark.filterwarnings("ignore:.*dayofyear.*:DeprecationWarning")
 
 ROOT = Path(__file__).resolve().parents[1]
-SE4 = ROOT.parent / "shared" / "data" / "se4-home" / "se4_home_2025-07_2025-10.csv.gz"
+SE4 = ROOT / "examples" / "data" / "se4_home_2025-07_2025-10.csv.gz"
 
 
 def test_eval_json_is_the_only_stdout_and_says_weather_was_missing(capsys, tmp_path):

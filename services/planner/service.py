@@ -208,6 +208,9 @@ class PlannerService(Service):
         if result.fallback:
             self.report_error("plan", "optimisation failed; published a safe self-consumption plan (fallback): "
                               + "; ".join(result.messages)[:500], None)
+        elif result.status == "feasible":
+            log.warning("plan not proven optimal (%s): proven gap %.3f %% (planner.mip_gap %.3f %%)",
+                        result.stats.status, 100 * result.stats.mip_gap, 100 * self.site.planner.mip_gap)
         self.plan = msg
         self.replans += 1
         self.publish("plan", msg)

@@ -23,7 +23,8 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from starlette.middleware.gzip import GZipMiddleware
 
-from services.web.auth import COOKIE, SESSION_S, Sessions, require_admin, token_principal
+from services.web.auth import COOKIE, SESSION_S, Sessions, require_action
+from shared.auth import principal_from_token
 from shared.contracts import ForecastMsg, PlanMsg, PricesMsg
 from shared.slots import as_utc, local_day_bounds
 from shared.webview import banners, chart_data, history_frame, now_card, today_money
@@ -75,7 +76,7 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
         return templates.TemplateResponse(request, f"{name}.html", {
             "base": base_path(request), "page": name, "pages": PAGES, "site": site,
             "signed_in": session is not None, "csrf": session.csrf if session else "",
-            "actions_enabled": site.http.admin_token is not None, **extra,
+            "actions_enabled": site.http.admin_token is not None or bool(site.auth.users), **extra,
         })
 
     def stored(fn: str, *args: Any) -> pd.DataFrame:
@@ -213,13 +214,13 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
     @app.post("/api/login", tags=["auth"])
     def api_login(request: Request, body: Login) -> JSONResponse:
         """Exchange the admin token for an HttpOnly session cookie (SameSite=Strict) and a CSRF token."""
-        if site.http.admin_token is None:
+        if site.http.admin_token is None and not site.auth.users:
             raise HTTPException(503, "sign-in is disabled: set http.admin_token in the site configuration")
-        who = token_principal(site, body.token)
+        who = principal_from_token(site, body.token)
         if who is None:
-            raise HTTPException(401, "wrong admin token")
+            raise HTTPException(401, "wrong token")
         sid, session = sessions.create(who)
-        response = JSONResponse({"principal": who, "csrf": session.csrf})
+        response = JSONResponse({"principal": who.name, "csrf": session.csrf})
         response.set_cookie(COOKIE, sid, max_age=SESSION_S, httponly=True, samesite="strict",
                             secure=request.url.scheme == "https", path=(base_path(request) or "/"))
         return response
@@ -232,8 +233,9 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
         return response
 
     # ------------------------------------------------------------------ control
-    def command(service: str, action: str, args: dict[str, Any], ttl_s: float | None = None) -> dict[str, Any]:
-        result = web.send_command(service, action, args, ttl_s=ttl_s)
+    def command(request: Request, service: str, action: str, args: dict[str, Any]) -> dict[str, Any]:
+        who = require_action(site, sessions, request, f"command:{service}/{action}")
+        result = web.send_command(service, action, args, issued_by=who.name)
         if result is None:
             raise HTTPException(504, f"no answer from the {service} within 5 s (is it running?)")
         if result.status != "ok":
@@ -244,26 +246,23 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
     def api_action(request: Request, action: str, body: ActionArgs | None = None) -> dict[str, Any]:
         """A quick action on the executor (``cmd/executor/{action}``), admin only: force_charge,
         force_export, stop (hold), heat (water boost) with ``ttl_s``; pause, resume, cancel."""
-        require_admin(site, sessions, request)
         if action not in EXECUTOR_ACTIONS:
             raise HTTPException(404, f"unknown action {action!r}; known: {', '.join(EXECUTOR_ACTIONS)}")
         args = {k: v for k, v in (body.model_dump() if body else {}).items() if v is not None}
-        return command("executor", action, args)
+        return command(request, "executor", action, args)
 
     @app.post("/api/manual-blocks", tags=["control"])
     def api_add_block(request: Request, body: ManualBlockArgs) -> dict[str, Any]:
         """Add a manual plan block (``cmd/planner/manual_block``); the planner replans with it. Admin only."""
-        require_admin(site, sessions, request)
         args = {"start": body.start.isoformat(), "end": body.end.isoformat(), "action": body.action}
         if body.power_kw is not None:
             args["power_kw"] = body.power_kw
-        return command("planner", "manual_block", args)
+        return command(request, "planner", "manual_block", args)
 
     @app.delete("/api/manual-blocks", tags=["control"])
     def api_clear_blocks(request: Request) -> dict[str, Any]:
         """Clear every manual block (``cmd/planner/clear_manual_blocks``). Admin only."""
-        require_admin(site, sessions, request)
-        return command("planner", "clear_manual_blocks", {})
+        return command(request, "planner", "clear_manual_blocks", {})
 
     @app.get("/api/manual-blocks", tags=["control"])
     def api_list_blocks() -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """Who is asking, for the web app: a bearer token, or a session cookie set by the login form.
 
-The decision (is this credential the admin?) is the one rule in shared (``admin_token_ok``); this
-module only carries the credential between requests. The session cookie is HttpOnly and
-SameSite=Strict, and a cookie-authenticated POST must also echo the session's CSRF token in the
-``X-CSRF-Token`` header, which another site's page cannot read (CSRF-safe). Bearer requests carry
-no ambient credential, so they need no CSRF token.
+Whether a credential is someone and whether they may do an action is decided by the one rule in
+``shared/auth.py`` (``principal_from_token``, ``require``); this module only carries the
+credential between requests. The session cookie is HttpOnly and SameSite=Strict, and a
+cookie-authenticated change must also echo the session's CSRF token in ``X-CSRF-Token``, which
+another site's page cannot read (CSRF-safe). Bearer requests carry no ambient credential, so they
+need no CSRF token.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
 
+from shared.auth import AuthError, Principal, principal_from_token, require
 from shared.config import SiteConfig
-from shared.service import admin_token_ok
 
 COOKIE = "darkstar_session"
 SESSION_S = 12 * 3600
@@ -25,7 +26,7 @@ SESSION_S = 12 * 3600
 
 @dataclass(frozen=True)
 class Session:
-    principal: str
+    principal: Principal
     csrf: str
     expires_wall: float
 
@@ -37,7 +38,7 @@ class Sessions:
         self._by_id: dict[str, Session] = {}
         self._lock = threading.Lock()
 
-    def create(self, principal: str) -> tuple[str, Session]:
+    def create(self, principal: Principal) -> tuple[str, Session]:
         sid = secrets.token_urlsafe(32)
         session = Session(principal, secrets.token_urlsafe(24), time.time() + SESSION_S)
         with self._lock:
@@ -64,19 +65,14 @@ def bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def token_principal(site: SiteConfig, token: str | None) -> str | None:
-    """The principal a presented token stands for (the shared rule decides), or None."""
-    return "admin" if admin_token_ok(site, token) else None
+def principal(site: SiteConfig, sessions: Sessions, request: Request, *, unsafe: bool) -> Principal | None:
+    """The principal behind the request's credential, or None.
 
-
-def principal(site: SiteConfig, sessions: Sessions, request: Request, *, unsafe: bool) -> str | None:
-    """'admin' when the request carries the admin credential; None otherwise.
-
-    ``unsafe``: the request changes something; a cookie then needs the matching CSRF header.
+    ``unsafe``: the request changes something; a session cookie then needs the matching CSRF header.
     """
     token = bearer(request)
     if token is not None:
-        return token_principal(site, token)
+        return principal_from_token(site, token)
     session = sessions.get(request.cookies.get(COOKIE))
     if session is None:
         return None
@@ -85,12 +81,15 @@ def principal(site: SiteConfig, sessions: Sessions, request: Request, *, unsafe:
     return session.principal
 
 
-def require_admin(site: SiteConfig, sessions: Sessions, request: Request) -> str:
-    """Raise 401 (no or wrong credential) or 503 (no admin credential configured)."""
-    if site.http.admin_token is None:
+def require_action(site: SiteConfig, sessions: Sessions, request: Request, action: str) -> Principal:
+    """The principal if it may do ``action`` (shared.auth); else 401 (no credential) or 403 (not granted)."""
+    if site.http.admin_token is None and not site.auth.users:
         raise HTTPException(503, "actions are disabled: set http.admin_token in the site configuration")
     who = principal(site, sessions, request, unsafe=True)
     if who is None:
-        raise HTTPException(401, "sign in as admin (bearer token, or the login form and its CSRF token)",
+        raise HTTPException(401, "sign in (bearer token, or the login form and its CSRF token)",
                             headers={"WWW-Authenticate": "Bearer"})
-    return who
+    try:
+        return require(who, action)
+    except AuthError as err:
+        raise HTTPException(403, str(err)) from None

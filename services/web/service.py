@@ -111,10 +111,11 @@ class WebService(Service):
             data = {"kind": kind, "id": getattr(msg, f"{kind}_id", None), **parts}
         self.hub.publish(kind, data)
 
-    def send_command(self, service: str, action: str, args: dict[str, Any] | None = None,
-                     ttl_s: float | None = None, timeout_s: float = 5.0) -> CommandResultMsg | None:
-        """Publish ``cmd/{service}/{action}`` and wait for its result; None when none came in time."""
-        msg = CommandMsg(site_id=self.site.site_id, args=args or {}, ttl_s=ttl_s)
+    def send_command(self, service: str, action: str, args: dict[str, Any] | None = None, *,
+                     issued_by: str = "web", timeout_s: float = 5.0) -> CommandResultMsg | None:
+        """Publish ``cmd/{service}/{action}`` for a caller already authorised (shared.auth.require)
+        and wait for its result; None when none came in time."""
+        msg = CommandMsg(site_id=self.site.site_id, args=args or {}, issued_by=issued_by, reason="web app")
         done = threading.Event()
         box: list[CommandResultMsg] = []
         self._waiting[msg.correlation_id] = (done, box)

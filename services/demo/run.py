@@ -13,7 +13,7 @@ import shutil
 import socket
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 from pydantic import SecretStr
@@ -78,10 +78,14 @@ def _demo_token(workdir: Path) -> str:
 class Demo:
     """Simulator + stack on one simulated clock."""
 
-    def __init__(self, site: SiteConfig, data_path: Path | None = None, start: str | None = None,
-                 accel: float = 60.0, workdir: Path = DEMO_DIR, site_path: Path | str | None = None) -> None:
-        from services.executor.simulator import InverterSimulator
-        from services.stack import Stack
+    def __init__(self, site: SiteConfig, stack_factory: Callable[..., Any], data_path: Path | None = None,
+                 start: str | None = None, accel: float = 60.0, workdir: Path = DEMO_DIR,
+                 site_path: Path | str | None = None) -> None:
+        """``stack_factory`` is ``services.stack.Stack``, passed in so the demo and the stack do not import each other.
+
+        ``site_path``: the site file; the web app's settings page edits a copy in ``workdir``.
+        """
+        from services.demo.simulator import InverterSimulator
 
         self.data_path = Path(data_path or DEFAULT_DATA)
         self.workdir = workdir
@@ -98,12 +102,11 @@ class Demo:
         data = load_site_data(self.data_path)
         self.simulator = SimulatorThread(InverterSimulator(
             self.site, data, clock=self.clock, port=self.site.executor.modbus.port, soc_frac=0.5))
-        # the settings page edits a copy: the demo never changes the example file
         demo_file = None
-        if site_path is not None:
+        if site_path is not None:  # the demo never changes the example file
             demo_file = workdir / "site.yaml"
             shutil.copyfile(site_path, demo_file)
-        self.stack = Stack(self.site, clock=self.clock, site_path=demo_file)
+        self.stack = stack_factory(self.site, clock=self.clock, site_path=demo_file)
 
     def start(self) -> None:
         self.simulator.start()
