@@ -17,7 +17,8 @@ from urllib.parse import urlparse
 import paho.mqtt.client as paho
 import pytest
 
-from services.demo import demo_on_free_ports
+from services.demo.run import demo_on_free_ports
+from services.stack import Stack
 from services.web.browser import PHONE, chromium, chromium_path
 from shared.config import load_site_config
 from tests.conftest import ROOT, wait_for
@@ -31,7 +32,7 @@ PAGES = ("/", "/control", "/docs")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     site = load_site_config(ROOT / "examples" / "se4-home.yaml", environ={})
     workdir = tmp_path_factory.mktemp("web") / "demo"
-    running = demo_on_free_ports(site, workdir, accel=60.0, site_path=ROOT / "examples" / "se4-home.yaml",
+    running = demo_on_free_ports(site, Stack, workdir, accel=60.0, site_path=ROOT / "examples" / "se4-home.yaml",
                                  start="2025-08-15T06:00:00+02:00")
     running.start()
     thread = _Servers(running.stack.http_servers())
