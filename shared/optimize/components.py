@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pulp
 
-from shared.cost import billed_capacity, hour_groups, period_key
+from shared.cost import billed_capacity, hour_groups, period_key, stored_energy_value_per_kwh
 from shared.optimize.model import EQ, GE, LE, Model
 
 # A tiny cost per kWh of flows that are interchangeable at equal prices: keeps the solution
@@ -148,19 +148,6 @@ class PV(Component):
 # --------------------------------------------------------------------------- battery
 
 
-def default_terminal_value_per_kwh(m: Model) -> float:
-    """Value of a kWh left in the battery at the horizon end, when not configured.
-
-    What it will displace later is unknown; the median import price of the horizon, after
-    discharge losses and wear, is a middle estimate that neither hoards nor dumps. Never
-    negative: a negative value would make the plan burn energy at the horizon edge.
-    """
-    b = m.site.battery
-    assert b is not None
-    value = b.discharge_efficiency * float(np.median(m.import_price)) - b.wear_cost_per_kwh
-    return max(0.0, value)
-
-
 class Battery(Component):
     """Charge/discharge with efficiencies, power limits, hard SoC limits, soft reserve, wear, terminal value.
 
@@ -205,11 +192,10 @@ class Battery(Component):
             for t in range(m.T):
                 m.row(f"battery_reserve_t{t:03d}", [(self.soc.vars[t], 1.0), (self.short.vars[t], 1.0)], GE, reserve)
             m.cost("reserve_penalty", [(v, b.reserve_penalty_per_kwh * dt) for v in self.short.vars])
-        # value of stored energy at the horizon end
-        self.terminal_value_per_kwh = (
-            b.terminal_value_per_kwh if b.terminal_value_per_kwh is not None else default_terminal_value_per_kwh(m)
-        )
-        m.cost("terminal_value", [(self.soc.vars[-1], -max(0.0, self.terminal_value_per_kwh))])
+        # value of stored energy at the horizon end: the one rule every comparison uses too
+        # (shared.cost: median import price of the horizon after discharge losses and wear, >= 0)
+        self.terminal_value_per_kwh = stored_energy_value_per_kwh(m.import_price, b)
+        m.cost("terminal_value", [(self.soc.vars[-1], -self.terminal_value_per_kwh)])
         # charging only from PV when grid charging is not allowed
         if not b.grid_charging_allowed:
             curt = m.shared["pv_curtail_kw"]
