@@ -263,7 +263,10 @@ class ForecasterService(Service):
                 return
             from shared.forecast.models import ForecastModels  # only when there is a model to load
 
-            self.models = ForecastModels.load(rec.artifact_path)
+            from shared.registry import resolve_artifact
+
+            # the registry's files live in the trainer's models directory (one volume shared by both)
+            self.models = ForecastModels.load(resolve_artifact(self.site.trainer.model_dir, rec.artifact_path))
             self.registry_model_id = rec.model_id
             log.info("loaded approved registry model %s (%s)", rec.model_id, self.models.model_id)
         except Exception as err:  # noqa: BLE001 - a bad registry entry keeps the current model
