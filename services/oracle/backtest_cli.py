@@ -54,15 +54,25 @@ def plot_backtest(result, path: Path) -> None:
 
 def _summary(doc: dict) -> str:
     cur = doc["currency"]
-    frac = doc["savings_captured_frac"]
+
+    def pct(frac: float | None) -> str:
+        return "n/a (the oracle saves nothing)" if frac is None else f"{frac * 100:.1f} %"
+
+    value = doc["end_soc_value_per_kwh"]
     lines = [
         (f"{doc['site_id']} {doc['from']}..{doc['to']} ({doc['days']} days), forecast {doc['forecast']}, "
          f"replan every {doc['replan_minutes']} min ({doc['replans']} plans, {doc['fallback_plans']} fallbacks)"),
-        f"  baseline (no battery) {doc['baseline_cost']:10.2f} {cur}",
-        f"  self-consumption      {doc['self_consumption_cost']:10.2f} {cur}",
-        f"  MPC (realized)        {doc['realized_cost']:10.2f} {cur}",
-        f"  oracle                {doc['oracle_cost']:10.2f} {cur}",
-        "  savings captured      " + ("n/a (the oracle saves nothing)" if frac is None else f"{frac * 100:9.1f} %"),
+        f"  all batteries start at {doc['soc_start_kwh']:.2f} kWh; energy left at the end is worth "
+        f"{value:.4f} {cur}/kWh (shared.cost.stored_energy_value_per_kwh)",
+        f"  {'':22}{'money':>10} {'end SoC':>9} {'adjusted':>10}",
+        f"  baseline (no battery) {doc['baseline_cost']:10.2f} {'':>9} {doc['baseline_cost']:10.2f} {cur}",
+        f"  self-consumption rule {doc['self_consumption_cost']:10.2f} {doc['rule_soc_end_kwh']:9.2f} "
+        f"{doc['self_consumption_adjusted_cost']:10.2f} {cur}",
+        f"  MPC (realized)        {doc['realized_cost']:10.2f} {doc['soc_end_kwh']:9.2f} "
+        f"{doc['realized_adjusted_cost']:10.2f} {cur}",
+        f"  oracle                {doc['oracle_cost']:10.2f} {doc['oracle_soc_end_kwh']:9.2f} "
+        f"{doc['oracle_adjusted_cost']:10.2f} {cur}",
+        f"  savings captured (adjusted): MPC {pct(doc['savings_captured_frac'])}, rule {pct(doc['rule_captured_frac'])}",
         f"  runtime {doc['runtime_s']:.1f} s (solver {doc['solve_s_total']:.1f} s)",
     ]
     lines += [f"note: {n}" for n in doc["notes"]]

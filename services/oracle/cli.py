@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(doc))
         return 0
     cur = site.tariff.currency
-    print(f"{site.site_id} {doc['from']}..{doc['to']} ({doc['days']} days): oracle {doc['oracle_cost']:.2f} {cur}, "
+    print(f"{site.site_id} {doc['from']}..{doc['to']} ({doc['days']} days): oracle {doc['oracle_cost']:.2f} {cur} "
+          f"(adjusted for the stored energy {doc['oracle_adjusted_cost']:.2f} {cur}: SoC {doc['soc_start_kwh']:.2f} -> "
+          f"{doc['soc_end_kwh']:.2f} kWh at {doc['end_soc_value_per_kwh']:.4f} {cur}/kWh), "
           f"no battery {doc['baseline_cost']:.2f} {cur}, runtime {doc['runtime_s']:.1f} s")
     for d in doc["per_day"]:
         print(f"  {d['date']}  {d['oracle_cost']:8.3f} {cur}  import {d['import_kwh']:6.2f} kWh  "
