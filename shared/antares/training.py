@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -37,10 +36,9 @@ from shared.antares.policy import DEFAULT_ROUNDS, MODEL_TYPE, AntaresPolicy
 from shared.config import SiteConfig
 from shared.contracts import TrainerRunMsg
 from shared.cost import adjusted_money
+from shared.progress import Progress
 from shared.registry import ModelRegistry, artifact_prefix, write_card
 from shared.slots import local_day_bounds
-
-Progress = Callable[[int, int, str], None]
 
 
 def new_run_id(kind: str, now: datetime | None = None) -> str:
