@@ -263,11 +263,16 @@ class Service:
             return CommandResultMsg(**base, status="error", error=f"{type(err).__name__}: {err}")
         return CommandResultMsg(**base, status="ok", data=data)
 
+    def dashboard_url(self) -> str:
+        """The web app's address, shown in HA as the device's configuration URL."""
+        http = self.site.http
+        return http.public_url or f"http://{http.host}:{http.ports.get('dashboard', 8080)}"
+
     def publish_discovery(self) -> None:
         entities = [status_entity(self.name), *self.ha_entities()]
         for topic_name, payload in discovery_messages(
             self.site.mqtt.base_topic, self.site.mqtt.discovery_prefix, self.site.site_id, self.site.name,
-            self.name, entities,
+            self.name, entities, configuration_url=self.dashboard_url(),
         ):
             self.mqtt.publish(topic_name, payload, qos=1, retain=True)
 
