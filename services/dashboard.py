@@ -151,6 +151,8 @@ def build_dashboard(stack: Any) -> FastAPI:
             facts.append(f"plan cost (horizon): {plan.cost.total_cost:.2f} {plan.cost.currency}")
         if isinstance(telemetry, TelemetryMsg) and telemetry.soc_frac is not None:
             facts.append(f"SoC: {100 * telemetry.soc_frac:.0f} %")
+        if isinstance(telemetry, TelemetryMsg) and telemetry.ev_kw is not None:
+            facts.append(f"EV charging: {telemetry.ev_kw:.1f} kW")
         if isinstance(state, ExecutorStateMsg):
             override = f" (override {state.override.kind})" if state.override else ""
             facts.append(f"executor: {html.escape(state.mode)}{html.escape(override)}"

@@ -77,6 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="demo: recorded site data to replay (default: the SE4 home)")
     parser.add_argument("--accel", type=float, default=60.0, help="demo: simulated seconds per real second")
     parser.add_argument("--start", default=None, help="demo: simulated start time (default 2025-08-15T06:00+02:00)")
+    parser.add_argument("--ev", action="store_true",
+                        help="demo: add a car on a simulated OCPP charge point (plugs in 18:00, leaves 07:00, wants 80 %%)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if args.demo:
         from services.demo.run import Demo
 
-        runner = Demo(site, Stack, args.data, args.start, args.accel)
+        runner = Demo(site, Stack, args.data, args.start, args.accel, ev=args.ev)
         stack = runner.stack
         site = runner.site
     else:
@@ -102,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
     if args.demo:
         print(f"Demo: simulated site {site.site_id} from {runner.sim_time:%Y-%m-%d %H:%M} UTC at {args.accel:g}x, "
               f"inverter simulator on Modbus TCP 127.0.0.1:{site.executor.modbus.port}", file=sys.stderr)
+        if args.ev:
+            print(f"Demo EV: simulated OCPP charge point {site.evs[0].charger.identity} on "
+                  f"ws://127.0.0.1:{site.executor.ocpp.port}/{site.executor.ocpp.path}/", file=sys.stderr)
     print(f"Darkstar is up for site {site.site_id}: dashboard http://{site.http.host}:{ports['dashboard']}", file=sys.stderr)
     for service in stack.services:
         print(f"  {service.name:<10} http://{site.http.host}:{ports[service.name]}/docs", file=sys.stderr)
