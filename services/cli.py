@@ -29,7 +29,10 @@ PREFLIGHT_COMMANDS = ("up", "plan")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from shared.version import darkstar_version
+
     parser = argparse.ArgumentParser(prog="darkstar", description="Darkstar local-first energy agent")
+    parser.add_argument("--version", action="version", version=f"darkstar {darkstar_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     argv = sys.argv[1:] if argv is None else argv
     wanted = argv[0] if argv and not argv[0].startswith("-") else None

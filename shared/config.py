@@ -436,6 +436,9 @@ class TrainerSettings(_Strict):
     antares_episodes: Literal["simulated", "live"] = Field(
         "simulated", description="train Antares on MPC replays of the history, or on the live planner's own runs")
     aurora_validation_days: int = Field(7, ge=1)
+    antares_max_excess_vs_mpc_frac: float = Field(
+        0.02, ge=0, description="an Antares policy is approved only if its money on the validation days is at "
+                                "most this fraction above the MPC's")
     seed: int = 0
     model_dir: str = "var/models"
     data: str | None = Field(None, description="recorded site data to train on (offline); default: "

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from shared.contracts import STATUS_OFFLINE, STATUS_ONLINE
+from shared.version import darkstar_version
 
 Component = Literal["sensor", "binary_sensor", "button", "switch", "number", "select", "text"]
 
@@ -59,12 +60,13 @@ def discovery_config(base: str, site_id: str, site_name: str, service: str, enti
             "name": f"Darkstar {site_name or site_id}",
             "manufacturer": "Darkstar",
             "model": "local-first energy agent",
+            "sw_version": darkstar_version(),
         },
         "availability": [
             {"topic": f"{root}{service}/status", "payload_available": STATUS_ONLINE,
              "payload_not_available": STATUS_OFFLINE}
         ],
-        "origin": {"name": "darkstar"},
+        "origin": {"name": "darkstar", "sw_version": darkstar_version()},
     }
     optional = {
         "state_topic": root + entity.state_topic if entity.state_topic else None,

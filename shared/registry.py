@@ -10,7 +10,10 @@ approved model yet. A worse (or equal) candidate is registered unapproved, with 
 so it can be inspected; consumers always load the newest *approved* model.
 
 Scores (lower is better): Antares -> realized money of the policy on the validation days
-(``policy_cost``); Aurora -> mean pinball loss on held-back days.
+(``policy_cost``, adjusted for the energy left in the battery); Aurora -> mean pinball loss on
+held-back days. A candidate may also have to stay under a ceiling (``max_score``): an Antares
+policy is approved only within a stated margin of the MPC's money on the same days, even when
+there is no approved policy yet.
 """
 
 from __future__ import annotations
@@ -72,11 +75,14 @@ class ModelRegistry:
         return self.store.latest_approved_model(kind, self.site_id)
 
     def submit(self, kind: str, model_id: str, artifact_path: str | Path, metrics: dict[str, Any], *,
-               score: float, current_score: float | None = None, run_id: str | None = None) -> Decision:
+               score: float, current_score: float | None = None, run_id: str | None = None,
+               max_score: float | None = None, max_score_reason: str = "") -> Decision:
         """Register a candidate; approve it only if ``score`` beats the approved model's.
 
         ``current_score``: the approved model's score on the *same* held-back data, measured by
         the caller; when not given, the score recorded with the approved model is used.
+        ``max_score``: a ceiling the candidate must not exceed whatever else is approved
+        (``max_score_reason`` says where it comes from).
         """
         if not Path(artifact_path).exists():
             raise FileNotFoundError(f"model artifact {artifact_path} does not exist")
@@ -86,7 +92,9 @@ class ModelRegistry:
         previous = current.model_id if current else None
         if current is not None and current.model_id == model_id:
             return Decision(current, True, "same model already approved", previous)
-        if current is None:
+        if max_score is not None and score > max_score:
+            approved, reason = False, f"score {score:.6g} above the ceiling {max_score:.6g} ({max_score_reason})"
+        elif current is None:
             approved, reason = True, "no approved model yet"
         else:
             ref = current_score if current_score is not None else current.metrics.get("score")

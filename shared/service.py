@@ -37,6 +37,7 @@ from shared.contracts import (
 )
 from shared.homeassistant import Entity, discovery_messages, status_entity
 from shared.mqtt import MqttClient
+from shared.version import darkstar_version
 
 log = logging.getLogger("darkstar.service")
 
@@ -286,7 +287,7 @@ class Service:
 
         @public.get("/healthz")
         def healthz() -> dict[str, Any]:
-            return {"status": "alive", "service": self.name, "site_id": self.site.site_id}
+            return {"status": "alive", "service": self.name, "site_id": self.site.site_id, "version": darkstar_version()}
 
         @public.get("/readyz")
         def readyz() -> JSONResponse:

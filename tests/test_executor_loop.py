@@ -320,9 +320,8 @@ def test_pause_shadow_and_quick_action_ttl() -> None:
 
 def test_threaded_runner_follows_commands_on_an_accelerated_clock() -> None:
     """run() on its own thread and event loop, as the thread-based service runtime will drive it."""
-    from shared.clock import SimClock
-
     from services.executor.loop import ThreadedExecutor
+    from shared.clock import SimClock
 
     async def body() -> None:
         clock = SimClock(START, accel=600.0)  # a 10 s tick every 1/60 s of wall time

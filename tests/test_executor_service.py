@@ -22,10 +22,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from services.demo.simulator import InverterSimulator
 from services.executor.modbus.profile import load_profile
 from services.executor.modbus.transport import ModbusInverter
 from services.executor.service import ExecutorService
-from services.demo.simulator import InverterSimulator
 from shared.clock import SimClock
 from shared.config import ModbusConfig, SiteConfig
 from shared.contracts import (

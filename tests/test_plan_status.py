@@ -16,7 +16,7 @@ from shared.contracts import PlanMsg, decode, encode
 from shared.optimize import solve_plan
 from shared.optimize.inputs import inputs_from_recorded
 from shared.optimize.messages import plan_message
-from shared.optimize.solve import plan_status
+from shared.optimize.result import plan_status
 from shared.sitedata import load_site_data
 from shared.storage import Store
 

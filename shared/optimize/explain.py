@@ -14,7 +14,7 @@ from shared.modes import REASON_CODES as MODE_MAP
 if TYPE_CHECKING:
     from shared.optimize.inputs import PlanInputs
     from shared.optimize.model import Model
-    from shared.optimize.solve import PlanResult
+    from shared.optimize.result import PlanResult
 
 FLOW_EPS_KW = 0.01
 

@@ -10,7 +10,6 @@ import ast
 import operator
 from typing import Any, Callable
 
-
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
