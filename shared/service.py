@@ -79,8 +79,6 @@ class Service:
     name: ClassVar[str] = "service"
     # kind -> max age (s) before the input counts as stale for /readyz; None: used when present
     inputs: ClassVar[dict[str, float | None]] = {}
-    # what this build does not do yet; /readyz says so instead of pretending
-    not_implemented: ClassVar[list[str]] = []
     tick_s: ClassVar[float | None] = None
     uses_store: ClassVar[bool] = True
 
@@ -303,7 +301,6 @@ class Service:
             else:
                 inputs[kind] = f"fresh: {int((now - seen).total_seconds())} s ago"
         checks["inputs"] = inputs
-        checks["not_implemented"] = list(self.not_implemented)
         return ok, checks
 
     def build_app(self) -> FastAPI:

@@ -64,7 +64,6 @@ REPORTED_ALARMS = (
 class ExecutorService(Service):
     name: ClassVar[str] = "executor"
     inputs: ClassVar[dict[str, float | None]] = {"plan": None}
-    not_implemented: ClassVar[list[str]] = []
 
     def __init__(
         self,
@@ -133,7 +132,6 @@ class ExecutorService(Service):
             publish_state=self._publish_state,
             publish_observation=self._publish_observation,
             log_execution=self._log_execution,
-            report_error=self._loop_error,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -177,9 +175,6 @@ class ExecutorService(Service):
             why = f"alarm {alarm} raised; mode {msg.mode}. {reason}".strip()
             self.report_error(f"executor/{alarm}", why, None)
         self._reported_alarms = raised
-
-    def _loop_error(self, who: str, what: str, why: str, excerpt: str | None = None) -> None:
-        self.report_error(what, why, excerpt)
 
     def _log_execution(self, row: dict[str, Any]) -> None:
         if self.store is None:
