@@ -128,6 +128,10 @@ class Service:
     def extra_routes(self, router: APIRouter, admin: APIRouter) -> None:
         """Add service-specific public and admin routes."""
 
+    def register_commands(self) -> None:
+        """Register the command handlers (``register_command``); called before connecting, so a
+        command delivered at once (a retained or queued QoS-1 message) finds its handler."""
+
     def on_start(self) -> None:
         """After the MQTT client started."""
 
@@ -138,6 +142,7 @@ class Service:
     def start(self) -> None:
         self.started_at = datetime.now(timezone.utc)
         self._stop.clear()
+        self.register_commands()
         for kind in self.subscriptions():
             self._subscribe(kind, shared=True)
         self._subscribe("context", shared=False)  # every replica needs the context

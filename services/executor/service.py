@@ -96,8 +96,6 @@ class ExecutorService(Service):
         self.disabled_why: str | None = None
         self._reported_alarms: set[str] = set()
         self.energy_totals: EnergyTotalsMsg | None = None
-        for action in ACTIONS:  # before start(): a command arriving at connect gets its handler
-            self.register_command(action, self._command_handler(action))
         self.ev = EvWiring(self)  # EV chargers (evs[].charger): their own loop beside the inverter's
         if site.battery is None:
             self.disabled_why = "no battery in the site configuration: nothing to control"
@@ -133,6 +131,10 @@ class ExecutorService(Service):
             publish_observation=self._publish_observation,
             log_execution=self._log_execution,
         )
+
+    def register_commands(self) -> None:
+        for action in ACTIONS:
+            self.register_command(action, self._command_handler(action))
 
     # ------------------------------------------------------------------ lifecycle
     def on_start(self) -> None:

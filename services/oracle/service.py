@@ -28,9 +28,11 @@ class OracleService(Service):
     inputs: ClassVar[dict[str, float | None]] = {"observations": None, "plan": None}
     tick_s: ClassVar[float | None] = 300.0
 
+    def register_commands(self) -> None:
+        self.register_command("run", self._cmd_run)
+
     def on_start(self) -> None:
         self.last_day_done: date | None = None
-        self.register_command("run", self._cmd_run)
 
     # ------------------------------------------------------------------ work
 

@@ -52,8 +52,10 @@ class TrainerService(Service):
         return ModelRegistry(self.store, self.site.site_id, self.site.trainer.model_dir)
 
     # ------------------------------------------------------------------ lifecycle
-    def on_start(self) -> None:
+    def register_commands(self) -> None:
         self.register_command("retrain", self._cmd_retrain)
+
+    def on_start(self) -> None:
         self._relativize_registry()
         self.last_run_at = self._last_recorded_run()
         if self.last_run_at is None and not self.site.trainer.train_on_start:
