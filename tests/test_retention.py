@@ -65,3 +65,21 @@ def test_retention_downsamples_prunes_and_aggregates_only_what_is_old(store: Sto
     # the next night touches only the new day, and a second run the same night changes nothing
     again = apply_retention(store.engine, site_id, now, WINDOWS)
     assert again.deleted == {"execution_log": 0, "plan_slots": 0, "forecasts": 0, "events": 0}
+
+
+def test_the_trainer_runs_retention_once_a_night_after_the_configured_time(tmp_path):
+    from services.trainer.service import TrainerService
+    from tests.conftest import make_site
+
+    site = make_site(tmp_path, {"embedded": False, "host": "127.0.0.1", "port": 1883})  # Europe/Stockholm
+    store = Store.open(site.database.url.get_secret_value())
+    trainer = TrainerService(site, store=store)
+    try:
+        assert not trainer.retention_if_due(datetime(2026, 3, 2, 2, 0, tzinfo=UTC))  # 03:00 local: too early
+        assert trainer.retention_if_due(datetime(2026, 3, 2, 2, 45, tzinfo=UTC))  # 03:45 local
+        assert not trainer.retention_if_due(datetime(2026, 3, 2, 20, 0, tzinfo=UTC))  # same local day
+        assert trainer.retention_if_due(datetime(2026, 3, 3, 3, 0, tzinfo=UTC))  # next night
+        ev = m.Event.__table__
+        assert _count(store, ev, ev.c.site_id == site.site_id, ev.c.kind == "retention") == 2
+    finally:
+        store.close()

@@ -56,9 +56,24 @@ class TrainerService(Service):
     def on_start(self) -> None:
         self.register_command("retrain", self._cmd_retrain)
         self._relativize_registry()
+        self._timescale_policies()
         self.last_run_at = self._last_recorded_run()
         if self.last_run_at is None and not self.site.trainer.train_on_start:
             self.last_run_at = self.clock.now()  # first scheduled run one interval after start
+
+    def _timescale_policies(self) -> None:
+        """Compression policies on TimescaleDB hypertables (nothing on other databases)."""
+        if self.store is None or not self.site.database.retention.enabled:
+            return
+        from shared.storage.retention import timescale_policies
+
+        try:
+            tables = timescale_policies(self.store.engine)
+        except Exception:  # noqa: BLE001 - compression is an optimisation, not a reason to stop
+            log.exception("trainer: could not add TimescaleDB compression policies")
+            return
+        if tables:
+            log.info("TimescaleDB compression policies on %s", ", ".join(tables))
 
     def _relativize_registry(self) -> None:
         """Older registry rows hold absolute paths: make them relative to the models directory."""
