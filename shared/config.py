@@ -1,5 +1,8 @@
 """Site configuration: one YAML file per site plus environment overrides.
 
+Over 500 lines: the whole site schema in one file, so a key path in an error message or the docs
+is found in one place; each section is a small pydantic model.
+
 Environment variables override YAML keys: ``DARKSTAR__MQTT__HOST=broker`` sets ``mqtt.host``
 (prefix ``DARKSTAR__``, ``__`` between levels, values parsed as YAML scalars). A bad config
 fails at start-up with :class:`ConfigError`, whose message names the file, the key path and
