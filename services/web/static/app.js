@@ -20,6 +20,7 @@
     try { data = text ? JSON.parse(text) : null; } catch (e) { data = { detail: text }; }
     if (!res.ok) {
       let detail = data && data.detail;
+      if (detail && detail.errors) detail = Object.entries(detail.errors).map(([k, v]) => `${k}: ${v}`).join("; ");
       if (Array.isArray(detail)) detail = detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
       const err = new Error(detail || res.statusText); err.status = res.status; throw err;
     }
@@ -332,10 +333,62 @@
       refreshAll = () => { refresh(); loadLog(); loadBlocks(); };
       return Promise.all([loadOverview().then(showState), loadLog(), loadBlocks()]);
     },
+    settings() {
+      const form = $("#settings");
+      if (!form) return Promise.resolve();
+      const inputs = [...form.querySelectorAll("[name]")];
+      const changes = () => Object.fromEntries(inputs.filter((i) => i.value !== i.dataset.initial).map((i) => [i.name, i.value]));
+      const status = $("#settings-status");
+      state.dirty = false;
+      const showErrors = (errors) => {
+        form.querySelectorAll(".field .error").forEach((e) => e.remove());
+        for (const [path, why] of Object.entries(errors || {})) {
+          const field = form.querySelector(`.field[data-path="${CSS.escape(path)}"]`) || form.querySelector(".field");
+          const el = document.createElement("div"); el.className = "error"; el.textContent = field.dataset.path === path ? why : `${path}: ${why}`;
+          field.appendChild(el);
+        }
+      };
+      const check = debounce(async () => {
+        const c = changes();
+        state.dirty = Object.keys(c).length > 0;
+        inputs.forEach((i) => i.closest(".field").classList.toggle("changed", i.value !== i.dataset.initial));
+        $("#revert").disabled = !state.dirty;
+        if (!state.dirty) { $("#save").disabled = true; showErrors({}); $("#diff-card").hidden = true; status.textContent = ""; return; }
+        const r = await api("/api/settings/check", { method: "POST", json: { changes: c } });
+        showErrors(r.errors);
+        $("#save").disabled = !r.valid;
+        $("#diff-card").hidden = !r.diff; $("#diff").textContent = r.diff;
+        status.className = r.valid ? "" : "err";
+        status.textContent = r.valid ? `${Object.keys(c).length} change(s), valid; not saved yet` : "Fix the marked values before saving.";
+        state.checked = (state.checked || 0) + 1;
+      }, 250);
+      inputs.forEach((i) => i.addEventListener("input", check));
+      $("#revert").addEventListener("click", () => { inputs.forEach((i) => { i.value = i.dataset.initial; }); check(); });
+      form.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        status.className = ""; status.textContent = "saving…";
+        try {
+          const r = await api("/api/settings", { method: "POST", json: { changes: changes() } });
+          inputs.forEach((i) => { i.dataset.initial = i.value; });
+          state.dirty = false; $("#save").disabled = true; $("#revert").disabled = true;
+          inputs.forEach((i) => i.closest(".field").classList.remove("changed"));
+          status.className = "ok";
+          status.textContent = `Saved (backup ${r.backup}).` + (r.applied_to.length ? ` Applied to ${r.applied_to.join(", ")}` : "") +
+            (r.replan ? (r.replan.status === "ok" ? "; replanned." : `; replan: ${r.replan.error}.`) : ".") +
+            (r.restart_needed_for.length ? ` Restart needed for: ${r.restart_needed_for.join(", ")}.` : "");
+          state.saved = r;
+        } catch (e) {
+          status.className = "err";
+          if (e.status === 401 || e.status === 403) status.textContent = "Refused: sign in as admin first.";
+          else status.textContent = `Not saved: ${e.message}`;
+        }
+      });
+      window.addEventListener("beforeunload", (ev) => { if (state.dirty) { ev.preventDefault(); ev.returnValue = ""; } });
+      return loadOverview();
+    },
   };
   state.ready = (pages[body.dataset.page] ? pages[body.dataset.page]() : loadOverview())
     .then(() => { state.loaded = true; })
     .catch((e) => { console.warn("load failed", e); state.loadError = String(e); });
   connect();
-  if (body.dataset.page === "settings" && window.darkstarSettings) window.darkstarSettings(state);
 })();
