@@ -250,16 +250,20 @@
       ]));
       state.charts.push(makeChart($("#chart-soc"), SOC, small ? 150 : 170, [
         xAxis, { scale: "%", label: "SoC %", size: 46 },
-        { scale: "%", side: 1, size: 52, values: (u, splits) => splits.map(() => ""), grid: { show: false } },
+        { scale: "%", side: 1, size: 52, label: "%", values: (u, splits) => splits.map(() => ""), grid: { show: false } },
       ], []));
       new ResizeObserver(debounce(() => state.charts.forEach((u) => u.setSize({ width: u.root.parentElement.clientWidth, height: u.height })), 100))
         .observe($("#chart-power"));
     }
+    const first = !state.range;
     const keep = state.range;
     state.charts[0].setData(columns(d, POWER), !keep);
     state.charts[1].setData(columns(d, SOC), !keep);
     if (keep) setRange(keep[0], keep[1]);
+    else if (first && $("#chart-power").clientWidth < 600) setRange(d.now - 6 * 3600, d.now + 18 * 3600);  // a phone starts on the next day
     state.lastChartMs = performance.now() - (sinceEvent || started);
+    state.lastChartAt = performance.timeOrigin + performance.now();  // epoch ms, for the benchmark
+    if (!state.firstChartMs) state.firstChartMs = performance.now();  // since navigation start
     state.chartVersion = (state.chartVersion || 0) + 1;
     state.planId = d.plan_id;
   }
@@ -270,7 +274,7 @@
       $("#zoom-in").onclick = () => zoomBy(0.5);
       $("#zoom-out").onclick = () => zoomBy(2);
       $("#zoom-reset").onclick = () => { const d = state.chartData; state.range = null; setRange(d.x[0], d.x[d.x.length - 1]); state.range = null; };
-      const chart = debounce((t) => loadChart(t).catch(console.warn), 150);
+      const chart = debounce((t) => loadChart(t).catch(console.warn), 50);  // prices+forecast+plan often come together
       const cards = debounce(() => loadOverview().catch(console.warn), 300);
       on("plan", (_d, t) => { chart(t); cards(); });
       on("forecast", (_d, t) => chart(t));
@@ -287,13 +291,14 @@
         showFlow(n.flow);
       };
       const refresh = debounce(async () => { const o = await loadOverview(); showState(o); }, 200);
-      const loadLog = debounce(async () => {
+      const fetchLog = async () => {
         const log = await api("/api/executor/log?hours=24");
         $("#exlog tbody").innerHTML = log.rows.map((r) => `<tr><td><span class="light ${r.success ? "ok" : "err"}" title="${r.success ? "ok" : esc(r.error || "failed")}"></span></td>` +
           `<td>${esc(localTime(r.ts))}</td><td>${esc(r.mode)}</td><td>${esc(r.planned_mode || "")}</td><td>${fmt(r.commanded_battery_kw)}</td>` +
           `<td>${fmt(r.measured_battery_kw)}</td><td>${r.measured_soc_frac == null ? "–" : fmt(100 * r.measured_soc_frac, 0) + " %"}</td>` +
           `<td>${esc(r.override_kind || "")}</td></tr>`).join("") || "<tr><td colspan=8>no writes yet</td></tr>";
-      }, 1000);
+      };
+      const loadLog = debounce(fetchLog, 1000);
       const loadBlocks = async () => {
         const b = await api("/api/manual-blocks");
         $("#blocks").innerHTML = b.blocks.map((x) => `<li>${esc(x.action)}: ${esc(localTime(x.start))} → ${esc(localTime(x.end))}</li>`).join("") || "<li class=muted>none in the plan</li>";
@@ -331,7 +336,7 @@
       });
       on("executor_state", refresh); on("telemetry", refresh); on("plan", loadBlocks); on("executor_state", loadLog);
       refreshAll = () => { refresh(); loadLog(); loadBlocks(); };
-      return Promise.all([loadOverview().then(showState), loadLog(), loadBlocks()]);
+      return Promise.all([loadOverview().then(showState), fetchLog(), loadBlocks()]);
     },
     settings() {
       const form = $("#settings");
