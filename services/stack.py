@@ -102,6 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="demo: recorded site data to replay (default: the SE4 home)")
     parser.add_argument("--accel", type=float, default=60.0, help="demo: simulated seconds per real second")
     parser.add_argument("--start", default=None, help="demo: simulated start time (default 2025-08-15T06:00+02:00)")
+    parser.add_argument("--ev", action="store_true",
+                        help="demo: add a car on a simulated OCPP charge point (plugs in 18:00, leaves 07:00, wants 80 %%)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if args.demo:
         from services.demo.run import Demo
 
-        runner = Demo(site, Stack, args.data, args.start, args.accel, site_path=args.site or DEFAULT_SITE)
+        runner = Demo(site, Stack, args.data, args.start, args.accel, site_path=args.site or DEFAULT_SITE, ev=args.ev)
         stack = runner.stack
         site = runner.site
     else:
@@ -127,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
     if args.demo:
         print(f"Demo: simulated site {site.site_id} from {runner.sim_time:%Y-%m-%d %H:%M} UTC at {args.accel:g}x, "
               f"inverter simulator on Modbus TCP 127.0.0.1:{site.executor.modbus.port}", file=sys.stderr)
+        if args.ev:
+            print(f"Demo EV: simulated OCPP charge point {site.evs[0].charger.identity} on "
+                  f"ws://127.0.0.1:{site.executor.ocpp.port}/{site.executor.ocpp.path}/", file=sys.stderr)
     print(f"Darkstar is up for site {site.site_id}: web app http://{site.http.host}:{ports['dashboard']}", file=sys.stderr)
     if args.demo:
         print(f"  sign in to act with the admin token in {runner.workdir / 'admin_token'}", file=sys.stderr)
