@@ -89,9 +89,11 @@ class ForecasterService(Service):
         return self._world
 
     # ------------------------------------------------------------------ lifecycle
-    def on_start(self) -> None:
+    def register_commands(self) -> None:
         self.register_command("retrain", lambda msg: self._cmd_retrain(msg))
         self.register_command("refresh", lambda msg: self._cmd_refresh(msg))
+
+    def on_start(self) -> None:
         self._load_saved_model()
         threading.Thread(target=self._safe_tick, name="forecaster-first", daemon=True).start()
 
@@ -287,7 +289,10 @@ class ForecasterService(Service):
                 return
             from shared.forecast.models import ForecastModels  # only when there is a model to load
 
-            self.models = ForecastModels.load(rec.artifact_path)
+            from shared.registry import resolve_artifact
+
+            # the registry's files live in the trainer's models directory (one volume shared by both)
+            self.models = ForecastModels.load(resolve_artifact(self.site.trainer.model_dir, rec.artifact_path))
             self.registry_model_id = rec.model_id
             log.info("loaded approved registry model %s (%s)", rec.model_id, self.models.model_id)
         except Exception as err:  # noqa: BLE001 - a bad registry entry keeps the current model
