@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from ha_core import HACore, ha_core, ha_site, home  # noqa: F401 - session fixtures
+from ha_core import HACore, ha_site
 
 from shared.ha.history import counter_energy_kwh, step_energy_kwh
 from shared.slots import local_day_bounds
