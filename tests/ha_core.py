@@ -107,10 +107,10 @@ class HACore:
             time.sleep(0.5)
         raise RuntimeError(f"Home Assistant did not answer on {self.url} within {timeout_s:g} s")
 
-    def stop(self, crash: bool = False) -> None:
-        """Shut HA down (SIGTERM, as a service manager does) or kill it (``crash``: power cut, OOM)."""
+    def stop(self) -> None:
+        """Shut HA down with SIGTERM, as a service manager does (it saves its .storage first)."""
         if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL if crash else signal.SIGTERM)
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(60)
             except subprocess.TimeoutExpired:

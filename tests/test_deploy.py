@@ -45,6 +45,8 @@ SITE_ID = "se4-home"
 # "the service named in the topic itself" (its status, its command replies); "services" means any service.
 OWNERS: dict[str, str | set[str]] = {
     "prices": {"forecaster"},
+    "price_now": {"forecaster"},
+    "energy_totals": {"executor"},
     "weather": {"forecaster"},
     "forecast": {"forecaster"},
     "observations": {"forecaster"},
