@@ -8,6 +8,7 @@ the reason, and never echoes a secret.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import time
@@ -238,6 +239,27 @@ class MQTTConfig(_Strict):
     base_topic: str = Field("darkstar", pattern=r"^[A-Za-z0-9_\-/]+$")
     discovery_prefix: str = "homeassistant"
     share_group: str | None = Field(None, description="MQTT 5 shared-subscription group for fleet replicas")
+    credentials_file: Path = Field(Path("var/mqtt-credentials.json"),
+                                   description="per-service passwords for the embedded broker, generated, owner-only")
+    allow_insecure_lan: bool = Field(False, description="let the embedded broker listen beyond loopback without TLS")
+
+    @model_validator(mode="after")
+    def _safe_bind(self) -> MQTTConfig:
+        if self.embedded and not _is_loopback(self.host) and not self.tls and not self.allow_insecure_lan:
+            raise ValueError(f"the embedded broker would listen on {self.host} without TLS: use 127.0.0.1, "
+                             "set tls (with certfile/keyfile) or allow_insecure_lan: true")
+        if self.embedded and self.tls and not (self.certfile and self.keyfile):
+            raise ValueError("an embedded broker with tls needs certfile and keyfile")
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class UserConfig(_Strict):
