@@ -3,7 +3,7 @@
     nice uv run python benchmarks/antares.py --homes 1 2 3 4 5 [--from 2016-08-03 --to 2017-07-30] [--out FILE]
 
 For each CityLearn 2022 home (``examples/citylearn-home.yaml`` with
-``../shared/data/citylearn-2022/building_N.csv.gz``; home 4 has 5 kWp PV) it records the MPC
+``examples/data/citylearn_building_N.csv.gz``; home 4 has 5 kWp PV) it records the MPC
 episodes, trains Antares v1 (time-based split, last 20 % of the days validate), replays the
 validation days with the policy, the MPC and the oracle, and times one decision (features +
 two LightGBM predictions) over 2000 calls. One JSON line per home on stdout (and ``--out``).
@@ -26,8 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from services.batch_cli import progress_bar
 from shared.antares.training import train_antares
-from shared.backtest import stderr_progress
 from shared.config import PVArrayConfig, PVConfig, load_site_config
 from shared.sitedata import load_site_data
 
@@ -52,7 +52,7 @@ def main() -> int:
     ap.add_argument("--homes", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     ap.add_argument("--from", dest="date_from", default="2016-08-03")
     ap.add_argument("--to", dest="date_to", default="2017-07-30")
-    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "citylearn-2022")
+    ap.add_argument("--data-dir", type=Path, default=ROOT / "examples" / "data")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--cache-dir", type=Path, default=None, help="keep the replayed days here (episode cache)")
     ap.add_argument("--weekly", action="store_true",
@@ -64,7 +64,7 @@ def main() -> int:
         if home == 4:
             site = base.model_copy(update={"pv": PVConfig(arrays=[PVArrayConfig(name="roof", kwp=5.0, tilt_deg=20,
                                                                                   azimuth_deg=180)])})
-        frame = load_site_data(args.data_dir / f"building_{home}.csv.gz").frame
+        frame = load_site_data(args.data_dir / f"citylearn_building_{home}.csv.gz").frame
         date_from, date_to = date.fromisoformat(args.date_from), date.fromisoformat(args.date_to)
         first: dict = {}
         with tempfile.TemporaryDirectory() as tmp:
@@ -72,11 +72,11 @@ def main() -> int:
             if args.weekly:
                 t0 = time.perf_counter()
                 before = train_antares(frame, site, date_from, date_to - timedelta(days=7), model_dir=tmp,
-                                       cache_dir=cache, progress=stderr_progress(f"home {home} (first)"))
+                                       cache_dir=cache, progress=progress_bar(f"home {home} (first)"))
                 first = {"first_run_s": round(time.perf_counter() - t0, 1), "first_run_timings_s": before.timings_s}
             t0 = time.perf_counter()
             report = train_antares(frame, site, date_from, date_to, model_dir=tmp, cache_dir=cache,
-                                   progress=stderr_progress(f"home {home}"))
+                                   progress=progress_bar(f"home {home}"))
             total_s = time.perf_counter() - t0
         doc = report.to_dict()
         row = {"home": home, "from": args.date_from, "to": args.date_to, "split": doc["split"],

@@ -27,11 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from services.demo.simulator import InverterSimulator  # noqa: E402
 from services.executor.control import ControlSettings  # noqa: E402
-from services.executor.inverter import ModbusInverter  # noqa: E402
 from services.executor.loop import ExecutorLoop  # noqa: E402
-from services.executor.profile import load_profile  # noqa: E402
-from services.executor.simulator import InverterSimulator, ManualClock  # noqa: E402
+from services.executor.modbus.profile import load_profile  # noqa: E402
+from services.executor.modbus.transport import ModbusInverter  # noqa: E402
+from shared.clock import ManualClock  # noqa: E402
 from shared.config import ModbusConfig, load_site_config  # noqa: E402
 from shared.contracts import CostBreakdown, PlanMsg, PlanSlot, SolverStats  # noqa: E402
 from shared.sitedata import load_site_data  # noqa: E402

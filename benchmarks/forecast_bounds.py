@@ -53,12 +53,12 @@ from shared.forecast.solar import pv_physical_kw, solar_geometry
 from shared.sitedata import load_site_data
 from shared.slots import SLOT
 
-DATA = ROOT.parent / "shared" / "data"
+DATA = ROOT / "examples" / "data"
 HOMES = {
-    **{str(i): (f"citylearn-2022/building_{i}.csv.gz",
+    **{str(i): (f"citylearn_building_{i}.csv.gz",
                 "citylearn-home4.yaml" if i == 4 else "citylearn-home.yaml",
                 date(2017, 2, 1), date(2017, 7, 30)) for i in range(1, 6)},
-    "se4": ("se4-home/se4_home_2025-07_2025-10.csv.gz", "se4-home.yaml", date(2025, 8, 1), date(2025, 10, 30)),
+    "se4": ("se4_home_2025-07_2025-10.csv.gz", "se4-home.yaml", date(2025, 8, 1), date(2025, 10, 30)),
 }
 
 

@@ -5,7 +5,7 @@
     uv run python benchmarks/timemachine.py homes --from 2016-10-01 --to 2016-10-28 --forecast aurora
     uv run python benchmarks/timemachine.py se4 --forecast aurora
 
-Data: ``../shared/data`` (CityLearn 2022 homes 1-5 with examples/citylearn-home.yaml, home 4 with
+Data: ``examples/data`` (CityLearn 2022 homes 1-5 with examples/citylearn-home.yaml, home 4 with
 5 kWp; the SE4 home with examples/se4-home.yaml). One JSON document per run on stdout;
 progress on stderr. Run with ``nice``, one at a time: the machine is shared.
 """
@@ -23,10 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DATA = ROOT.parent / "shared" / "data"
+DATA = ROOT / "examples" / "data"
 CL_SITE = ROOT / "examples" / "citylearn-home.yaml"
 SE4_SITE = ROOT / "examples" / "se4-home.yaml"
-SE4_DATA = DATA / "se4-home" / "se4_home_2025-07_2025-10.csv.gz"
+SE4_DATA = DATA / "se4_home_2025-07_2025-10.csv.gz"
 
 
 def citylearn_home(home: int):
@@ -38,7 +38,7 @@ def citylearn_home(home: int):
     arrays = [a.model_copy(update={"kwp": kwp}) for a in site.pv.arrays]
     site = site.model_copy(update={"site_id": f"citylearn-home-{home}", "name": f"CityLearn 2022 home {home}",
                                    "pv": site.pv.model_copy(update={"arrays": arrays})})
-    return site, load_site_data(DATA / "citylearn-2022" / f"building_{home}.csv.gz").frame
+    return site, load_site_data(DATA / f"citylearn_building_{home}.csv.gz").frame
 
 
 def machine() -> dict:
@@ -48,13 +48,13 @@ def machine() -> dict:
 
 
 def cmd_oracle_year(args) -> dict:
-    from shared.backtest import stderr_progress
+    from services.batch_cli import progress_bar
     from shared.oracle import oracle_range
 
     site, frame = citylearn_home(args.home)
     t0 = time.perf_counter()
     r = oracle_range(frame, site, date.fromisoformat(args.date_from), date.fromisoformat(args.date_to),
-                     progress=stderr_progress("oracle"))
+                     progress=progress_bar("oracle"))
     doc = r.to_dict(site)
     doc.pop("per_day")
     doc["wall_s"] = round(time.perf_counter() - t0, 2)
@@ -62,14 +62,15 @@ def cmd_oracle_year(args) -> dict:
 
 
 def _backtest(site, frame, args, date_from: str, date_to: str) -> dict:
-    from shared.backtest import run_backtest, stderr_progress
+    from services.batch_cli import progress_bar
+    from shared.backtest import run_backtest
 
     if args.no_stability:  # sensitivity: the planner without its anti-flip-flop costs
         site = site.model_copy(update={"planner": site.planner.model_copy(
             update={"setpoint_change_cost_per_kw": 0.0, "mode_switch_cost": 0.0})})
     kwargs = {"retrain_days": args.retrain_days} if args.forecast == "aurora" else {}
     r = run_backtest(frame, site, date.fromisoformat(date_from), date.fromisoformat(date_to), forecast=args.forecast,
-                     replan_minutes=args.replan_minutes, progress=stderr_progress(site.site_id), forecast_kwargs=kwargs)
+                     replan_minutes=args.replan_minutes, progress=progress_bar(site.site_id), forecast_kwargs=kwargs)
     doc = r.to_dict()
     per_day = doc.pop("per_day")
     doc["per_month"] = per_month(per_day)

@@ -22,11 +22,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "env-episode": ("services.trainer.env_cli", "run one Gym environment episode"),
     "whatif": ("services.oracle.whatif_cli", "what-if analyses (export)"),
     "db": ("shared.storage.cli", "database migrations (upgrade, downgrade, current)"),
+    "backup": ("shared.storage.backup_cli", "back up the database, models directory and site file to one file"),
+    "restore": ("shared.storage.backup_cli", "restore a backup into an empty SQLite, MariaDB or PostgreSQL database"),
 }
+
+# Commands that check everything a start needs (config, inverter profile, ports) before starting.
+PREFLIGHT_COMMANDS = ("up", "plan")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from shared.version import darkstar_version
+
     parser = argparse.ArgumentParser(prog="darkstar", description="Darkstar local-first energy agent")
+    parser.add_argument("--version", action="version", version=f"darkstar {darkstar_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     argv = sys.argv[1:] if argv is None else argv
     wanted = argv[0] if argv and not argv[0].startswith("-") else None
@@ -49,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command in PREFLIGHT_COMMANDS:
+        from services.preflight import preflight_or_exit
+
+        preflight_or_exit(args)
     return int(modules[args.command].run(args) or 0)
 
 

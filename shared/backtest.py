@@ -14,7 +14,10 @@ Every ``replan_minutes`` the planner gets only what was knowable at that moment:
 Its plan is executed by :mod:`shared.simulator` against the measured load and PV until the
 next replan. The result is compared with the same house without a battery (``baseline``), a
 battery on a simple self-consumption rule (the planner's fallback rule) and the perfect
-hindsight :mod:`shared.oracle`, all priced by :func:`shared.cost.plan_cost`.
+hindsight :mod:`shared.oracle`, all priced by :func:`shared.cost.plan_cost`. Every battery
+strategy starts from the same SoC; the energy each leaves at the end is valued by the one rule
+of :mod:`shared.cost` (:func:`shared.cost.adjusted_money`), and the captured fractions are on
+these adjusted costs. A range with a slot without measured load/PV is refused.
 
 Battery and PV only (see :func:`shared.oracle.battery_pv_site`). Deterministic: the same
 inputs give the same numbers (single-threaded HiGHS, LightGBM with fixed seeds).
@@ -22,26 +25,22 @@ inputs give the same numbers (single-threaded HiGHS, LightGBM with fixed seeds).
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from shared.config import SiteConfig
-from shared.cost import CostBreakdown, plan_cost
+from shared.cost import CostBreakdown, adjusted_money, captured_frac, end_soc_value, plan_cost
+from shared.forecast.replay import AuroraForecast, ForecastKind, make_forecaster
 from shared.oracle import Actuals, actuals, battery_pv_site, capacity_state_before, oracle_range, range_index
+from shared.progress import Progress
 from shared.simulator import Rule, money, no_battery_flows, replay
 from shared.slots import SLOT, local_day_bounds
 from shared.tariff import PriceError, price_curve_from_data, priced_slots
-
-ForecastKind = Literal["perfect", "naive", "aurora"]
-Progress = Callable[[int, int, str], None]
-
 
 # --------------------------------------------------------------------------- what is knowable
 
@@ -59,172 +58,6 @@ def prices_known_until(now: pd.Timestamp, site: SiteConfig) -> pd.Timestamp:
     published = local.time() >= auction
     last_day = today + timedelta(days=1) if published else today
     return local_day_bounds(last_day, site.tz)[1]
-
-
-# --------------------------------------------------------------------------- forecasts
-
-
-class Forecaster:
-    """Load/PV forecast for the slots of ``index`` as known at ``now`` (= index[0])."""
-
-    name: str = ""
-    notes: list[str]
-
-    def __init__(self) -> None:
-        self.notes = []
-
-    def forecast(self, now: pd.Timestamp, index: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
-
-
-class PerfectForecast(Forecaster):
-    name = "perfect"
-
-    def __init__(self, frame: pd.DataFrame) -> None:
-        super().__init__()
-        self.load = frame["load_kw"]
-        self.pv = frame["pv_kw"]
-
-    def forecast(self, now: pd.Timestamp, index: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
-        # measured gaps count as 0, as in the simulator (shared.oracle.actuals)
-        return (np.nan_to_num(self.load.reindex(index).to_numpy(dtype=float)),
-                np.nan_to_num(self.pv.reindex(index).to_numpy(dtype=float)))
-
-
-class NaiveForecast(Forecaster):
-    """The same slot on the most recent earlier day whose value was measured before ``now``
-    (then one more day back while it is missing, up to a week; 0 when nothing was ever measured)."""
-
-    name = "naive"
-
-    def __init__(self, frame: pd.DataFrame) -> None:
-        super().__init__()
-        self.load = frame["load_kw"]
-        self.pv = frame["pv_kw"]
-
-    def forecast(self, now: pd.Timestamp, index: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
-        day = pd.Timedelta(days=1)
-        # days back so that the source slot lies strictly before now
-        back = ((index - now) // day + 1).astype(int)
-        out = []
-        for series in (self.load, self.pv):
-            values = np.full(len(index), np.nan)
-            for extra in range(8):
-                todo = ~np.isfinite(values)
-                if not todo.any():
-                    break
-                src = index[todo] - (back[todo] + extra) * day
-                values[todo] = series.reindex(src).to_numpy(dtype=float)
-            missing = ~np.isfinite(values)
-            if missing.any():
-                values[missing] = 0.0
-            out.append(values)
-        return out[0], out[1]
-
-
-class AuroraForecast(Forecaster):
-    """Aurora models (shared.forecast) trained only on data before the issue time."""
-
-    name = "aurora"
-
-    def __init__(self, frame: pd.DataFrame, site: SiteConfig, retrain_days: int = 7, forecast_every_hours: int = 6,
-                 max_train_days: int = 120, min_train_days: int = 14, horizon_hours: int = 48,
-                 train_kwargs: dict[str, Any] | None = None) -> None:
-        super().__init__()
-        from shared.forecast.evaluate import weather_from_forecast_columns
-
-        self.frame = frame[["load_kw", "pv_kw"]]
-        self.weather = weather_from_forecast_columns(frame)
-        self.site = site
-        self.retrain = timedelta(days=retrain_days)
-        self.every = timedelta(hours=forecast_every_hours)
-        self.max_train = timedelta(days=max_train_days)
-        self.min_train = timedelta(days=min_train_days)
-        self.horizon = timedelta(hours=horizon_hours) + self.every
-        self.models = None
-        self.trained_at: pd.Timestamp | None = None
-        self.current: pd.DataFrame | None = None
-        self.issued_at: pd.Timestamp | None = None
-        self.naive = NaiveForecast(frame)
-        self.train_s: list[float] = []
-        self.forecast_s: list[float] = []
-        self.model_ids: list[str] = []
-        # lighter than the forecaster's nightly training so a year of weekly retraining stays in minutes
-        self.train_kwargs = {"issue_hours_local": (0, 12), "num_rounds": 120, "row_stride": 4, **(train_kwargs or {})}
-        if self.weather is None:
-            self.notes.append("aurora: no *_fc24h weather forecast columns; fallback models (calendar, lags, clear sky)")
-
-    def _train(self, now: pd.Timestamp) -> None:
-        from shared.forecast.models import ForecastModels
-
-        lo = now - self.max_train
-        hist = self.frame.loc[(self.frame.index >= lo) & (self.frame.index < now)]
-        w = None if self.weather is None else self.weather.loc[(self.weather.index >= lo) & (self.weather.index < now)]
-        t0 = time.perf_counter()
-        self.models = ForecastModels.train(hist, w, self.site, **self.train_kwargs)
-        self.train_s.append(time.perf_counter() - t0)
-        self.model_ids.append(self.models.model_id)
-        self.trained_at = now
-
-    def forecast(self, now: pd.Timestamp, index: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
-        from shared.forecast.features import HISTORY_DAYS_NEEDED
-
-        if now - self.frame.index[0] < self.min_train + timedelta(days=1):
-            note = f"aurora: naive forecast until {self.min_train.days} days of history exist"
-            if note not in self.notes:
-                self.notes.append(note)
-            return self.naive.forecast(now, index)
-        if self.models is None or now - self.trained_at >= self.retrain:
-            self._train(now)
-        covered = self.current is not None and index[-1] in self.current.index
-        if self.issued_at is None or now - self.issued_at >= self.every or not covered:
-            recent = self.frame.loc[(self.frame.index >= now - timedelta(days=HISTORY_DAYS_NEEDED)) & (self.frame.index < now)]
-            w = None
-            if self.weather is not None:
-                w = self.weather.loc[(self.weather.index >= now) & (self.weather.index < now + self.horizon + timedelta(hours=3))]
-            t0 = time.perf_counter()
-            self.current = self.models.forecast(now, self.horizon, w, recent)
-            self.forecast_s.append(time.perf_counter() - t0)
-            self.issued_at = now
-        fc = self.current.reindex(index)
-        return (np.nan_to_num(fc["load_p50_kw"].to_numpy(dtype=float)),
-                np.nan_to_num(fc["pv_p50_kw"].to_numpy(dtype=float)))
-
-
-def make_forecaster(kind: ForecastKind, frame: pd.DataFrame, site: SiteConfig, act: Actuals, **kwargs) -> Forecaster:
-    if kind == "perfect":
-        return PerfectForecast(frame)
-    if kind == "naive":
-        return NaiveForecast(frame)
-    if kind == "aurora":
-        return AuroraForecast(frame, site, **kwargs)
-    raise ValueError(f"--forecast: unknown kind {kind!r} (perfect, naive or aurora)")
-
-
-# --------------------------------------------------------------------------- progress
-
-
-def stderr_progress(label: str) -> Progress:
-    """A simple progress bar on stderr (redrawn in place on a terminal, every 5 % otherwise)."""
-    state = {"last": -1, "t0": time.perf_counter()}
-    tty = sys.stderr.isatty()
-
-    def show(done: int, total: int, what: str) -> None:
-        frac = done / max(total, 1)
-        pct = int(frac * 100)
-        if not tty and pct // 5 == state["last"] // 5 and done != total:
-            return
-        state["last"] = pct
-        elapsed = time.perf_counter() - state["t0"]
-        eta = elapsed / frac - elapsed if frac > 0 else 0.0
-        bar = "#" * int(frac * 30)
-        line = f"{label} [{bar:<30}] {pct:3d}% {what} {elapsed:5.0f}s eta {eta:5.0f}s"
-        sys.stderr.write(("\r" + line) if tty else (line + "\n"))
-        if tty and done == total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-    return show
 
 
 # --------------------------------------------------------------------------- the loop
@@ -262,37 +95,60 @@ class BacktestResult:
     replans: int
     solve_s_total: float
     fallback_plans: int
-    missing_slots: int
+    soc_start_kwh: float
     soc_end_kwh: float
     oracle_soc_end_kwh: float
+    rule_soc_end_kwh: float
+    end_soc_value_per_kwh: float  # shared.cost.stored_energy_value_per_kwh over the range
     notes: list[str] = field(default_factory=list)
     curves: dict[str, pd.Series] = field(default_factory=dict)
 
+    def adjusted(self, strategy: str) -> float:
+        """Money of ``strategy`` (realized, self_consumption, oracle, baseline) with its stored-energy
+        difference valued by the one rule (the baseline has no battery: nothing to adjust)."""
+        if strategy == "baseline":
+            return money(self.baseline)
+        cost, soc_end = {"realized": (self.realized, self.soc_end_kwh),
+                         "self_consumption": (self.self_consumption, self.rule_soc_end_kwh),
+                         "oracle": (self.oracle, self.oracle_soc_end_kwh)}[strategy]
+        return adjusted_money(money(cost), self.soc_start_kwh, soc_end, self.end_soc_value_per_kwh)
+
     @property
     def savings_captured_frac(self) -> float | None:
-        base, real, orc = money(self.baseline), money(self.realized), money(self.oracle)
-        if abs(base - orc) < 1e-9:
-            return None
-        return (base - real) / (base - orc)
+        return captured_frac(self.adjusted("baseline"), self.adjusted("realized"), self.adjusted("oracle"))
+
+    @property
+    def rule_captured_frac(self) -> float | None:
+        return captured_frac(self.adjusted("baseline"), self.adjusted("self_consumption"), self.adjusted("oracle"))
 
     def to_dict(self) -> dict[str, Any]:
         def r(x: float) -> float:
             return round(float(x), 6)
 
-        frac = self.savings_captured_frac
+        frac, rule_frac = self.savings_captured_frac, self.rule_captured_frac
+        socs = {"realized": self.soc_end_kwh, "self_consumption": self.rule_soc_end_kwh,
+                "oracle": self.oracle_soc_end_kwh}
         return {
             "site_id": self.site_id, "currency": self.currency, "forecast": self.forecast,
             "from": self.date_from.isoformat(), "to": self.date_to.isoformat(), "days": len(self.per_day),
             "replan_minutes": self.replan_minutes,
             "realized_cost": r(money(self.realized)), "baseline_cost": r(money(self.baseline)),
             "self_consumption_cost": r(money(self.self_consumption)), "oracle_cost": r(money(self.oracle)),
+            "realized_adjusted_cost": r(self.adjusted("realized")),
+            "self_consumption_adjusted_cost": r(self.adjusted("self_consumption")),
+            "oracle_adjusted_cost": r(self.adjusted("oracle")),
             "savings_captured_frac": None if frac is None else round(frac, 6),
+            "rule_captured_frac": None if rule_frac is None else round(rule_frac, 6),
+            "soc_start_kwh": r(self.soc_start_kwh), "rule_soc_end_kwh": r(self.rule_soc_end_kwh),
+            "end_soc_value_per_kwh": r(self.end_soc_value_per_kwh),
+            "end_soc_value": {k: r(end_soc_value(self.soc_start_kwh, v, self.end_soc_value_per_kwh))
+                              for k, v in socs.items()},
             "realized_import_kwh": r(self.realized.import_kwh), "realized_export_kwh": r(self.realized.export_kwh),
             "realized_capacity_cost": r(self.realized.capacity_cost), "realized_wear_cost": r(self.realized.wear_cost),
             "oracle_capacity_cost": r(self.oracle.capacity_cost),
             "soc_end_kwh": r(self.soc_end_kwh), "oracle_soc_end_kwh": r(self.oracle_soc_end_kwh),
             "replans": self.replans, "fallback_plans": self.fallback_plans,
-            "solve_s_total": round(self.solve_s_total, 3), "missing_slots": self.missing_slots,
+            "solve_s_total": round(self.solve_s_total, 3),
             "runtime_s": round(self.runtime_s, 3), "notes": self.notes, "per_day": self.per_day,
         }
 
@@ -311,8 +167,6 @@ def run_backtest(
 ) -> BacktestResult:
     """Closed-loop MPC over the local days ``date_from`` .. ``date_to`` (inclusive); see module doc."""
     from shared.optimize import PlanInputs, solve_plan
-    from shared.optimize.fallback import self_consumption_plan
-    from shared.optimize.inputs import apply_strategy
 
     t_start = time.perf_counter()
     if replan_minutes <= 0 or replan_minutes % 15:
@@ -373,8 +227,7 @@ def run_backtest(
 
     base_flows = no_battery_flows(act.load_kw, act.pv_kw, index, site)
     baseline = plan_cost(base_flows, act.prices, site)
-    sc_inputs = PlanInputs(index=index, load_kw=act.load_kw, pv_kw=act.pv_kw, prices=act.prices, soc_kwh=soc0)
-    sc_flows = self_consumption_plan(apply_strategy(sc_inputs, site)[0], site)
+    sc_flows = self_consumption_flows(act, site, soc0)
     self_consumption = plan_cost(sc_flows, act.prices, site)
     orc = oracle_range(frame, site, date_from, date_to, soc_kwh=soc0)
 
@@ -383,12 +236,16 @@ def run_backtest(
     days_base = daily_costs(base_flows, act.prices, site)
     days_sc = daily_costs(sc_flows, act.prices, site)
     days_orc = {d.day: d.oracle_cost for d in orc.days}
-    soc_end_by_day = flows["soc_kwh"].groupby(np.asarray(flows.index.tz_convert(site.tz).date)).last()
+    local_dates = np.asarray(flows.index.tz_convert(site.tz).date)
+    soc_end_by_day = flows["soc_kwh"].groupby(local_dates).last()
+    rule_soc_by_day = sc_flows["soc_kwh"].groupby(local_dates).last()
+    orc_soc_by_day = {d.day: d.soc_end_kwh for d in orc.days}
     for d in days_real:
         per_day.append({
             "date": d.isoformat(), "realized_cost": round(days_real[d], 6), "baseline_cost": round(days_base[d], 6),
             "self_consumption_cost": round(days_sc[d], 6), "oracle_cost": round(days_orc.get(d, float("nan")), 6),
-            "soc_end_kwh": round(float(soc_end_by_day[d]), 4),
+            "soc_end_kwh": round(float(soc_end_by_day[d]), 4), "rule_soc_end_kwh": round(float(rule_soc_by_day[d]), 4),
+            "oracle_soc_end_kwh": round(float(orc_soc_by_day.get(d, float("nan"))), 4),
         })
     notes = list(forecaster.notes) + list(orc.notes)
     if had_deferrable:
@@ -406,13 +263,19 @@ def run_backtest(
         site_id=site.site_id, currency=site.tariff.currency, forecast=forecast, date_from=date_from, date_to=date_to,
         replan_minutes=replan_minutes, flows=flows, prices=act.prices, realized=realized, baseline=baseline,
         self_consumption=self_consumption, oracle=orc.cost, per_day=per_day, runtime_s=time.perf_counter() - t_start,
-        replans=replans, solve_s_total=solve_s, fallback_plans=fallbacks, missing_slots=act.missing_slots,
-        soc_end_kwh=soc, oracle_soc_end_kwh=orc.days[-1].soc_end_kwh, notes=notes, curves=curves,
+        replans=replans, solve_s_total=solve_s, fallback_plans=fallbacks, soc_start_kwh=soc0,
+        soc_end_kwh=soc, oracle_soc_end_kwh=orc.soc_end_kwh, rule_soc_end_kwh=float(sc_flows["soc_kwh"].iloc[-1]),
+        end_soc_value_per_kwh=orc.value_per_kwh, notes=notes, curves=curves,
     )
 
 
-def parse_date(text: str) -> date:
-    try:
-        return datetime.strptime(text, "%Y-%m-%d").date()
-    except ValueError:
-        raise ValueError(f"not a date (YYYY-MM-DD): {text!r}") from None
+def self_consumption_flows(act: Actuals, site: SiteConfig, soc_kwh: float) -> pd.DataFrame:
+    """The simple rule on measured data (the planner's fallback: PV surplus charges, the battery covers
+    the load down to the reserve, never grid charging nor export from the battery)."""
+    from shared.optimize import PlanInputs
+    from shared.optimize.fallback import self_consumption_plan
+    from shared.optimize.inputs import apply_strategy
+
+    inputs = PlanInputs(index=act.index, load_kw=act.load_kw, pv_kw=act.pv_kw, prices=act.prices, soc_kwh=soc_kwh)
+    return self_consumption_plan(apply_strategy(inputs, site)[0], site)
+

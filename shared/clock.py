@@ -1,4 +1,5 @@
-"""Time source for services: the wall clock, or an accelerated simulated clock for the demo and replays."""
+"""Time source for services: the wall clock, an accelerated simulated clock for the demo and replays,
+or a manual clock moved step by step by tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -36,6 +37,33 @@ class SimClock(Clock):
     def now(self) -> datetime:
         with self._lock:
             return self.start + timedelta(seconds=(time.monotonic() - self._wall0) * self.accel)
+
+
+class ManualClock(Clock):
+    """Simulated time moved only by ``set``/``advance``: benchmarks and tests run as fast as the code allows."""
+
+    accel = float("inf")
+
+    def __init__(self, start: datetime):
+        if start.tzinfo is None:
+            raise ValueError("ManualClock start needs a UTC offset")
+        self.start = start.astimezone(timezone.utc)
+        self._now = self.start
+
+    def now(self) -> datetime:
+        return self._now
+
+    def set(self, ts: datetime) -> None:
+        if ts < self._now:
+            raise ValueError("simulated time cannot go backwards")
+        self._now = ts
+
+    def advance(self, seconds: float) -> datetime:
+        self.set(self._now + timedelta(seconds=seconds))
+        return self._now
+
+    def wall_seconds(self, sim_seconds: float) -> float:
+        return 0.0
 
 
 WALL_CLOCK = Clock()

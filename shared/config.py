@@ -9,17 +9,21 @@ the reason, and never echoes a secret.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 from datetime import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from shared.config_checks import cross_field_problems, unknown_key_message, yaml_key_lines
+
 ENV_PREFIX = "DARKSTAR__"
+log = logging.getLogger("darkstar.config")
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -126,6 +130,68 @@ class WaterHeaterConfig(_Strict):
     legionella_kwh: float = Field(3.0, ge=0)
 
 
+class ChargerFallbackConfig(_Strict):
+    """What the charger does when Darkstar cannot steer it (shut-down, lost connection, stale plan)."""
+
+    mode: Literal["current", "default"] = Field(
+        "current", description="current: charge at current_a (installed on the charger as its default "
+        "profile, so it holds without Darkstar); default: clear Darkstar's profile, the charger's own default applies")
+    current_a: float = Field(6.0, ge=0, description="per-phase current in fallback mode 'current'")
+
+
+class ChargerConfig(_Strict):
+    """The charger an EV is plugged into (``evs[].charger``); the executor drives it from the plan."""
+
+    type: Literal["ocpp", "evcc", "homeassistant", "none"] = "none"
+    identity: str | None = Field(None, description="OCPP charge point identity (the last part of its URL), "
+                                 "evcc loadpoint number (1-based), or the HA charger's entity prefix")
+    password: SecretStr | None = Field(None, description="OCPP security profile 1 basic-auth password")
+    password_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                     description="or: the environment variable that holds it (kept out of the YAML)")
+    url: str | None = Field(None, description="evcc: base URL of its API, e.g. http://evcc.local:7070")
+    connector_id: int = Field(1, ge=1)
+    id_tag: str = Field("darkstar", max_length=20, description="OCPP idTag for RemoteStartTransaction")
+    authorize: Literal["accept_all", "id_tags"] = Field(
+        "id_tags", description="OCPP Authorize policy: accept every idTag, or only id_tag and allowed_id_tags")
+    allowed_id_tags: list[str] = Field(default_factory=list)
+    phases: Literal[1, 3] = 3
+    voltage_v: float = Field(230.0, gt=0, description="phase-to-neutral voltage")
+    min_current_a: float = Field(6.0, ge=0, description="below this the car cannot charge (IEC 61851: 6 A)")
+    max_current_a: float = Field(16.0, gt=0)
+    fallback: ChargerFallbackConfig = Field(default_factory=ChargerFallbackConfig)
+    deviation_kw: float = Field(1.0, gt=0, description="measured vs commanded EV power that triggers a replan")
+    deviation_s: float = Field(120.0, gt=0, description="how long the deviation must last")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChargerConfig:
+        if self.min_current_a > self.max_current_a:
+            raise ValueError("min_current_a must not exceed max_current_a")
+        if self.fallback.current_a > self.max_current_a:
+            raise ValueError("fallback.current_a must not exceed max_current_a")
+        if self.type in ("ocpp", "homeassistant", "evcc") and not self.identity:
+            raise ValueError(f"a {self.type} charger needs an identity")
+        if self.password_env is not None and not os.environ.get(self.password_env):
+            raise ValueError(f"password_env: environment variable {self.password_env} is not set")
+        if self.type == "ocpp" and self.secret() is None:
+            raise ValueError("an ocpp charger needs a password (OCPP security profile 1: nothing "
+                             "unauthenticated may connect as this charge point)")
+        if self.type == "evcc" and not self.url:
+            raise ValueError("an evcc charger needs the url of the evcc API")
+        return self
+
+    def secret(self) -> str | None:
+        """The password (from the YAML or the environment variable named by password_env)."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        return os.environ.get(self.password_env) if self.password_env else None
+
+    def kw_for_amps(self, current_a: float) -> float:
+        return current_a * self.voltage_v * self.phases / 1000.0
+
+    def amps_for_kw(self, power_kw: float) -> float:
+        return power_kw * 1000.0 / (self.voltage_v * self.phases)
+
+
 class EVConfig(_Strict):
     name: str = "ev"
     battery_kwh: float = Field(60.0, gt=0)
@@ -138,11 +204,18 @@ class EVConfig(_Strict):
     target_kwh: float = Field(0.0, ge=0, description="energy needed by departure")
     shortfall_penalty_per_kwh: float = Field(5.0, ge=0)
     battery_may_feed_ev: bool = False
+    target_soc_frac: float | None = Field(
+        None, ge=0, le=1, description="with a charger that reports the car's SoC: the energy needed by "
+        "departure is (target - SoC) x battery_kwh instead of target_kwh")
+    charger: ChargerConfig = Field(default_factory=ChargerConfig)
 
     @model_validator(mode="after")
     def _power_order(self) -> EVConfig:
         if self.min_charge_kw > self.max_charge_kw:
             raise ValueError("min_charge_kw must not exceed max_charge_kw")
+        if self.charger.type != "none" and self.charger.kw_for_amps(self.charger.max_current_a) < self.max_charge_kw - 0.05:
+            raise ValueError(f"max_charge_kw {self.max_charge_kw:g} is more than the charger delivers at "
+                             f"max_current_a ({self.charger.kw_for_amps(self.charger.max_current_a):.2f} kW)")
         return self
 
 
@@ -305,6 +378,8 @@ class DatabaseConfig(_Strict):
 class HTTPConfig(_Strict):
     host: str = "127.0.0.1"
     admin_token: SecretStr | None = Field(None, description="bearer token for /admin routes; None disables them")
+    public_url: str | None = Field(None, pattern=r"^https?://",
+                                   description="the web app's address as others (Home Assistant) reach it")
     ports: dict[str, int] = Field(
         default_factory=lambda: {
             "dashboard": 8080,
@@ -340,7 +415,19 @@ class ModbusConfig(_Strict):
     retries: int = Field(3, ge=0)
 
 
+class OcppServerConfig(_Strict):
+    """The executor's OCPP 1.6J central system; charge points connect to ws://host:port/<path>/<identity>."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(9000, ge=0, le=65535, description="0 picks a free port (tests)")
+    path: str = Field("ocpp", pattern=r"^[A-Za-z0-9_\-/]*$")
+    heartbeat_s: int = Field(300, ge=10)
+    response_timeout_s: float = Field(10.0, gt=0)
+
+
 class ExecutorSettings(_Strict):
+    backend: Literal["modbus", "homeassistant"] = Field(
+        "modbus", description="how the inverter is read and driven: own Modbus connection or Home Assistant entities")
     profile: str = "darkstar_sim"
     modbus: ModbusConfig = Field(default_factory=ModbusConfig)
     tick_s: float = Field(10.0, gt=0)
@@ -350,6 +437,56 @@ class ExecutorSettings(_Strict):
     import_guard: Literal["auto", "on", "off"] = Field(
         "auto", description="cap a fixed-command slot's import at the plan's (auto: with a capacity tariff)")
     import_guard_margin_kw: float = Field(0.2, ge=0, description="tolerated import above the plan's")
+    ocpp: OcppServerConfig = Field(default_factory=OcppServerConfig)
+
+
+HARole = Literal[
+    "battery_soc", "battery_power", "pv_power", "load_power", "grid_power", "water_heater_power",
+    "water_heater_temperature", "ev_soc", "ev_plugged", "ev_power", "import_energy", "export_energy",
+]
+HA_ROLES: tuple[str, ...] = get_args(HARole)
+
+
+class HAEntityConfig(_Strict):
+    """One Home Assistant entity playing a role; a plain ``sensor.x`` string is short for ``{entity_id: sensor.x}``."""
+
+    entity_id: str = Field(pattern=r"^[a-z_]+\.[a-z0-9_]+$")
+    sign: Literal[1, -1] = Field(
+        1, description="-1 when the entity's positive direction is the opposite of Darkstar's "
+        "(Darkstar: battery power positive = charging, grid power positive = import)")
+    unit: str | None = Field(None, description="unit to assume when the entity has no unit_of_measurement")
+
+
+class HomeAssistantConfig(_Strict):
+    """Reading the home from Home Assistant (and, with ``executor.backend: homeassistant``, driving it)."""
+
+    url: str = Field("http://homeassistant.local:8123", pattern=r"^https?://")
+    token: SecretStr | None = Field(None, description="long-lived access token; better from the environment "
+                                                      "(DARKSTAR__HOMEASSISTANT__TOKEN) or token_file")
+    token_file: Path | None = Field(None, description="file holding the long-lived access token")
+    entities: dict[HARole, HAEntityConfig] = Field(default_factory=dict)
+    controls: dict[str, str] = Field(default_factory=dict, description="profile control name -> entity id")
+    profile: str = Field("generic", description="HA executor profile (services/executor/ha_profiles/NAME.yaml)")
+    min_write_interval_s: float = Field(30.0, ge=0, description="shortest time between two writes to one entity")
+    verify_timeout_s: float = Field(5.0, gt=0, description="how long a written entity may take to show its new state")
+
+    @field_validator("entities", mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: {"entity_id": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    def token_value(self) -> str:
+        """The token, from ``token`` or ``token_file``; the ConfigError never shows it."""
+        if self.token is not None:
+            return self.token.get_secret_value().strip()
+        if self.token_file is not None:
+            try:
+                return self.token_file.read_text(encoding="utf-8").strip()
+            except OSError as err:
+                raise ConfigError(f"homeassistant.token_file: cannot read {self.token_file}: {err.strerror}") from None
+        raise ConfigError("homeassistant.token: no token (set DARKSTAR__HOMEASSISTANT__TOKEN or homeassistant.token_file)")
 
 
 class ForecasterSettings(_Strict):
@@ -374,6 +511,9 @@ class TrainerSettings(_Strict):
     antares_episodes: Literal["simulated", "live"] = Field(
         "simulated", description="train Antares on MPC replays of the history, or on the live planner's own runs")
     aurora_validation_days: int = Field(7, ge=1)
+    antares_max_excess_vs_mpc_frac: float = Field(
+        0.02, ge=0, description="an Antares policy is approved only if its money on the validation days is at "
+                                "most this fraction above the MPC's")
     seed: int = 0
     model_dir: str = "var/models"
     data: str | None = Field(None, description="recorded site data to train on (offline); default: "
@@ -398,6 +538,13 @@ class SiteConfig(_Strict):
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     forecaster: ForecasterSettings = Field(default_factory=ForecasterSettings)
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
+    homeassistant: HomeAssistantConfig | None = None
+
+    @model_validator(mode="after")
+    def _backend_needs_ha(self) -> SiteConfig:
+        if self.executor.backend == "homeassistant" and self.homeassistant is None:
+            raise ValueError("executor.backend 'homeassistant' needs a homeassistant: block (url, token, entities)")
+        return self
 
     @property
     def tz(self) -> ZoneInfo:
@@ -407,12 +554,16 @@ class SiteConfig(_Strict):
 # --------------------------------------------------------------------------- loading
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def _format_validation_error(err: ValidationError, source: str, key_lines: dict[tuple[Any, ...], int]) -> str:
     lines = [f"invalid site configuration in {source}:"]
     for item in err.errors():
-        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        reason = item["msg"]
-        # Never echo input values: they may be secrets.
+        loc = tuple(item["loc"])
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            reason = unknown_key_message(SiteConfig, loc, key_lines)
+        else:  # never echo input values: they may be secrets
+            line = key_lines.get(loc) or key_lines.get(loc[:-1])
+            reason = item["msg"] + (f" (line {line})" if line else "")
         lines.append(f"  {path}: {reason}")
     return "\n".join(lines)
 
@@ -436,21 +587,40 @@ def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[
         except yaml.YAMLError:
             value = raw
         # Secrets and free text stay strings even if they look like numbers.
-        if path[-1] in {"password", "admin_token", "entsoe_token", "url", "username"} and value is not None:
+        if path[-1] in {"password", "admin_token", "entsoe_token", "url", "username", "token"} and value is not None:
             value = raw
         node[path[-1]] = value
     return data
 
 
+def _line_note(dotted_path: str, key_lines: dict[tuple[Any, ...], int] | None) -> str:
+    loc = tuple(int(p) if p.isdigit() else p for p in dotted_path.split("."))
+    line = (key_lines or {}).get(loc)
+    return f" (line {line})" if line else ""
+
+
 def site_config_from_dict(
-    data: dict[str, Any], source: str = "<dict>", environ: dict[str, str] | None = None
+    data: dict[str, Any], source: str = "<dict>", environ: dict[str, str] | None = None,
+    key_lines: dict[tuple[Any, ...], int] | None = None,
 ) -> SiteConfig:
-    """Validate a config mapping (after environment overrides); raise ConfigError naming key paths."""
+    """Validate a config mapping (after environment overrides); raise ConfigError naming key paths.
+
+    Cross-field errors (a battery the fuse can never charge, ...) fail like field errors;
+    cross-field warnings are logged once per load.
+    """
     merged = _apply_env_overrides(dict(data), dict(os.environ if environ is None else environ))
     try:
-        return SiteConfig.model_validate(merged)
+        site = SiteConfig.model_validate(merged)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from None
+        raise ConfigError(_format_validation_error(err, source, key_lines or {})) from None
+    problems = cross_field_problems(site)
+    errors = [p for p in problems if p.level == "error"]
+    if errors:
+        raise ConfigError("\n".join([f"invalid site configuration in {source}:",
+                                     *(f"  {p}{_line_note(p.path, key_lines)}" for p in errors)]))
+    for problem in problems:
+        log.warning("%s: %s", source, problem)
+    return site
 
 
 def load_site_config(path: str | Path, environ: dict[str, str] | None = None) -> SiteConfig:
@@ -468,4 +638,4 @@ def load_site_config(path: str | Path, environ: dict[str, str] | None = None) ->
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
-    return site_config_from_dict(data, source=str(path), environ=environ)
+    return site_config_from_dict(data, source=str(path), environ=environ, key_lines=yaml_key_lines(text))

@@ -57,3 +57,15 @@ def guard_battery_kw(
         return float(setpoint_kw)
     floor_kw = min(setpoint_kw, -max(0.0, max_discharge_kw))  # deepest discharge allowed
     return float(max(cap_kw, floor_kw))
+
+
+def guard_ev_kw(ev_kw: float, planned_import_kw: float, other_net_kw: float, *, margin_kw: float) -> float:
+    """The EV charging power under the same cap: grid import = ``other_net_kw`` (everything measured
+    but the EV, battery included) + EV <= ``planned_import_kw + margin_kw``. Never raises the power,
+    never below 0. The battery's guard acts on the same cap; the EV is cut by what remains above it."""
+    for name, value in {"ev_kw": ev_kw, "planned_import_kw": planned_import_kw,
+                        "other_net_kw": other_net_kw, "margin_kw": margin_kw}.items():
+        if not math.isfinite(value):
+            raise ValueError(f"import guard: {name} must be finite, got {value}")
+    cap_kw = max(0.0, planned_import_kw) + max(0.0, margin_kw) - other_net_kw
+    return float(max(0.0, min(ev_kw, cap_kw)))

@@ -16,15 +16,20 @@ Scope: battery and PV. The recorded load is the whole house (a water heater or E
 in it), so :func:`battery_pv_site` drops water heaters and EVs before planning; planning them
 again on top of the measured load would count them twice.
 
-Measured gaps: a slot with no recorded load/PV is counted as zero load and zero PV for every
-strategy (oracle, backtest, baseline), so the comparison stays fair; ``missing_slots`` says how
-many there were.
+Measured gaps: the oracle refuses a day with a slot without recorded load or PV
+(:class:`IncompleteDayError` names the first one): a missing slot is not zero load and zero
+PV, and hindsight over a guessed day is no benchmark. A look-ahead day with gaps is simply not
+looked at. The live oracle also refuses a day that is not over yet.
+
+Stored energy: a range's last day is solved without look-ahead, with the energy left at its
+end valued by :func:`shared.cost.stored_energy_value_per_kwh` over the range's import prices,
+the rule every comparison uses (:func:`shared.cost.adjusted_money`); so the oracle minimises
+exactly the adjusted money it is compared on.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -33,12 +38,11 @@ import numpy as np
 import pandas as pd
 
 from shared.config import SiteConfig
-from shared.cost import CapacityState, CostBreakdown, plan_cost
+from shared.cost import CapacityState, CostBreakdown, adjusted_money, plan_cost, stored_energy_value_per_kwh
+from shared.progress import Progress
 from shared.simulator import money, no_battery_flows, simulate
 from shared.slots import SLOT_HOURS, local_day_bounds, local_day_slots, slot_range
 from shared.tariff import price_curve_from_data
-
-Progress = Callable[[int, int, str], None]
 
 
 def oracle_site(site: SiteConfig) -> SiteConfig:
@@ -56,9 +60,14 @@ def battery_pv_site(site: SiteConfig) -> SiteConfig:
     return site.model_copy(update={"water_heaters": [], "evs": []})
 
 
+class IncompleteDayError(ValueError):
+    """Measured load or PV is missing in a slot the oracle (or a comparison) would need."""
+
+
 @dataclass
 class Actuals:
-    """Measured load/PV (NaN -> 0, counted in ``missing_slots``) and prices on a slot index."""
+    """Measured load/PV and prices on a slot index (with ``allow_missing``: NaN -> 0, counted in
+    ``missing_slots``; the Gym environment only)."""
 
     index: pd.DatetimeIndex
     load_kw: np.ndarray
@@ -67,9 +76,10 @@ class Actuals:
     missing_slots: int
 
 
-def actuals(frame: pd.DataFrame, site: SiteConfig, index: pd.DatetimeIndex) -> Actuals:
+def actuals(frame: pd.DataFrame, site: SiteConfig, index: pd.DatetimeIndex, allow_missing: bool = False) -> Actuals:
     """Recorded data on ``index``; prices from :func:`shared.tariff.price_curve_from_data` (a missing
-    price raises :class:`shared.tariff.PriceError` naming the slot)."""
+    price raises :class:`shared.tariff.PriceError` naming the slot). A slot without measured load
+    or PV raises :class:`IncompleteDayError` naming it, unless ``allow_missing`` (then 0)."""
     window = frame.reindex(index)
     if window["load_kw"].isna().all():
         raise ValueError(f"no recorded data between {index[0].isoformat()} and {index[-1].isoformat()} "
@@ -77,6 +87,11 @@ def actuals(frame: pd.DataFrame, site: SiteConfig, index: pd.DatetimeIndex) -> A
     load = window["load_kw"].to_numpy(dtype=float)
     pv = window["pv_kw"].to_numpy(dtype=float)
     missing = ~(np.isfinite(load) & np.isfinite(pv))
+    if missing.any() and not allow_missing:
+        raise IncompleteDayError(
+            f"{int(missing.sum())} slot(s) without measured load/PV between {index[0].isoformat()} and "
+            f"{index[-1].isoformat()}, first at {index[int(np.argmax(missing))].isoformat()}: a missing slot is "
+            f"not zero load and PV; choose days with complete data")
     prices = price_curve_from_data(window, site)
     return Actuals(index=index, load_kw=np.where(missing, 0.0, load), pv_kw=np.where(missing, 0.0, pv),
                    prices=prices, missing_slots=int(missing.sum()))
@@ -113,7 +128,6 @@ class OracleDay:
     cost: CostBreakdown
     status: str
     solve_s: float
-    missing_slots: int
     flows: pd.DataFrame
 
     @property
@@ -127,26 +141,32 @@ class OracleDay:
             "capacity_cost": round(self.cost.capacity_cost, 6), "wear_cost": round(self.cost.wear_cost, 6),
             "import_kwh": round(self.cost.import_kwh, 4), "export_kwh": round(self.cost.export_kwh, 4),
             "soc_start_kwh": round(self.soc_start_kwh, 4), "soc_end_kwh": round(self.soc_end_kwh, 4),
-            "status": self.status, "solve_s": round(self.solve_s, 4), "missing_slots": self.missing_slots,
+            "status": self.status, "solve_s": round(self.solve_s, 4),
         }
 
 
 def oracle_day(frame: pd.DataFrame, site: SiteConfig, day: date, soc_kwh: float | None = None,
-               capacity_state: CapacityState | None = None, lookahead_days: int = 1) -> OracleDay:
+               capacity_state: CapacityState | None = None, lookahead_days: int = 1,
+               terminal_value_per_kwh: float | None = None) -> OracleDay:
     """The perfect-hindsight plan of one local day of recorded data, replayed and priced.
 
     With ``lookahead_days`` the problem also sees the following days (as far as the data goes)
     and only the day itself is kept: hindsight knows tomorrow's sun, so the day does not end
-    filled from the grid just before free PV arrives (see module doc).
+    filled from the grid just before free PV arrives (see module doc). A look-ahead day with a
+    gap in the data is left out. ``terminal_value_per_kwh`` overrides the value of the energy
+    left at the end of the problem.
     """
     site = oracle_site(site)
     index = local_day_slots(day, site.tz)
     n_day = len(index)
     for k in range(1, lookahead_days + 1):
         nxt = local_day_slots(day + timedelta(days=k), site.tz)
-        if nxt[-1] > frame.index[-1] or frame["load_kw"].reindex(nxt).isna().all():
+        if nxt[-1] > frame.index[-1] or frame[["load_kw", "pv_kw"]].reindex(nxt).isna().any().any():
             break
         index = index.append(nxt)
+    if terminal_value_per_kwh is not None and site.battery is not None:
+        battery = site.battery.model_copy(update={"terminal_value_per_kwh": float(terminal_value_per_kwh)})
+        site = site.model_copy(update={"battery": battery})
     act = actuals(frame, site, index)
     return oracle_day_from(day, act, site, soc_kwh, capacity_state, commit_slots=n_day)
 
@@ -171,35 +191,53 @@ def oracle_day_from(day: date, act: Actuals, site: SiteConfig, soc_kwh: float | 
     n = len(act.index) if commit_slots is None else commit_slots
     sim = simulate(plan.slots.iloc[:n], act.load_kw[:n], act.pv_kw[:n], act.prices.iloc[:n], site, soc0,
                    capacity_state=capacity_state, reserve_kwh=plan.strategy.reserve_kwh)
-    missing = int(np.sum((act.load_kw[:n] == 0) & (act.pv_kw[:n] == 0))) if act.missing_slots else 0
+    if act.missing_slots:
+        raise IncompleteDayError(f"{day.isoformat()}: {act.missing_slots} slot(s) without measured load/PV")
     return OracleDay(day=day, soc_start_kwh=soc0, soc_end_kwh=sim.soc_end_kwh, cost=sim.cost, status=plan.status,
-                     solve_s=solve_s, missing_slots=min(missing, act.missing_slots), flows=sim.flows)
+                     solve_s=solve_s, flows=sim.flows)
+
+
+@dataclass
+class ObservedDay:
+    """A day as the live system recorded it: the oracle's inputs, the realized cost (when
+    import/export were measured in every slot) and the SoC before and after the day."""
+
+    act: Actuals
+    realized: CostBreakdown | None
+    soc_before_kwh: float | None
+    soc_after_kwh: float | None
 
 
 def observed_day(day: date, observations: pd.DataFrame, prices: pd.DataFrame, site: SiteConfig,
-                 ) -> tuple[Actuals, CostBreakdown | None, float | None]:
-    """A day as the live system recorded it (``Store.observations_between`` energies per slot and
-    ``Store.prices_between``): the oracle's inputs, the realized cost (when import/export were
-    measured in every slot) and the SoC before the day (the last observation before it, if any).
+                 now: pd.Timestamp | None = None) -> ObservedDay:
+    """A day from ``Store.observations_between`` (energies per slot, a little before the day for
+    the SoC before it) and ``Store.prices_between``.
 
-    A slot without a price raises ValueError naming it: the oracle does not guess prices.
+    Refused (ValueError naming what): a day not over at ``now``, a slot without observed load or
+    PV (:class:`IncompleteDayError`; not zero), a slot without a price: the oracle does not guess.
     """
     site = battery_pv_site(site)
     index = local_day_slots(day, site.tz)
+    if now is not None and index[-1] + (index[1] - index[0]) > pd.Timestamp(now):
+        raise IncompleteDayError(f"{day.isoformat()} is not over yet (now {pd.Timestamp(now).isoformat()}): "
+                                 f"the oracle needs the whole day")
     obs = observations.reindex(index)
     if obs.get("load_kwh") is None or obs["load_kwh"].isna().all():
         raise ValueError(f"no observations for {day.isoformat()}")
     load = obs["load_kwh"].to_numpy(dtype=float) / SLOT_HOURS
     pv = obs["pv_kwh"].to_numpy(dtype=float) / SLOT_HOURS if "pv_kwh" in obs else np.zeros(len(index))
     missing = ~(np.isfinite(load) & np.isfinite(pv))
+    if missing.any():
+        raise IncompleteDayError(
+            f"{day.isoformat()}: {int(missing.sum())} slot(s) without observed load/PV, first at "
+            f"{index[int(np.argmax(missing))].isoformat()}: a missing slot is not zero load and PV")
     p = prices.reindex(index)[["import_price_per_kwh", "export_price_per_kwh"]].astype(float)
     bad = p.isna().any(axis=1).to_numpy()
     if bad.any():
         raise ValueError(f"prices missing for {int(bad.sum())} slot(s) of {day.isoformat()}, first at "
                          f"{index[int(np.argmax(bad))].isoformat()}")
     p.index.name = "slot_start"
-    act = Actuals(index=index, load_kw=np.where(missing, 0.0, load), pv_kw=np.where(missing, 0.0, pv), prices=p,
-                  missing_slots=int(missing.sum()))
+    act = Actuals(index=index, load_kw=load, pv_kw=pv, prices=p, missing_slots=0)
     realized = None
     flows_cols = {"import_kwh": "import_kw", "export_kwh": "export_kw", "charge_kwh": "charge_kw",
                   "discharge_kwh": "discharge_kw"}
@@ -207,12 +245,15 @@ def observed_day(day: date, observations: pd.DataFrame, prices: pd.DataFrame, si
         flows = pd.DataFrame({kw: obs[kwh].fillna(0.0).to_numpy(dtype=float) / SLOT_HOURS
                               for kwh, kw in flows_cols.items() if kwh in obs}, index=index)
         realized = plan_cost(flows, p, site)
-    soc_before = None
+    soc_before = soc_after = None
     if site.battery is not None and "soc_end_frac" in observations:
         before = observations.loc[observations.index < index[0], "soc_end_frac"].dropna()
         if len(before):
             soc_before = float(before.iloc[-1]) * site.battery.capacity_kwh
-    return act, realized, soc_before
+        last = obs["soc_end_frac"].iloc[-1]
+        if np.isfinite(last):
+            soc_after = float(last) * site.battery.capacity_kwh
+    return ObservedDay(act=act, realized=realized, soc_before_kwh=soc_before, soc_after_kwh=soc_after)
 
 
 @dataclass
@@ -224,12 +265,24 @@ class OracleRun:
     prices: pd.DataFrame
     cost: CostBreakdown
     runtime_s: float
-    missing_slots: int
+    value_per_kwh: float  # the stored-energy value of the range (shared.cost.stored_energy_value_per_kwh)
     notes: list[str] = field(default_factory=list)
 
     @property
     def oracle_cost(self) -> float:
         return money(self.cost)
+
+    @property
+    def soc_start_kwh(self) -> float:
+        return self.days[0].soc_start_kwh
+
+    @property
+    def soc_end_kwh(self) -> float:
+        return self.days[-1].soc_end_kwh
+
+    @property
+    def adjusted_cost(self) -> float:
+        return adjusted_money(self.oracle_cost, self.soc_start_kwh, self.soc_end_kwh, self.value_per_kwh)
 
     def to_dict(self, site: SiteConfig) -> dict[str, Any]:
         return {
@@ -237,11 +290,12 @@ class OracleRun:
             "from": self.days[0].day.isoformat() if self.days else None,
             "to": self.days[-1].day.isoformat() if self.days else None,
             "days": len(self.days), "oracle_cost": round(self.oracle_cost, 6),
+            "oracle_adjusted_cost": round(self.adjusted_cost, 6),
             "import_cost": round(self.cost.import_cost, 6), "export_revenue": round(self.cost.export_revenue, 6),
             "capacity_cost": round(self.cost.capacity_cost, 6), "wear_cost": round(self.cost.wear_cost, 6),
             "import_kwh": round(self.cost.import_kwh, 4), "export_kwh": round(self.cost.export_kwh, 4),
-            "soc_end_kwh": round(self.days[-1].soc_end_kwh, 4) if self.days else None,
-            "missing_slots": self.missing_slots, "runtime_s": round(self.runtime_s, 3),
+            "soc_start_kwh": round(self.soc_start_kwh, 4), "soc_end_kwh": round(self.soc_end_kwh, 4),
+            "end_soc_value_per_kwh": round(self.value_per_kwh, 6), "runtime_s": round(self.runtime_s, 3),
             "solve_s_mean": round(float(np.mean([d.solve_s for d in self.days])), 4) if self.days else None,
             "per_day": [d.to_dict() for d in self.days], "notes": self.notes,
         }
@@ -250,35 +304,37 @@ class OracleRun:
 def oracle_range(frame: pd.DataFrame, site: SiteConfig, date_from: date, date_to: date,
                  soc_kwh: float | None = None, progress: Progress | None = None, lookahead_days: int = 1) -> OracleRun:
     """Daily oracle problems from ``date_from`` to ``date_to`` (inclusive), SoC carried day to day,
-    each seeing ``lookahead_days`` more days of hindsight (0: the day alone)."""
+    each seeing ``lookahead_days`` more days of hindsight (0: the day alone) except the last,
+    which values the energy it leaves by the one stored-energy rule (see module doc).
+
+    Refuses a range with a slot without measured load/PV (:class:`IncompleteDayError`)."""
     t0 = time.perf_counter()
     site = oracle_site(site)
-    days: list[OracleDay] = []
-    soc = soc_kwh
-    imports: list[pd.Series] = []
     n_days = (date_to - date_from).days + 1
     if n_days <= 0:
         raise ValueError(f"--to {date_to} is before --from {date_from}")
+    act = actuals(frame, site, range_index(site, date_from, date_to))  # refuses gaps before any solve
+    value = stored_energy_value_per_kwh(act.prices["import_price_per_kwh"], site.battery)
+    days: list[OracleDay] = []
+    soc = soc_kwh
+    imports: list[pd.Series] = []
     for k in range(n_days):
         day = date_from + timedelta(days=k)
         start, _ = local_day_bounds(day, site.tz)
         history = pd.concat(imports) if imports else pd.Series(dtype=float)
         state = capacity_state_before(history, start, site)
-        od = oracle_day(frame, site, day, soc, state, lookahead_days=lookahead_days)
+        last = k == n_days - 1
+        od = oracle_day(frame, site, day, soc, state, lookahead_days=0 if last else lookahead_days,
+                        terminal_value_per_kwh=value if last else None)
         days.append(od)
         imports.append(od.flows["import_kw"])
         soc = od.soc_end_kwh
         if progress:
             progress(k + 1, n_days, day.isoformat())
     flows = pd.concat([d.flows for d in days])
-    prices = price_curve_from_data(frame.reindex(flows.index), site)
-    cost = plan_cost(flows, prices, site)
-    notes = []
-    missing = sum(d.missing_slots for d in days)
-    if missing:
-        notes.append(f"{missing} slots without measured load/PV counted as zero load and zero PV")
-    return OracleRun(days=days, flows=flows, prices=prices, cost=cost, runtime_s=time.perf_counter() - t0,
-                     missing_slots=missing, notes=notes)
+    cost = plan_cost(flows, act.prices, site)
+    return OracleRun(days=days, flows=flows, prices=act.prices, cost=cost, runtime_s=time.perf_counter() - t0,
+                     value_per_kwh=value)
 
 
 def baseline_cost(act: Actuals, site: SiteConfig) -> CostBreakdown:

@@ -87,8 +87,26 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
+def port_in_use_message(host: str, port: int, key: str) -> str | None:
+    """None if ``host:port`` can be bound now; else one line naming the port, the key and the fix."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            env = "DARKSTAR__" + key.upper().replace(".", "__")
+            return (f"{key}: port {port} on {host} is not available ({err.strerror}); stop what uses it "
+                    f"(another darkstar?) or choose another port: {key} in the site file or {env}=...")
+    return None
+
+
 def http_server(app: Any, host: str, port: int) -> _QuietServer:
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    # open event streams (the web app's /api/events) must not hold a shutdown for long
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=3)
     return _QuietServer(config)
 
 
@@ -135,10 +153,16 @@ def run_one(service_cls: type, argv: list[str] | None = None) -> int:
     setup_logging()
     catch_stop_signals_early()
     site = load_site_or_exit(args.site)
+    port_key = getattr(service_cls, "port_key", service_cls.name)  # the web app serves on "dashboard"
+    port = args.port or site.http.ports[port_key]
+    busy = port_in_use_message(site.http.host, port, f"http.ports.{port_key}")
+    if busy:
+        print(f"python -m services.{service_cls.name}: {busy}", file=sys.stderr)
+        return 2
     store = open_store(site) if service_cls.uses_store else None
-    service = service_cls(site, store=store)
+    extra = {"site_path": args.site or DEFAULT_SITE} if getattr(service_cls, "takes_site_path", False) else {}
+    service = service_cls(site, store=store, **extra)
     service.start()
-    port = args.port or site.http.ports[service_cls.name]
     server = http_server(service.build_app(), site.http.host, port)
     log.info("%s serving http://%s:%d (docs at /docs)", service_cls.name, site.http.host, port)
     asyncio.run(serve_until_signal([server], service.stop))

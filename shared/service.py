@@ -13,11 +13,14 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, ClassVar
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -37,10 +40,30 @@ from shared.contracts import (
 )
 from shared.homeassistant import Entity, discovery_messages, status_entity
 from shared.mqtt import MqttClient
+from shared.version import darkstar_version
 
 log = logging.getLogger("darkstar.service")
 
 CommandHandler = Callable[[CommandMsg], dict[str, Any]]
+SWAGGER_DIR = Path(__file__).parent / "static" / "swagger-ui"  # vendored swagger-ui-dist: /docs works offline
+
+
+def serve_local_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` from files this package ships (FastAPI's default loads them from a CDN).
+
+    Build the app with ``docs_url=None, redoc_url=None``; URLs honour the ASGI root_path (HA Ingress).
+    """
+    app.mount("/_static/swagger-ui", StaticFiles(directory=SWAGGER_DIR), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - API",
+            swagger_js_url=f"{root}/_static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/_static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url=f"{root}/_static/swagger-ui/favicon-32x32.png",
+        )
 
 
 def _wildcard_suffix(kind: str, **parts: str) -> str:
@@ -240,11 +263,16 @@ class Service:
             return CommandResultMsg(**base, status="error", error=f"{type(err).__name__}: {err}")
         return CommandResultMsg(**base, status="ok", data=data)
 
+    def dashboard_url(self) -> str:
+        """The web app's address, shown in HA as the device's configuration URL."""
+        http = self.site.http
+        return http.public_url or f"http://{http.host}:{http.ports.get('dashboard', 8080)}"
+
     def publish_discovery(self) -> None:
         entities = [status_entity(self.name), *self.ha_entities()]
         for topic_name, payload in discovery_messages(
             self.site.mqtt.base_topic, self.site.mqtt.discovery_prefix, self.site.site_id, self.site.name,
-            self.name, entities,
+            self.name, entities, configuration_url=self.dashboard_url(),
         ):
             self.mqtt.publish(topic_name, payload, qos=1, retain=True)
 
@@ -280,13 +308,15 @@ class Service:
 
     def build_app(self) -> FastAPI:
         app = FastAPI(title=f"Darkstar {self.name}", version="0.1.0",
-                      description=f"{self.name} service of Darkstar for site {self.site.site_id}")
+                      description=f"{self.name} service of Darkstar for site {self.site.site_id}",
+                      docs_url=None, redoc_url=None)
+        serve_local_docs(app)
         public = APIRouter()
         admin = APIRouter(prefix="/admin", dependencies=[Depends(self._require_admin)], tags=["admin"])
 
         @public.get("/healthz")
         def healthz() -> dict[str, Any]:
-            return {"status": "alive", "service": self.name, "site_id": self.site.site_id}
+            return {"status": "alive", "service": self.name, "site_id": self.site.site_id, "version": darkstar_version()}
 
         @public.get("/readyz")
         def readyz() -> JSONResponse:

@@ -59,13 +59,11 @@ from shared.battery import power_limits_kw, step
 from shared.config import SiteConfig
 from shared.cost import CapacityState, CostBreakdown, plan_cost
 from shared.execution import guard_battery_kw, import_guard_enabled
+from shared.modes import SETPOINT_REASON_CODES
 from shared.slots import SLOT_HOURS
 
 Rule = Literal["absorb", "setpoint", "self_consumption", "executor"]
 
-# reason codes the executor runs as a fixed battery command, not in self-consumption mode
-SETPOINT_REASON_CODES = frozenset({"manual_charge", "manual_discharge", "manual_export", "manual_hold",
-                                   "charge_negative_price", "charge_grid_cheap", "discharge_export", "hold_for_later"})
 IDLE_EPS_KW = 0.05  # as the executor: below this a planned flow is noise
 FLOW_COLUMNS = (
     "load_kw", "pv_kw", "pv_curtail_kw", "import_kw", "export_kw", "charge_kw", "discharge_kw", "soc_kwh",

@@ -13,6 +13,11 @@ meet a target (e.g. the battery runs dry), :func:`shared.optimize.solve_plan` dr
 
 ``relaxed=True`` lowers cycle cost and margins: no wear cost, the soft reserve down to the
 hard minimum SoC, no stability costs, no terminal value (the day may end empty).
+
+Costs are adjusted for the energy each plan leaves in the battery (every plan starts from the
+same SoC), valued by the one rule of :mod:`shared.cost` (the planner's terminal value; 0 when
+relaxed): export forced out of the battery is energy the baseline still has at the end of the
+day, and without the adjustment it looked like a "saving" (up to 0.99 EUR on the SE4 home).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from shared.config import SiteConfig
+from shared.cost import adjusted_money, stored_energy_value_per_kwh
 from shared.oracle import Actuals, actuals, battery_pv_site
 from shared.simulator import money, simulate
 from shared.slots import SLOT, SLOT_HOURS, local_day_slots
@@ -48,16 +54,19 @@ class WhatIfStep:
     target_export_kwh: float
     realized_export_forced_kwh: float
     export_kwh: float
-    cost: float
+    cost: float  # adjusted for the energy left (see module doc)
     cost_change: float
     status: str
+    money: float = 0.0  # the day's money before the adjustment
+    soc_end_kwh: float = 0.0
     first_forced: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "forced_slots": self.forced_slots, "target_export_kwh": round(self.target_export_kwh, 4),
             "realized_export_forced_kwh": round(self.realized_export_forced_kwh, 4),
-            "export_kwh": round(self.export_kwh, 4), "cost": round(self.cost, 6),
+            "export_kwh": round(self.export_kwh, 4), "cost": round(self.cost, 6), "money": round(self.money, 6),
+            "soc_end_kwh": round(self.soc_end_kwh, 4),
             "cost_change": round(self.cost_change, 6), "status": self.status, "forced": self.first_forced,
         }
 
@@ -67,15 +76,20 @@ class WhatIfResult:
     day: date
     currency: str
     relaxed: bool
-    baseline_cost: float
+    baseline_cost: float  # adjusted for the energy left (see module doc)
     baseline_export_kwh: float
     steps: list[WhatIfStep]
     source: str = "recorded"
+    soc_start_kwh: float = 0.0
+    baseline_soc_end_kwh: float = 0.0
+    end_soc_value_per_kwh: float = 0.0
 
     def to_dict(self, site_id: str) -> dict[str, Any]:
         return {
             "site_id": site_id, "day": self.day.isoformat(), "currency": self.currency, "relaxed": self.relaxed,
             "source": self.source, "baseline_cost": round(self.baseline_cost, 6),
+            "soc_start_kwh": round(self.soc_start_kwh, 4), "baseline_soc_end_kwh": round(self.baseline_soc_end_kwh, 4),
+            "end_soc_value_per_kwh": round(self.end_soc_value_per_kwh, 6),
             "baseline_export_kwh": round(self.baseline_export_kwh, 4), "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -102,8 +116,13 @@ def whatif_export_on(day: date, act: Actuals, site: SiteConfig, soc_kwh: float |
         sim = simulate(plan.slots, act.load_kw, act.pv_kw, act.prices, site, soc0)
         return plan, sim
 
+    value = stored_energy_value_per_kwh(act.prices["import_price_per_kwh"], b)
+
+    def cost_of(sim: Any) -> float:
+        return adjusted_money(money(sim.cost), soc0, sim.soc_end_kwh, value)
+
     _, base = run([])
-    base_cost = money(base.cost)
+    base_cost = cost_of(base)
     export_price = act.prices["export_price_per_kwh"].to_numpy()
     order = np.argsort(-export_price, kind="stable")  # highest export price first; ties: earliest
     # what the site can physically push out: battery at full discharge plus PV, minus the house's own load
@@ -116,17 +135,18 @@ def whatif_export_on(day: date, act: Actuals, site: SiteConfig, soc_kwh: float |
                   for t in forced]
         plan, sim = run(blocks)
         realized_forced = float(sim.flows["export_kw"].to_numpy()[forced].sum() * SLOT_HOURS)
-        cost = money(sim.cost)
+        cost = cost_of(sim)
         out.append(WhatIfStep(
             forced_slots=n, target_export_kwh=float(target_kw[forced].sum() * SLOT_HOURS),
             realized_export_forced_kwh=realized_forced, export_kwh=sim.cost.export_kwh, cost=cost,
-            cost_change=cost - base_cost, status=plan.status,
+            cost_change=cost - base_cost, status=plan.status, money=money(sim.cost), soc_end_kwh=sim.soc_end_kwh,
             first_forced=[act.index[t].tz_convert(site.tz).strftime("%H:%M") for t in forced],
         ))
         if n >= len(order):
             break
     return WhatIfResult(day=day, currency=site.tariff.currency, relaxed=relaxed, baseline_cost=base_cost,
-                        baseline_export_kwh=base.cost.export_kwh, steps=out)
+                        baseline_export_kwh=base.cost.export_kwh, steps=out, soc_start_kwh=soc0,
+                        baseline_soc_end_kwh=base.soc_end_kwh, end_soc_value_per_kwh=value)
 
 
 def whatif_export(frame: pd.DataFrame, site: SiteConfig, day: date, soc_kwh: float | None = None, relaxed: bool = False,

@@ -19,7 +19,6 @@ from shared.broker import EmbeddedBroker, port_is_open
 from shared.config import SiteConfig, site_config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 EXAMPLE_DATA = ROOT / "examples" / "data"
 MOSQUITTO = ("127.0.0.1", 1883)
 

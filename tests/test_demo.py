@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.demo import Demo
+from services.demo.run import Demo
+from services.stack import Stack
 from shared.config import load_site_config
 from tests.conftest import ROOT, free_port, wait_for
 
@@ -19,7 +20,7 @@ def demo(tmp_path: Path):
         "mqtt": site.mqtt.model_copy(update={"port": free_port()}),
         "http": site.http.model_copy(update={"ports": ports}),
     })
-    running = Demo(site, start="2025-08-15T06:00:00+02:00", accel=120.0, workdir=tmp_path / "demo")
+    running = Demo(site, Stack, start="2025-08-15T06:00:00+02:00", accel=120.0, workdir=tmp_path / "demo")
     running.start()
     yield running
     running.stop()

@@ -17,12 +17,13 @@ from typing import AsyncIterator
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
+from services.demo.simulator import InverterSimulator
 from services.executor.control import ControlSettings
-from services.executor.inverter import ModbusInverter
 from services.executor.loop import ExecutorLoop
-from services.executor.profile import load_profile
-from services.executor.simulator import InverterSimulator, ManualClock
+from services.executor.modbus.profile import load_profile
+from services.executor.modbus.transport import ModbusInverter
 from shared.battery import step as battery_step
+from shared.clock import ManualClock
 from shared.config import ModbusConfig, SiteConfig, load_site_config
 from shared.contracts import CostBreakdown, PlanMsg, PlanSlot, SolverStats, encode
 from shared.sitedata import SiteData, load_site_data
@@ -319,9 +320,8 @@ def test_pause_shadow_and_quick_action_ttl() -> None:
 
 def test_threaded_runner_follows_commands_on_an_accelerated_clock() -> None:
     """run() on its own thread and event loop, as the thread-based service runtime will drive it."""
-    from shared.clock import SimClock
-
     from services.executor.loop import ThreadedExecutor
+    from shared.clock import SimClock
 
     async def body() -> None:
         clock = SimClock(START, accel=600.0)  # a 10 s tick every 1/60 s of wall time

@@ -14,18 +14,18 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from services.executor.inverter import Intent, ModbusInverter
-from services.executor.profile import (
+from services.executor.inverter import Intent
+from services.executor.modbus.codec import decode_raw, encode_value
+from services.executor.modbus.expr import Expr
+from services.executor.modbus.profile import (
     PROFILE_DIR,
-    Expr,
     ProfileError,
     RegisterSpec,
     available_profiles,
-    decode_raw,
-    encode_value,
     load_profile,
     profile_from_dict,
 )
+from services.executor.modbus.transport import ModbusInverter
 from shared.config import BatteryConfig, ModbusConfig, yaml_load
 
 BATTERY = BatteryConfig(capacity_kwh=10.0, max_charge_kw=5.0, max_discharge_kw=5.0)

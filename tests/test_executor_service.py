@@ -22,10 +22,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from services.executor.inverter import ModbusInverter
-from services.executor.profile import load_profile
+from services.demo.simulator import InverterSimulator
+from services.executor.modbus.profile import load_profile
+from services.executor.modbus.transport import ModbusInverter
 from services.executor.service import ExecutorService
-from services.executor.simulator import InverterSimulator
 from shared.clock import SimClock
 from shared.config import ModbusConfig, SiteConfig
 from shared.contracts import (
@@ -361,7 +361,7 @@ def test_a_site_without_battery_runs_without_a_control_loop(tmp_path: Path, brok
 
 
 def test_a_clock_that_does_not_run_by_itself_is_refused(tmp_path: Path) -> None:
-    from services.executor.simulator import ManualClock
+    from shared.clock import ManualClock
 
     site = make_site(tmp_path, {"host": "127.0.0.1", "port": free_port()})
     with pytest.raises(ValueError, match="ManualClock"):

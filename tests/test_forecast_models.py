@@ -19,9 +19,9 @@ from shared.sitedata import load_site_data
 pytestmark = pytest.mark.filterwarnings("ignore:.*dayofyear.*:DeprecationWarning")
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-CITYLEARN = DATA / "citylearn-2022" / "building_1.csv.gz"
-SE4 = DATA / "se4-home" / "se4_home_2025-07_2025-10.csv.gz"
+DATA = ROOT / "examples" / "data"
+CITYLEARN = DATA / "citylearn_building_1.csv.gz"
+SE4 = DATA / "se4_home_2025-07_2025-10.csv.gz"
 ISSUE = pd.Timestamp("2016-09-20T20:00Z")  # 12:00 local (UTC-8)
 
 

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from shared.optimize.components import WaterHeater
+from shared.optimize.water_heater import WaterHeater
 from shared.optimize.heater_dp import cheapest_heater_blocks
 from shared.optimize.inputs import WaterState, apply_strategy
 from shared.optimize.solve import build_model

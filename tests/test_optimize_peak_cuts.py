@@ -1,4 +1,4 @@
-"""The peak x heater cuts (solve._peak_heater_cuts) never cut off a better plan and stay out of the duals."""
+"""The peak x heater cuts (shared/optimize/cuts.py) never cut off a better plan and stay out of the duals."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import shared.optimize.cuts as cuts
 import shared.optimize.solve as solve
 from shared.config import load_site_config
 from shared.optimize.inputs import inputs_from_recorded
@@ -28,18 +29,18 @@ def test_peak_heater_cuts_keep_the_optimum(example: tuple[object, object], start
     site, frame = example
     site = site.model_copy(update={"planner": site.planner.model_copy(update={"time_limit_s": 60.0})})
     inputs = inputs_from_recorded(frame, site, start, 24, soc_kwh=10.26)
-    monkeypatch.setattr(solve, "PEAK_HEATER_CUT_ROUNDS", 0)
+    monkeypatch.setattr(cuts, "PEAK_HEATER_CUT_ROUNDS", 0)
     plain = solve.solve_plan(inputs, site)
     added: list[int] = []
-    original = solve._peak_heater_cuts
+    original = cuts.peak_heater_cuts
 
     def counting(*args: object) -> int:
         added.append(original(*args))
         return added[-1]
 
-    monkeypatch.setattr(solve, "PEAK_HEATER_CUT_ROUNDS", 3)
-    monkeypatch.setattr(solve, "PEAK_HEATER_CUT_ROOT_GAP", 0.0)  # always, not only on a weak root LP
-    monkeypatch.setattr(solve, "_peak_heater_cuts", counting)
+    monkeypatch.setattr(cuts, "PEAK_HEATER_CUT_ROUNDS", 3)
+    monkeypatch.setattr(cuts, "PEAK_HEATER_CUT_ROOT_GAP", 0.0)  # always, not only on a weak root LP
+    monkeypatch.setattr(cuts, "peak_heater_cuts", counting)
     cut = solve.solve_plan(inputs, site)
     assert added and added[0] > 0, "no cut was added on a heater + capacity tariff site"
     assert plain.stats.status == cut.stats.status == "Optimal"

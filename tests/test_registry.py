@@ -87,6 +87,8 @@ def test_trained_aurora_is_registered_and_the_forecaster_picks_it_up_without_res
     from services.forecaster.service import ForecasterService
 
     site = load_site_config(ROOT / "examples" / "citylearn-home.yaml")
+    # registry paths are relative to the models directory the trainer and forecaster share
+    site = site.model_copy(update={"trainer": site.trainer.model_copy(update={"model_dir": str(tmp_path / "models")})})
     frame = load_site_data(ROOT / "examples" / "data" / "citylearn_building_1.csv.gz").frame
     reg = ModelRegistry(store, site.site_id, tmp_path / "models")
     report = train_aurora(frame, site, date(2016, 8, 1), date(2016, 8, 13), model_dir=tmp_path / "models",
@@ -101,3 +103,14 @@ def test_trained_aurora_is_registered_and_the_forecaster_picks_it_up_without_res
     forecaster._load_registry_model()  # what its periodic tick does
     assert forecaster.models is not None and forecaster.registry_model_id == doc["model_id"]
     assert forecaster.models.model_id == report.model.model_id
+
+
+def test_a_first_policy_far_worse_than_the_mpc_is_not_approved(tmp_path, store):
+    reg = ModelRegistry(store, "home", tmp_path / "models")
+    # MPC 100 on the validation days, margin 2 %: 155 % worse is refused even with nothing approved
+    bad = reg.submit("antares", "antares_v1_20170730_aaa", _artifact(tmp_path, "aaa"), {"mpc_cost": 100.0},
+                     score=255.0, max_score=102.0, max_score_reason="MPC + 2 %")
+    assert not bad.approved and "ceiling" in bad.reason and reg.current("antares") is None
+    ok = reg.submit("antares", "antares_v1_20170730_bbb", _artifact(tmp_path, "bbb"), {"mpc_cost": 100.0},
+                    score=101.5, max_score=102.0, max_score_reason="MPC + 2 %")
+    assert ok.approved and reg.current("antares").model_id == "antares_v1_20170730_bbb"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import tomllib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from services.planner.service import PlannerService
 from shared.contracts import TOPICS, CommandMsg, PriceSlot, PricesMsg, decode, encode, kind_of_topic
-from tests.conftest import TESTER, make_site, running, wait_for
+from tests.conftest import ROOT, TESTER, make_site, running, wait_for
 
 
 class Watcher:
@@ -141,7 +142,9 @@ def test_context_from_any_mqtt_client_is_validated_and_available(running_planner
 def test_http_health_metrics_and_admin_token(running_planner):
     site, service, watcher = running_planner
     client = TestClient(service.build_app())
-    assert client.get("/healthz").json()["status"] == "alive"
+    health = client.get("/healthz").json()
+    assert health["status"] == "alive"
+    assert health["version"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     ready = client.get("/readyz")
     assert ready.status_code == 503  # no prices or forecast received yet: honestly not ready
     body = ready.json()

@@ -8,7 +8,7 @@ import pytest
 
 from shared.sitedata import SiteDataError, load_site_data
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
 
 
@@ -23,16 +23,16 @@ def test_se4_home_hourly_file_becomes_15_min_slots_with_gaps_kept():
 
 
 def test_citylearn_file_keeps_forecast_columns():
-    data = load_site_data(DATA / "citylearn-2022" / "building_1.csv.gz")
+    data = load_site_data(DATA / "citylearn_building_1.csv.gz")
     assert {"import_price", "temp_c_fc24h", "dni_wm2_fc24h"} <= set(data.frame.columns)
     assert len(data.frame) == 8760 * 4
 
 
 def test_energy_is_preserved_by_expansion():
-    data = load_site_data(DATA / "citylearn-2022" / "building_1.csv.gz")
+    data = load_site_data(DATA / "citylearn_building_1.csv.gz")
     import pandas as pd
 
-    raw = pd.read_csv(DATA / "citylearn-2022" / "building_1.csv.gz")
+    raw = pd.read_csv(DATA / "citylearn_building_1.csv.gz")
     assert data.frame["load_kw"].sum() * 0.25 == pytest.approx(raw["load_kw"].sum(), rel=1e-9)
 
 

@@ -26,7 +26,8 @@ from shared.sources import (
 )
 
 FIX = Path(__file__).parent / "fixtures" / "sources"
-ENTSOE_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "prices-entsoe" / "SE4_2024.csv.gz"
+# days of the real SE4 2024 export (see fixtures/sources/README.md): DST both ways, negatives, "n/e"
+ENTSOE_CSV = Path(__file__).resolve().parent / "fixtures" / "sources" / "entsoe_SE4_2024_excerpt.csv"
 
 
 def _client(handler) -> httpx.Client:

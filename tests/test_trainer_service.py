@@ -32,6 +32,8 @@ def rig(tmp_path: Path, embedded_broker):
         "database": {"url": f"sqlite:///{tmp_path / 'darkstar.db'}"},
         "http": {"admin_token": "test-admin-token"},
         "trainer": {"data": str(DATA), "history_days": 5, "kinds": ["antares"], "validation_frac": 0.3,
+                    # a 5-day toy policy is far from the MPC: a wide margin so the approval path runs
+                    "antares_max_excess_vs_mpc_frac": 10.0,
                     "model_dir": str(tmp_path / "models"), "seed": 1},
     })
     site = site_config_from_dict(data, environ={})

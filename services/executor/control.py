@@ -34,17 +34,12 @@ from typing import Literal
 from services.executor.inverter import Intent, Telemetry
 from shared.contracts import PlanMsg, PlanSlot
 from shared.execution import guard_battery_kw, import_guard_enabled
+from shared.modes import planned_mode
 from shared.slots import SLOT
 
 QUICK_ACTIONS = ("force_charge", "force_export", "stop", "heat")
 Source = Literal["pause", "quick", "safety", "plan"]
 EPS_KW = 0.05  # below this a planned flow is numerical noise, not a setpoint
-
-# reason codes of shared/optimize/explain.py -> how the inverter should run that slot
-_CHARGE_CODES = {"charge_negative_price", "charge_grid_cheap", "manual_charge"}
-_DISCHARGE_CODES = {"discharge_export", "manual_discharge", "manual_export"}
-_HOLD_CODES = {"hold_for_later", "manual_hold"}
-_SELF_CODES = {"charge_pv_surplus", "discharge_cover_load", "fallback_self_consumption", "manual_heat"}
 
 
 @dataclass(frozen=True)
@@ -92,7 +87,7 @@ class ControlSettings:
 
     @classmethod
     def for_device(cls, site: object, inverter: object) -> ControlSettings:
-        """Settings for a :class:`~services.executor.inverter.ModbusInverter`: its limits and its profile's abilities."""
+        """Settings for a :class:`~services.executor.modbus.transport.ModbusInverter`: its limits and its profile's abilities."""
         profile = inverter.profile  # type: ignore[attr-defined]
         limits = inverter.limits  # type: ignore[attr-defined]
         settings = cls.from_site(
@@ -165,15 +160,17 @@ def intent_from_slot(slot: PlanSlot, settings: ControlSettings) -> tuple[Intent,
     """How to run a planned slot. The reason code says why the planner chose the flows; without one, the flows decide."""
     code = slot.reason_code or ""
     base = _base(settings)
-    if code == "curtail_negative_export":
+    planned = planned_mode(code)
+    mode = planned.mode if planned is not None else None
+    if planned is not None and planned.curtail:
         return replace(base, mode="self_consumption", export_limit_kw=0.0), "plan: curtail (negative export price)"
-    if code in _CHARGE_CODES:
+    if mode == "charge":
         return replace(base, mode="charge", power_kw=slot.charge_kw), f"plan: charge {slot.charge_kw:.2f} kW ({code})"
-    if code in _DISCHARGE_CODES:
+    if mode == "discharge":
         return replace(base, mode="discharge", power_kw=slot.discharge_kw), f"plan: discharge {slot.discharge_kw:.2f} kW ({code})"
-    if code in _HOLD_CODES:
+    if mode == "hold":
         return replace(base, mode="hold"), f"plan: hold ({code})"
-    if code in _SELF_CODES:
+    if mode == "self_consumption":
         return replace(base, mode="self_consumption"), f"plan: self-consumption ({code})"
     # No (known) reason code: read the flows. Grid charging is charging beyond the PV surplus.
     surplus = (slot.pv_kw - slot.load_kw) if slot.pv_kw is not None and slot.load_kw is not None else None
@@ -272,21 +269,34 @@ def _clamp(intent: Intent, settings: ControlSettings) -> Intent:
     return replace(intent, power_kw=min(max(power, 0.0), cap))
 
 
-def decide(
-    telemetry: Telemetry | None,
-    plan: PlanMsg | None,
-    overrides: Overrides,
-    now: datetime,
-    settings: ControlSettings,
-    last_written: Intent | None = None,
-    must_rewrite: bool = False,
-) -> Decision:
-    """One tick's decision. ``last_written`` is the intent the device holds as far as we know
-    (None when unknown); ``must_rewrite`` forces a write (reconnect, failed or unverified write)."""
-    alarms: list[str] = []
-    guards: list[str] = []
+@dataclass(frozen=True)
+class _Situation:
+    """What the tick knows: nothing stale or missing is used as if it were measured."""
 
-    # What do we know? Nothing stale or missing is used as if it were measured.
+    fresh: bool
+    soc: float | None
+    slot: PlanSlot | None
+    plan_problem: str | None
+    plan_id: str | None
+    alarms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """The intent under construction as it passes the steps, with why and from which layer."""
+
+    intent: Intent
+    reason: str
+    source: Source
+    guards: tuple[str, ...] = ()
+
+    def guarded(self, guard: str, intent: Intent, note: str) -> _Draft:
+        return replace(self, intent=intent, reason=self.reason + note, guards=self.guards + (guard,))
+
+
+def assess(telemetry: Telemetry | None, plan: PlanMsg | None, now: datetime, settings: ControlSettings) -> _Situation:
+    """Step 0: freshness of the telemetry, the SoC, and the plan's slot for now (each problem an alarm)."""
+    alarms: list[str] = []
     fresh = telemetry is not None and (now - telemetry.ts) <= timedelta(seconds=settings.telemetry_stale_s)
     if telemetry is None:
         alarms.append("telemetry_missing")
@@ -309,91 +319,124 @@ def decide(
     if plan_problem:
         alarms.append(plan_problem)
     plan_id = plan.plan_id if plan is not None else None
+    return _Situation(fresh, soc, slot, plan_problem, plan_id, tuple(alarms))
 
+
+_PLAN_PROBLEM_REASONS = {
+    "plan_missing": "no plan: safe self-consumption",
+    "plan_expired": "plan past valid_until: safe self-consumption",
+    "plan_no_slot": "plan has no slot for now: safe self-consumption",
+}
+
+
+def safety_step(situation: _Situation, settings: ControlSettings, last_written: Intent | None) -> _Draft | None:
+    """Stale or missing telemetry, or no usable plan: a safe intent; None when the plan can be followed."""
+    if not situation.fresh:
+        if last_written is not None and not last_written.may_discharge:
+            return _Draft(last_written, "telemetry missing or stale: keeping the last safe mode", "safety")
+        return _Draft(replace(_base(settings), mode="hold"), "telemetry missing or stale: battery on hold", "safety")
+    if situation.plan_problem:
+        return _Draft(_base(settings), _PLAN_PROBLEM_REASONS[situation.plan_problem], "safety")
+    return None
+
+
+def plan_step(situation: _Situation, telemetry: Telemetry | None, settings: ControlSettings) -> _Draft:
+    """The plan's slot for now, with the planned water heating and the import guard."""
+    slot = situation.slot
+    assert slot is not None
+    candidate, reason = intent_from_slot(slot, settings)
+    if settings.controls_water:
+        candidate = replace(candidate, water_kw=slot.water_kw)
+    if settings.import_guard and telemetry is not None:
+        candidate, note = apply_import_guard(candidate, slot, telemetry, situation.soc, settings)
+        if note:  # a normal adjustment, not an alarm: it goes in the reason (logged every tick)
+            reason += f"; {note}"
+    return _Draft(candidate, reason, "plan")
+
+
+def quick_action_step(draft: _Draft, quick: QuickAction, settings: ControlSettings) -> _Draft:
+    """A quick action replaces the lower layers' intent ("heat" rides on top of it)."""
+    base = _base(settings)
+    candidate = draft.intent
+    if quick.kind == "force_charge":
+        candidate = replace(base, mode="charge", power_kw=quick.power_kw if quick.power_kw is not None else settings.max_charge_kw)
+    elif quick.kind == "force_export":
+        candidate = replace(base, mode="discharge", power_kw=quick.power_kw if quick.power_kw is not None else settings.max_discharge_kw)
+    elif quick.kind == "stop":
+        candidate = replace(base, mode="hold")
+    elif quick.kind == "heat":
+        heat = quick.power_kw if quick.power_kw is not None else settings.heat_kw
+        candidate = replace(candidate, water_kw=heat)
+    return _Draft(candidate, f"quick action {quick.kind} until {quick.expires_at.isoformat()}", "quick")
+
+
+def device_guards(draft: _Draft, settings: ControlSettings) -> _Draft:
+    """What the site or the device does not allow: grid charging when forbidden, modes the profile lacks."""
+    if draft.intent.mode == "charge" and not settings.grid_charging_allowed:
+        draft = draft.guarded("grid_charging_not_allowed", replace(draft.intent, mode="self_consumption", power_kw=0.0),
+                              "; grid charging not allowed: self-consumption")
+    if draft.intent.mode not in settings.supported_modes:
+        draft = draft.guarded(f"{draft.intent.mode}_unsupported", replace(draft.intent, mode="self_consumption", power_kw=0.0),
+                              f"; the device cannot {draft.intent.mode}: self-consumption")
+    return draft
+
+
+def reserve_guards(draft: _Draft, soc: float | None, settings: ControlSettings) -> _Draft:
+    """Hardware and reserve protection, whatever the layer above asked."""
+    if soc is None and draft.intent.may_discharge:
+        return draft.guarded("soc_unknown_no_discharge", replace(draft.intent, mode="hold", power_kw=0.0),
+                             "; SoC unknown: battery on hold")
+    if soc is not None and soc <= settings.reserve_soc_frac + 1e-9 and draft.intent.may_discharge:
+        if draft.intent.mode == "discharge" or not settings.supports_soc_floor:
+            if settings.supports_soc_floor:
+                draft = draft.guarded("reserve_no_discharge", replace(draft.intent, mode="self_consumption", power_kw=0.0),
+                                      "; SoC at reserve: no discharge (self-consumption, floor at reserve)")
+            else:
+                draft = draft.guarded("reserve_no_discharge", replace(draft.intent, mode="hold", power_kw=0.0),
+                                      "; SoC at reserve: battery on hold")
+        if draft.intent.mode == "self_consumption" and settings.supports_soc_floor:
+            floor = max(draft.intent.soc_floor_frac or 0.0, settings.reserve_soc_frac)
+            draft = replace(draft, intent=replace(draft.intent, soc_floor_frac=floor))
+    return draft
+
+
+def decide(
+    telemetry: Telemetry | None,
+    plan: PlanMsg | None,
+    overrides: Overrides,
+    now: datetime,
+    settings: ControlSettings,
+    last_written: Intent | None = None,
+    must_rewrite: bool = False,
+) -> Decision:
+    """One tick's decision: pause, else (safety or plan) -> quick action -> device guards -> reserve
+    guards -> clamp and write threshold. ``last_written`` is the intent the device holds as far as
+    we know (None when unknown); ``must_rewrite`` forces a write (reconnect, failed or unverified write)."""
+    situation = assess(telemetry, plan, now, settings)
     if overrides.paused:
-        return Decision(None, "pause", "manual pause: the executor writes nothing", tuple(alarms), planned=slot, plan_id=plan_id)
+        return Decision(None, "pause", "manual pause: the executor writes nothing", situation.alarms,
+                        planned=situation.slot, plan_id=situation.plan_id)
 
     # Lower layers first, so "heat" can ride on top of them.
-    source: Source
-    if not fresh:
-        if last_written is not None and not last_written.may_discharge:
-            candidate, reason = last_written, "telemetry missing or stale: keeping the last safe mode"
-        else:
-            candidate, reason = replace(_base(settings), mode="hold"), "telemetry missing or stale: battery on hold"
-        source = "safety"
-    elif plan_problem:
-        candidate = _base(settings)
-        reason = {
-            "plan_missing": "no plan: safe self-consumption",
-            "plan_expired": "plan past valid_until: safe self-consumption",
-            "plan_no_slot": "plan has no slot for now: safe self-consumption",
-        }[plan_problem]
-        source = "safety"
-    else:
-        assert slot is not None
-        candidate, reason = intent_from_slot(slot, settings)
-        if settings.controls_water:
-            candidate = replace(candidate, water_kw=slot.water_kw)
-        if settings.import_guard and telemetry is not None:
-            candidate, note = apply_import_guard(candidate, slot, telemetry, soc, settings)
-            if note:  # a normal adjustment, not an alarm: it goes in the reason (logged every tick)
-                reason += f"; {note}"
-        source = "plan"
-
+    draft = safety_step(situation, settings, last_written) or plan_step(situation, telemetry, settings)
     quick = overrides.active_quick(now)
     if quick is not None:
-        base = _base(settings)
-        if quick.kind == "force_charge":
-            candidate = replace(base, mode="charge", power_kw=quick.power_kw if quick.power_kw is not None else settings.max_charge_kw)
-        elif quick.kind == "force_export":
-            candidate = replace(base, mode="discharge", power_kw=quick.power_kw if quick.power_kw is not None else settings.max_discharge_kw)
-        elif quick.kind == "stop":
-            candidate = replace(base, mode="hold")
-        elif quick.kind == "heat":
-            heat = quick.power_kw if quick.power_kw is not None else settings.heat_kw
-            candidate = replace(candidate, water_kw=heat)
-        reason = f"quick action {quick.kind} until {quick.expires_at.isoformat()}"
-        source = "quick"
+        draft = quick_action_step(draft, quick, settings)
+    draft = reserve_guards(device_guards(draft, settings), situation.soc, settings)
 
-    if candidate.mode == "charge" and not settings.grid_charging_allowed:
-        guards.append("grid_charging_not_allowed")
-        candidate = replace(candidate, mode="self_consumption", power_kw=0.0)
-        reason += "; grid charging not allowed: self-consumption"
-    if candidate.mode not in settings.supported_modes:
-        guards.append(f"{candidate.mode}_unsupported")
-        reason += f"; the device cannot {candidate.mode}: self-consumption"
-        candidate = replace(candidate, mode="self_consumption", power_kw=0.0)
-
-    # Guards: hardware and reserve protection, whatever the layer above asked.
-    if soc is None and candidate.may_discharge:
-        guards.append("soc_unknown_no_discharge")
-        candidate = replace(candidate, mode="hold", power_kw=0.0)
-        reason += "; SoC unknown: battery on hold"
-    elif soc is not None and soc <= settings.reserve_soc_frac + 1e-9 and candidate.may_discharge:
-        if candidate.mode == "discharge" or not settings.supports_soc_floor:
-            guards.append("reserve_no_discharge")
-            if settings.supports_soc_floor:
-                candidate = replace(candidate, mode="self_consumption", power_kw=0.0)
-                reason += "; SoC at reserve: no discharge (self-consumption, floor at reserve)"
-            else:
-                candidate = replace(candidate, mode="hold", power_kw=0.0)
-                reason += "; SoC at reserve: battery on hold"
-        if candidate.mode == "self_consumption" and settings.supports_soc_floor:
-            candidate = replace(candidate, soc_floor_frac=max(candidate.soc_floor_frac or 0.0, settings.reserve_soc_frac))
-    if guards:
-        alarms.extend(g for g in guards if g not in alarms)
-
-    candidate = _clamp(candidate, settings)
+    alarms = list(situation.alarms)
+    alarms.extend(g for g in draft.guards if g not in alarms)
+    candidate = _clamp(draft.intent, settings)
     changed = must_rewrite or last_written is None or _differs(candidate, last_written, settings.write_threshold_kw)
     return Decision(
         intent=candidate,
-        source=source,
-        reason=reason,
+        source=draft.source,
+        reason=draft.reason,
         alarms=tuple(alarms),
         override=quick,
         write=changed and not settings.shadow,
         changed=changed,
-        planned=slot,
-        plan_id=plan_id,
-        guards=tuple(guards),
+        planned=situation.slot,
+        plan_id=situation.plan_id,
+        guards=draft.guards,
     )

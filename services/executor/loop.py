@@ -319,6 +319,10 @@ class ExecutorLoop:
             alarms.append("write_failed")
         if self.safe_mode:
             alarms.append("safe_mode")
+        # Backends that know more (Home Assistant: which entity is unavailable) add their own lines.
+        backend_alarms = getattr(self.inverter, "alarms", None)
+        if callable(backend_alarms):
+            alarms.extend(backend_alarms())
         return alarms
 
     # ----------------------------------------------------------------- observations

@@ -23,27 +23,31 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 
 from fastapi import APIRouter
 
+from services.executor.chargers.wiring import EvWiring
 from services.executor.control import QUICK_ACTIONS, ControlSettings, slot_for
-from services.executor.inverter import Inverter, ModbusInverter
+from services.executor.inverter import Inverter
 from services.executor.loop import DEFAULT_TTL_S, ExecutorLoop, ThreadedExecutor
 from services.executor.loop import ha_entities as loop_ha_entities
-from services.executor.profile import load_profile
+from services.executor.modbus.profile import load_profile
+from services.executor.modbus.transport import ModbusInverter
 from shared.clock import WALL_CLOCK, Clock
 from shared.config import SiteConfig
 from shared.contracts import (
     CommandMsg,
+    EnergyTotalsMsg,
     ExecutorStateMsg,
     Message,
     ObservationMsg,
     PlanMsg,
     TelemetryMsg,
 )
-from shared.homeassistant import Entity
+from shared.homeassistant import Entity, energy_total_entities
 from shared.mqtt import MqttClient
 from shared.service import Service
 
@@ -92,12 +96,26 @@ class ExecutorService(Service):
         self.runner: ThreadedExecutor | None = None
         self.disabled_why: str | None = None
         self._reported_alarms: set[str] = set()
+        self.energy_totals: EnergyTotalsMsg | None = None
         for action in ACTIONS:  # before start(): a command arriving at connect gets its handler
             self.register_command(action, self._command_handler(action))
+        self.ev = EvWiring(self)  # EV chargers (evs[].charger): their own loop beside the inverter's
         if site.battery is None:
             self.disabled_why = "no battery in the site configuration: nothing to control"
             log.warning("executor: %s", self.disabled_why)
             return
+        if inverter is None and site.executor.backend == "homeassistant":
+            from services.executor.ha_profile import load_ha_profile
+            from services.executor.homeassistant import HomeAssistantInverter
+
+            assert site.homeassistant is not None  # SiteConfig checks this
+            ha_profile = load_ha_profile(site.homeassistant.profile)
+            inverter = HomeAssistantInverter(site, ha_profile, clock=clock.now)
+            if settings is None:
+                settings = replace(ControlSettings.from_site(
+                    site, max_charge_kw=inverter.limits.max_charge_kw, max_discharge_kw=inverter.limits.max_discharge_kw,
+                    supports_soc_floor=False, controls_water=inverter.controls_water,
+                ), supported_modes=inverter.supported_modes)
         if inverter is None:
             # A bad profile name or file fails here, at start-up, naming the profile.
             inverter = ModbusInverter(
@@ -110,7 +128,7 @@ class ExecutorService(Service):
                                                        max_discharge_kw=site.battery.max_discharge_kw))
         self.inverter = inverter
         self.loop = ExecutorLoop(
-            inverter, settings, site_id=site.site_id, clock=clock, tick_s=site.executor.tick_s,
+            self.ev.wrap(inverter), settings, site_id=site.site_id, clock=clock, tick_s=site.executor.tick_s,
             publish_telemetry=self._publish_telemetry,
             publish_state=self._publish_state,
             publish_observation=self._publish_observation,
@@ -120,6 +138,7 @@ class ExecutorService(Service):
 
     # ------------------------------------------------------------------ lifecycle
     def on_start(self) -> None:
+        self.ev.start()
         if self.loop is not None and self.runner is None:
             self.runner = ThreadedExecutor(self.loop)
             self.runner.start()
@@ -128,11 +147,14 @@ class ExecutorService(Service):
         # Stop the loop before the MQTT client, so its last state and observation still go out.
         if self.runner is not None:
             self.runner.stop(timeout_s=15.0)
+        self.ev.stop()  # chargers to their safe fallback before the MQTT client goes
 
     # ------------------------------------------------------------------ bus input
     def handle(self, kind: str, parts: dict[str, str], msg: Message, retained: bool) -> None:
-        if kind == "plan" and isinstance(msg, PlanMsg) and self.loop is not None:
-            self.loop.set_plan(msg)
+        if kind == "plan" and isinstance(msg, PlanMsg):
+            if self.loop is not None:
+                self.loop.set_plan(msg)
+            self.ev.plan_changed()
 
     # ------------------------------------------------------------------ loop callbacks (loop thread)
     def _publish_telemetry(self, msg: TelemetryMsg) -> None:
@@ -140,6 +162,12 @@ class ExecutorService(Service):
 
     def _publish_observation(self, msg: ObservationMsg) -> None:
         self.publish("observations", msg)
+        # Running totals for HA's energy dashboard (total_increasing: a restart reads as a meter reset).
+        totals = self.energy_totals or EnergyTotalsMsg(site_id=self.site.site_id, since=msg.slot_start)
+        added = {k: getattr(totals, k) + (getattr(msg, k) or 0.0)
+                 for k in ("import_kwh", "export_kwh", "pv_kwh", "load_kwh", "charge_kwh", "discharge_kwh")}
+        self.energy_totals = totals.model_copy(update={**added, "ts": self.clock.now()})
+        self.publish("energy_totals", self.energy_totals)
 
     def _publish_state(self, msg: ExecutorStateMsg) -> None:
         self.publish("executor_state", msg)
@@ -198,21 +226,25 @@ class ExecutorService(Service):
             payload_off=json.dumps({**command, "args": {"paused": False}}),
             icon="mdi:pause-circle", extra={"state_on": "ON", "state_off": "OFF"},
         )
-        return [*loop_ha_entities(self.site.site_id, DEFAULT_TTL_S), pause_switch]
+        return [*loop_ha_entities(self.site.site_id, DEFAULT_TTL_S), pause_switch, *energy_total_entities(),
+                *self.ev.ha_entities()]
 
     def extra_routes(self, router: APIRouter, admin: APIRouter) -> None:
         @router.get("/state")
         def state() -> dict[str, Any]:
             """The executor's current state (as on the retained executor/state topic) and overrides."""
             if self.loop is None:
-                return {"enabled": False, "why": self.disabled_why}
+                return {"enabled": False, "why": self.disabled_why, "chargers": self.ev.state()}
             return {"enabled": True, **self.loop.state_msg().model_dump(mode="json", by_alias=True),
-                    "overrides": self.loop.override_state()}
+                    "overrides": self.loop.override_state(), "chargers": self.ev.state()}
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         ok, checks = super().readiness()
         ex_ok, checks["executor"] = self.executor_checks()
-        return ok and ex_ok, checks
+        ev_ok, ev_checks = self.ev.checks()
+        if ev_checks:
+            checks["chargers"] = ev_checks
+        return ok and ex_ok and ev_ok, checks
 
     def executor_checks(self) -> tuple[bool, dict[str, Any]]:
         """Inverter reachable, telemetry fresh with a SoC, plan present and usable now."""

@@ -14,20 +14,27 @@ import json
 import sys
 from pathlib import Path
 
+from services.batch_cli import (
+    add_output_arguments,
+    add_range_arguments,
+    add_site_data_arguments,
+    batch_errors,
+    date_range,
+    progress_bar,
+    report_error,
+)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--site", type=Path, required=True, help="site YAML file")
-    parser.add_argument("--data", type=Path, required=True, help="recorded site data CSV (.gz)")
-    parser.add_argument("--from", dest="date_from", required=True, help="first local day, YYYY-MM-DD")
-    parser.add_argument("--to", dest="date_to", required=True, help="last local day (inclusive), YYYY-MM-DD")
+    add_site_data_arguments(parser)
+    add_range_arguments(parser)
     parser.add_argument("--forecast", choices=("perfect", "naive", "aurora"), default="perfect")
     parser.add_argument("--replan-minutes", type=int, default=60, help="minutes between replans (multiple of 15)")
     parser.add_argument("--soc-kwh", type=float, default=None, help="battery energy at the start (default: reserve)")
     parser.add_argument("--retrain-days", type=int, default=7, help="aurora: days between retrainings")
     parser.add_argument("--forecast-every-hours", type=int, default=6, help="aurora: hours between forecast issues")
-    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG: cumulative cost per strategy and SoC")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_arguments(parser)
 
 
 def plot_backtest(result, path: Path) -> None:
@@ -54,15 +61,25 @@ def plot_backtest(result, path: Path) -> None:
 
 def _summary(doc: dict) -> str:
     cur = doc["currency"]
-    frac = doc["savings_captured_frac"]
+
+    def pct(frac: float | None) -> str:
+        return "n/a (the oracle saves nothing)" if frac is None else f"{frac * 100:.1f} %"
+
+    value = doc["end_soc_value_per_kwh"]
     lines = [
         (f"{doc['site_id']} {doc['from']}..{doc['to']} ({doc['days']} days), forecast {doc['forecast']}, "
          f"replan every {doc['replan_minutes']} min ({doc['replans']} plans, {doc['fallback_plans']} fallbacks)"),
-        f"  baseline (no battery) {doc['baseline_cost']:10.2f} {cur}",
-        f"  self-consumption      {doc['self_consumption_cost']:10.2f} {cur}",
-        f"  MPC (realized)        {doc['realized_cost']:10.2f} {cur}",
-        f"  oracle                {doc['oracle_cost']:10.2f} {cur}",
-        "  savings captured      " + ("n/a (the oracle saves nothing)" if frac is None else f"{frac * 100:9.1f} %"),
+        f"  all batteries start at {doc['soc_start_kwh']:.2f} kWh; energy left at the end is worth "
+        f"{value:.4f} {cur}/kWh (shared.cost.stored_energy_value_per_kwh)",
+        f"  {'':22}{'money':>10} {'end SoC':>9} {'adjusted':>10}",
+        f"  baseline (no battery) {doc['baseline_cost']:10.2f} {'':>9} {doc['baseline_cost']:10.2f} {cur}",
+        f"  self-consumption rule {doc['self_consumption_cost']:10.2f} {doc['rule_soc_end_kwh']:9.2f} "
+        f"{doc['self_consumption_adjusted_cost']:10.2f} {cur}",
+        f"  MPC (realized)        {doc['realized_cost']:10.2f} {doc['soc_end_kwh']:9.2f} "
+        f"{doc['realized_adjusted_cost']:10.2f} {cur}",
+        f"  oracle                {doc['oracle_cost']:10.2f} {doc['oracle_soc_end_kwh']:9.2f} "
+        f"{doc['oracle_adjusted_cost']:10.2f} {cur}",
+        f"  savings captured (adjusted): MPC {pct(doc['savings_captured_frac'])}, rule {pct(doc['rule_captured_frac'])}",
         f"  runtime {doc['runtime_s']:.1f} s (solver {doc['solve_s_total']:.1f} s)",
     ]
     lines += [f"note: {n}" for n in doc["notes"]]
@@ -70,26 +87,23 @@ def _summary(doc: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared.backtest import parse_date, run_backtest, stderr_progress
-    from shared.config import ConfigError, load_site_config
-    from shared.optimize.inputs import PlanInputError
-    from shared.sitedata import SiteDataError, load_site_data
-    from shared.tariff import PriceError
+    from shared.backtest import run_backtest
+    from shared.config import load_site_config
+    from shared.sitedata import load_site_data
 
     try:
         site = load_site_config(args.site)
         data = load_site_data(args.data)
-        date_from, date_to = parse_date(args.date_from), parse_date(args.date_to)
+        date_from, date_to = date_range(args)
         kwargs = {}
         if args.forecast == "aurora":
             kwargs = {"retrain_days": args.retrain_days, "forecast_every_hours": args.forecast_every_hours}
         result = run_backtest(
             data.frame, site, date_from, date_to, forecast=args.forecast, replan_minutes=args.replan_minutes,
-            soc_kwh=args.soc_kwh, progress=None if args.quiet else stderr_progress("backtest"), forecast_kwargs=kwargs,
+            soc_kwh=args.soc_kwh, progress=progress_bar("backtest", args.quiet), forecast_kwargs=kwargs,
         )
-    except (ConfigError, SiteDataError, PlanInputError, PriceError, ValueError) as err:
-        print(f"darkstar backtest: {err}", file=sys.stderr)
-        return 2
+    except batch_errors() as err:
+        return report_error("backtest", err)
     doc = result.to_dict()
     if args.plot:
         plot_backtest(result, args.plot)

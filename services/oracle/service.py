@@ -4,8 +4,11 @@ Nightly (the first tick after ``RUN_AFTER`` local time) it computes yesterday, a
 ``cmd/oracle/run`` (args: ``day`` YYYY-MM-DD, default yesterday) any day: it reads the day's
 observations and prices from the database, runs :func:`shared.oracle.oracle_day_from`, stores
 ``oracle_daily_results`` (date, cost breakdown, realized cost, regret = realized - oracle)
-and publishes ``oracle/result``. A day that cannot be computed (no observations, a missing
-price) becomes an ``events/error`` message and a command error reply; the service keeps running.
+and publishes ``oracle/result``. A day that cannot be computed (not over yet, a slot without
+observed load/PV, no observations, a missing price) becomes an ``events/error`` message and a
+command error reply; the service keeps running. The regret compares costs adjusted for the
+energy each side left in the battery (the one rule of :mod:`shared.cost`) when the measured
+SoC after the day is known; ``breakdown.regret_soc_adjusted`` says whether it was.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class OracleService(Service):
 
     def compute_day(self, day: date) -> OracleResultMsg:
         """Oracle of one local day from the database; stored and published. Raises ValueError if it cannot."""
+        from shared.cost import adjusted_money, stored_energy_value_per_kwh
         from shared.oracle import observed_day, oracle_day_from
         from shared.simulator import money
         from shared.slots import local_day_bounds
@@ -46,16 +50,29 @@ class OracleService(Service):
         start, end = local_day_bounds(day, self.site.tz)
         observations = self.store.observations_between(self.site.site_id, start - timedelta(hours=1), end)
         prices = self.store.prices_between(self.site.site_id, start, end)
-        act, realized, soc_before = observed_day(day, observations, prices, self.site)
-        od = oracle_day_from(day, act, self.site, soc_kwh=soc_before)
-        realized_cost = money(realized) if realized is not None else None
+        seen = observed_day(day, observations, prices, self.site, now=self.clock.now())
+        od = oracle_day_from(day, seen.act, self.site, soc_kwh=seen.soc_before_kwh)
+        realized_cost = money(seen.realized) if seen.realized is not None else None
+        value = stored_energy_value_per_kwh(seen.act.prices["import_price_per_kwh"], self.site.battery)
         breakdown = {k: round(float(v), 6) for k, v in od.cost.to_dict().items()}
         breakdown.update(soc_start_kwh=round(od.soc_start_kwh, 4), soc_end_kwh=round(od.soc_end_kwh, 4),
-                         missing_slots=float(od.missing_slots), solve_s=round(od.solve_s, 4))
+                         solve_s=round(od.solve_s, 4), end_soc_value_per_kwh=round(value, 6),
+                         oracle_adjusted_cost=round(adjusted_money(od.oracle_cost, od.soc_start_kwh, od.soc_end_kwh,
+                                                                   value), 6))
+        regret = None
+        if realized_cost is not None:
+            regret = realized_cost - od.oracle_cost
+            adjusted = seen.soc_after_kwh is not None
+            if adjusted:
+                realized_adj = adjusted_money(realized_cost, od.soc_start_kwh, seen.soc_after_kwh, value)
+                breakdown.update(realized_soc_end_kwh=round(seen.soc_after_kwh, 4),
+                                 realized_adjusted_cost=round(realized_adj, 6))
+                regret = realized_adj - breakdown["oracle_adjusted_cost"]
+            breakdown["regret_soc_adjusted"] = float(adjusted)
         msg = OracleResultMsg(
             site_id=self.site.site_id, day=day.isoformat(), currency=self.site.tariff.currency,
             oracle_cost=round(od.oracle_cost, 6), realized_cost=None if realized_cost is None else round(realized_cost, 6),
-            regret=None if realized_cost is None else round(realized_cost - od.oracle_cost, 6), breakdown=breakdown,
+            regret=None if regret is None else round(regret, 6), breakdown=breakdown,
         )
         self.store.store_oracle_result(msg)
         self.publish("oracle_result", msg)

@@ -3,6 +3,9 @@
     darkstar plan --site SITE.yaml --data FILE.csv --start ISO --hours 48 [--soc-kwh X] [--json] [--plot out.png]
     darkstar plan --benchmark [--json] [--days N]
 
+Exit code: 0 a plan proven within ``planner.mip_gap`` (status ``optimal``) or ``relaxed``;
+1 a fallback plan; 2 bad input; 3 a ``feasible`` plan the time limit stopped before it was
+proven (its proven gap is ``mip_gap``).
 The recorded load and PV serve as the forecast. With ``--json`` one JSON document goes to
 stdout and nothing else; progress and warnings go to stderr.
 """
@@ -100,7 +103,9 @@ def _summary(result: Any, site: Any, inputs: Any) -> str:
     local = f.index.tz_convert(site.tz)
     lines = [
         f"plan {local[0]:%Y-%m-%d %H:%M} .. {(local[-1] + pd.Timedelta(minutes=15)):%Y-%m-%d %H:%M} {site.tz.key}"
-        f" ({len(f)} slots), status {result.status}{' (FALLBACK)' if result.fallback else ''}",
+        f" ({len(f)} slots), status {result.status}{' (FALLBACK)' if result.fallback else ''}"
+        + (f" (not proven optimal: {result.stats.status}, proven gap {result.stats.mip_gap * 100:.3f} %)"
+           if result.status == "feasible" else ""),
         f"reason: {result.reason}",
         f"cost: total {c.total:.3f} {cur} = import {c.import_cost:.3f} - export {c.export_revenue:.3f}"
         f" + wear {c.wear_cost:.3f} + capacity {c.capacity_cost:.3f} + water starts {c.water_start_cost:.3f}"
@@ -167,7 +172,11 @@ def _run_plan(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print(_summary(result, site, inputs))
-    return 1 if result.fallback else 0
+    return EXIT_FALLBACK if result.fallback else EXIT_FEASIBLE if result.status == "feasible" else 0
+
+
+EXIT_FALLBACK = 1
+EXIT_FEASIBLE = 3  # a usable plan, but the time limit stopped the solver before it was proven
 
 
 # --------------------------------------------------------------------------- benchmark
@@ -195,8 +204,7 @@ def battery_pv_only(site: Any) -> Any:
 
 
 def reference_data_path() -> Path:
-    shared = PROJECT_DIR.parent / "shared" / "data" / "se4-home" / "se4_home_2025-07_2025-10.csv.gz"
-    return shared if shared.exists() else PROJECT_DIR / "examples" / "data" / "se4_home_2025-07_2025-10.csv.gz"
+    return PROJECT_DIR / "examples" / "data" / "se4_home_2025-07_2025-10.csv.gz"
 
 
 def benchmark_starts(frame: pd.DataFrame, site: Any, days: int, hours: float = 48.0) -> list[pd.Timestamp]:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from shared.contracts import CommandMsg, ContextMsg, ForecastMsg, Message, PlanMsg, PricesMsg, TelemetryMsg
 from shared.cost import CapacityState
-from shared.homeassistant import Entity, command_button
+from shared.homeassistant import Entity, command_button, context_controls, plan_chart_entity
 from shared.optimize.inputs import ManualBlock, PlanInputError, WaterState
 from shared.optimize.messages import inputs_from_messages, plan_message, previous_battery_kw
 from shared.service import Service
@@ -145,6 +145,14 @@ class PlannerService(Service):
         target = self.context_value("ev_target_kwh")
         if target is not None:
             ctx["ev_target_kwh"] = float(target)
+        risk = self.context_value("risk")
+        if risk in ("cautious", "balanced", "bold"):
+            ctx["risk"] = risk
+        elif risk is not None:
+            log.warning("context risk %r ignored: not cautious, balanced or bold", risk)
+        reserve = self.context_value("reserve_soc_frac")
+        if reserve is not None:
+            ctx["reserve_soc_frac"] = min(1.0, max(0.0, float(reserve)))
         self.manual_blocks = [b for b in self.manual_blocks if b.end > pd.Timestamp(now)]
         ctx["manual_blocks"] = list(self.manual_blocks)
         ctx.update(self._history_state(now))
@@ -208,6 +216,9 @@ class PlannerService(Service):
         if result.fallback:
             self.report_error("plan", "optimisation failed; published a safe self-consumption plan (fallback): "
                               + "; ".join(result.messages)[:500], None)
+        elif result.status == "feasible":
+            log.warning("plan not proven optimal (%s): proven gap %.3f %% (planner.mip_gap %.3f %%)",
+                        result.stats.status, 100 * result.stats.mip_gap, 100 * self.site.planner.mip_gap)
         self.plan = msg
         self.replans += 1
         self.publish("plan", msg)
@@ -262,4 +273,6 @@ class PlannerService(Service):
                    state_topic="plan", value_template="{{ %s[1] if %s | length > 1 else 0 }}" % (days, days),
                    unit=cur, device_class="monetary"),
             command_button(self.site.site_id, "replan", "Replan now", "planner/replan", "mdi:refresh"),
+            plan_chart_entity(),
+            *context_controls(self.site),
         ]

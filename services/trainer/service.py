@@ -54,9 +54,24 @@ class TrainerService(Service):
     # ------------------------------------------------------------------ lifecycle
     def on_start(self) -> None:
         self.register_command("retrain", self._cmd_retrain)
+        self._relativize_registry()
         self.last_run_at = self._last_recorded_run()
         if self.last_run_at is None and not self.site.trainer.train_on_start:
             self.last_run_at = self.clock.now()  # first scheduled run one interval after start
+
+    def _relativize_registry(self) -> None:
+        """Older registry rows hold absolute paths: make them relative to the models directory."""
+        if self.store is None:
+            return
+        from shared.registry import relativize_registry_paths
+
+        try:
+            changed = relativize_registry_paths(self.store, self.site.trainer.model_dir)
+        except Exception:  # noqa: BLE001 - an old path only matters when that model is loaded
+            log.exception("trainer: could not rewrite registry paths")
+            return
+        if changed:
+            log.info("trainer: %d registry paths made relative to %s", changed, self.site.trainer.model_dir)
 
     def _last_recorded_run(self) -> datetime | None:
         if self.store is None:

@@ -12,13 +12,14 @@ error); ``"setpoint"``: the battery follows the setpoint only (the grid takes th
 
 All three strategies start the first validation day from the SoC the MPC had there and carry
 their own SoC from day to day; each day's money is import - export revenue + wear
-(:func:`shared.cost.plan_cost`).
+(:func:`shared.cost.plan_cost`). The totals are compared adjusted for the energy each strategy
+leaves in the battery (the one rule, :func:`shared.cost.adjusted_money`): a policy that drains
+the battery on the last validation day must not look cheaper than the MPC for it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -30,9 +31,10 @@ from shared.antares.episodes import EpisodeSet
 from shared.antares.features import DayInputs, decision_features
 from shared.antares.policy import AntaresPolicy
 from shared.config import SiteConfig
+from shared.cost import adjusted_money, stored_energy_value_per_kwh
+from shared.progress import Progress
 from shared.simulator import IDLE_EPS_KW
 
-Progress = Callable[[int, int, str], None]
 ExecutorRule = Literal["executor", "absorb", "setpoint"]
 
 
@@ -54,11 +56,16 @@ def executor_rule_for_setpoint(battery_kw: float, load_forecast_kw: float, pv_fo
 
 @dataclass
 class MoneyReport:
+    """Money on the validation days; ``*_cost`` are adjusted for the stored energy (``*_money`` before)."""
+
     days: list[date]
     policy_cost: float
     mpc_cost: float
     oracle_cost: float
     per_day: list[dict[str, Any]] = field(default_factory=list)
+    soc_change_kwh: dict[str, float] = field(default_factory=dict)  # end - start per strategy, summed over the days
+    end_soc_value_per_kwh: float = 0.0
+    money: dict[str, float] = field(default_factory=dict)  # before the adjustment
     decision_ms_mean: float = float("nan")
     decision_ms_p99: float = float("nan")
     runtime_s: float = 0.0
@@ -73,7 +80,9 @@ class MoneyReport:
                 "policy_cost": round(self.policy_cost, 6), "mpc_cost": round(self.mpc_cost, 6),
                 "oracle_cost": round(self.oracle_cost, 6), "policy_vs_mpc_frac": round(self.policy_vs_mpc_frac, 6),
                 "decision_ms_mean": round(self.decision_ms_mean, 4), "decision_ms_p99": round(self.decision_ms_p99, 4),
-                "evaluation_s": round(self.runtime_s, 3), "per_day": self.per_day}
+                "evaluation_s": round(self.runtime_s, 3), "end_soc_value_per_kwh": round(self.end_soc_value_per_kwh, 6),
+                "soc_change_kwh": {k: round(v, 4) for k, v in self.soc_change_kwh.items()},
+                "money_unadjusted": {k: round(v, 6) for k, v in self.money.items()}, "per_day": self.per_day}
 
 
 def replay_policy(policy: AntaresPolicy, frame: pd.DataFrame, site: SiteConfig, days: list[date], soc_kwh: float,
@@ -112,8 +121,9 @@ def replay_policy(policy: AntaresPolicy, frame: pd.DataFrame, site: SiteConfig, 
     return costs, decision_ms, soc
 
 
-def oracle_days(frame: pd.DataFrame, site: SiteConfig, days: list[date], soc_kwh: float) -> dict[date, float]:
-    """The daily oracle on ``days`` (SoC carried), money per day."""
+def oracle_days(frame: pd.DataFrame, site: SiteConfig, days: list[date], soc_kwh: float
+                ) -> tuple[dict[date, float], float]:
+    """The daily oracle on ``days`` (SoC carried): money per day and the end SoC."""
     from shared.oracle import oracle_day, oracle_site
 
     osite = oracle_site(site)
@@ -123,7 +133,19 @@ def oracle_days(frame: pd.DataFrame, site: SiteConfig, days: list[date], soc_kwh
         od = oracle_day(frame, osite, d, soc)
         out[d] = od.oracle_cost
         soc = od.soc_end_kwh
-    return out
+    return out, soc
+
+
+def validation_value_per_kwh(frame: pd.DataFrame, site: SiteConfig, days: list[date]) -> float:
+    """The stored-energy value (the one rule of shared.cost) over the import prices of ``days``."""
+    from shared.slots import local_day_slots
+    from shared.tariff import price_curve_from_data
+
+    index = local_day_slots(days[0], site.tz)
+    for d in days[1:]:
+        index = index.append(local_day_slots(d, site.tz))
+    prices = price_curve_from_data(frame.reindex(index), site, allow_missing=True)
+    return stored_energy_value_per_kwh(prices["import_price_per_kwh"], site.battery)
 
 
 def evaluate_money(policy: AntaresPolicy, episodes: EpisodeSet, frame: pd.DataFrame, site: SiteConfig,
@@ -133,14 +155,21 @@ def evaluate_money(policy: AntaresPolicy, episodes: EpisodeSet, frame: pd.DataFr
     t0 = time.perf_counter()
     days = sorted(days)
     soc0 = float(episodes.days.loc[days[0], "soc_start_kwh"])
-    pol, decision_ms, _ = replay_policy(policy, frame, site, days, soc0, forecast=episodes.forecast,  # type: ignore[arg-type]
-                                        executor_rule=executor_rule, progress=progress)
-    orc = oracle_days(frame, site, days, soc0) if with_oracle else {d: float("nan") for d in days}
+    pol, decision_ms, pol_soc_end = replay_policy(policy, frame, site, days, soc0,  # type: ignore[arg-type]
+                                                  forecast=episodes.forecast, executor_rule=executor_rule,
+                                                  progress=progress)
+    orc, orc_soc_end = oracle_days(frame, site, days, soc0) if with_oracle else ({d: float("nan") for d in days}, soc0)
+    ep = episodes.days.loc[days]
+    soc_change = {"policy": pol_soc_end - soc0, "oracle": orc_soc_end - soc0,
+                  "mpc": float((ep["soc_end_kwh"] - ep["soc_start_kwh"]).sum())}
+    money = {"policy": float(sum(pol.values())), "mpc": float(ep["mpc_cost"].sum()), "oracle": float(sum(orc.values()))}
+    value = validation_value_per_kwh(frame, site, days)
+    adjusted = {k: adjusted_money(money[k], 0.0, soc_change[k], value) for k in money}
     per_day = [{"date": d.isoformat(), "policy_cost": round(pol[d], 6),
                 "mpc_cost": round(float(episodes.days.loc[d, "mpc_cost"]), 6), "oracle_cost": round(orc[d], 6)}
                for d in days]
     ms = np.asarray(decision_ms)
-    return MoneyReport(days=days, policy_cost=float(sum(pol.values())),
-                       mpc_cost=float(episodes.days.loc[days, "mpc_cost"].sum()), oracle_cost=float(sum(orc.values())),
-                       per_day=per_day, decision_ms_mean=float(ms.mean()), decision_ms_p99=float(np.percentile(ms, 99)),
+    return MoneyReport(days=days, policy_cost=adjusted["policy"], mpc_cost=adjusted["mpc"],
+                       oracle_cost=adjusted["oracle"], per_day=per_day, soc_change_kwh=soc_change,
+                       end_soc_value_per_kwh=value, money=money, decision_ms_mean=float(ms.mean()), decision_ms_p99=float(np.percentile(ms, 99)),
                        runtime_s=time.perf_counter() - t0)

@@ -4,7 +4,10 @@ Each job returns a :class:`TrainingReport`: what the ``training_runs`` row store
 times, dataset version, date range and split, targets, model type, hyper-parameters, metrics
 per target and in money, artifact paths) and what ``darkstar train --json`` prints. With a
 :class:`shared.registry.ModelRegistry` the candidate is registered and approved only if it
-beats the approved model on the same held-back days.
+beats the approved model on the same held-back days and an Antares policy's money is within
+``max_excess_vs_mpc_frac`` (``trainer.antares_max_excess_vs_mpc_frac``, 2 %) of the MPC's on those
+days (both adjusted for stored energy): one was approved 155 % worse than the MPC when the only
+rule was "better than the approved policy (or the first)".
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -33,10 +35,10 @@ from shared.antares.evaluate import evaluate_money, replay_policy
 from shared.antares.policy import DEFAULT_ROUNDS, MODEL_TYPE, AntaresPolicy
 from shared.config import SiteConfig
 from shared.contracts import TrainerRunMsg
+from shared.cost import adjusted_money
+from shared.progress import Progress
 from shared.registry import ModelRegistry, artifact_prefix, write_card
 from shared.slots import local_day_bounds
-
-Progress = Callable[[int, int, str], None]
 
 
 def new_run_id(kind: str, now: datetime | None = None) -> str:
@@ -126,8 +128,12 @@ def train_antares(
     cache_dir: str | Path | None = None,
     progress: Progress | None = None,
     run_id: str | None = None,
+    max_excess_vs_mpc_frac: float | None = None,
 ) -> TrainingReport:
-    """Episodes on ``date_from``..``date_to``, time-based split, fit, money on the validation days."""
+    """Episodes on ``date_from``..``date_to``, time-based split, fit, money on the validation days.
+    ``max_excess_vs_mpc_frac``: default ``site.trainer.antares_max_excess_vs_mpc_frac``."""
+    if max_excess_vs_mpc_frac is None:
+        max_excess_vs_mpc_frac = site.trainer.antares_max_excess_vs_mpc_frac
     started = datetime.now(UTC)
     run_id = run_id or new_run_id("antares", started)
     timings: dict[str, float] = {}
@@ -160,7 +166,8 @@ def train_antares(
     money_doc = money.to_dict()
     per_day = money_doc.pop("per_day")
     metrics.update({k: v for k, v in money_doc.items() if k in (
-        "policy_cost", "mpc_cost", "oracle_cost", "policy_vs_mpc_frac", "decision_ms_mean", "decision_ms_p99")})
+        "policy_cost", "mpc_cost", "oracle_cost", "policy_vs_mpc_frac", "decision_ms_mean", "decision_ms_p99",
+        "end_soc_value_per_kwh")})
     split = {"train_from": str(train_days[0]), "train_to": str(train_days[-1]), "train_days": len(train_days),
              "validation_from": str(val_days[0]), "validation_to": str(val_days[-1]), "validation_days": len(val_days),
              "validation_frac": validation_frac, "seed": seed, "forecast": forecast, "system_id": system_id,
@@ -178,13 +185,17 @@ def train_antares(
             try:  # the approved policy on the same validation days: a like-for-like comparison
                 cur_policy = registry.load_antares()[1]  # type: ignore[index]
                 soc0 = float(judged.days.loc[val_days[0], "soc_start_kwh"])
-                costs, _, _ = replay_policy(cur_policy, frame, site, val_days, soc0, forecast=forecast)
-                current_score = float(sum(costs.values()))
+                costs, _, soc_end = replay_policy(cur_policy, frame, site, val_days, soc0, forecast=forecast)
+                current_score = adjusted_money(float(sum(costs.values())), soc0, soc_end,
+                                               money.end_soc_value_per_kwh)
                 metrics["current_policy_cost"] = current_score
             except (OSError, ValueError) as err:
                 episodes.notes.append(f"approved model {current.model_id} could not be replayed: {err}")
+        ceiling = money.mpc_cost + max_excess_vs_mpc_frac * abs(money.mpc_cost)
         decision = registry.submit("antares", model_id, model_path, metrics, score=money.policy_cost,
-                                   current_score=current_score, run_id=run_id).to_dict()
+                                   current_score=current_score, run_id=run_id, max_score=ceiling,
+                                   max_score_reason=f"the MPC's money on the validation days "
+                                                    f"+ {100 * max_excess_vs_mpc_frac:g} %").to_dict()
     return TrainingReport(
         kind="antares", run_id=run_id, site_id=site.site_id, started_at=started, finished_at=datetime.now(UTC),
         dataset_version=episodes.version, date_from=date_from, date_to=date_to, model_type=MODEL_TYPE,

@@ -23,7 +23,7 @@ from shared.forecast.models import ForecastModels
 from shared.sitedata import load_site_data
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "citylearn-2022" / "building_1.csv.gz"
+DEFAULT_DATA = ROOT / "examples" / "data" / "citylearn_building_1.csv.gz"
 DEFAULT_SITE = ROOT / "examples" / "citylearn-home.yaml"
 
 

@@ -12,18 +12,29 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from shared.cost import CapacityState
-from shared.optimize.inputs import ManualBlock, PlanInputError, PlanInputs, Strategy, WaterState, apply_strategy
+from shared.optimize.inputs import (
+    ManualBlock,
+    PlanInputError,
+    PlanInputs,
+    Strategy,
+    WaterState,
+    apply_strategy,
+)
 
 if TYPE_CHECKING:
-    from shared.optimize.solve import PlanResult, SolverStats, build_model, fallback_plan, run_highs, solve_plan
+    from shared.optimize.fallback import fallback_plan
+    from shared.optimize.highs import run_highs
+    from shared.optimize.result import PlanResult, SolverStats
+    from shared.optimize.solve import build_model, solve_plan
 
 # The solver stack (PuLP, HiGHS) loads on first use, so importing the inputs stays light.
-_SOLVE_NAMES = {"PlanResult", "SolverStats", "build_model", "fallback_plan", "run_highs", "solve_plan"}
+_LAZY = {"PlanResult": "result", "SolverStats": "result", "build_model": "solve", "fallback_plan": "fallback",
+         "run_highs": "highs", "solve_plan": "solve"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _SOLVE_NAMES:
-        return getattr(importlib.import_module("shared.optimize.solve"), name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"shared.optimize.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'shared.optimize' has no attribute {name!r}")
 
 __all__ = [

@@ -1,22 +1,18 @@
 """Components of the Kepler model; each adds its own variables, constraints and cost terms.
 
 Adding an asset (a heat pump, a second battery) is one new class with ``build(m)`` and
-``extract(m, x)``; the builder only loops over components. Binaries appear only where
+``extract(m, x)``; the builder only loops over components. Water heaters and EVs, the two
+components with their own solver hooks, live in :mod:`shared.optimize.water_heater` and
+:mod:`shared.optimize.ev`. Binaries appear only where
 physics or economics need them (see each component).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-
 import numpy as np
-import pandas as pd
 import pulp
 
-from shared.config import EVConfig, WaterHeaterConfig
-from shared.cost import billed_capacity, hour_groups, period_key, water_shortfall_price_per_kwh
-from shared.optimize.inputs import WaterState
+from shared.cost import billed_capacity, hour_groups, period_key, stored_energy_value_per_kwh
 from shared.optimize.model import EQ, GE, LE, Model
 
 # A tiny cost per kWh of flows that are interchangeable at equal prices: keeps the solution
@@ -25,7 +21,6 @@ TIE_BREAK_PER_KWH = 1e-5
 # Grid purchases at equal prices are made as late as possible (see Grid.build); at most this
 # per kWh in the first slot, falling linearly to 0 at the horizon end.
 DEFER_IMPORT_PER_KWH = 1e-4
-WATER_START_CUTS = True  # see WaterHeater._start_cuts
 
 
 class Component:
@@ -36,6 +31,34 @@ class Component:
 
     def extract(self, m: Model, x: np.ndarray) -> None:
         """Put this component's per-slot results into ``m.columns``."""
+
+    # Solver hooks (PyPSA's ``extra_functionality`` idea): the solver's heuristic incumbent and
+    # its staged solve ask every component; one with nothing to add keeps these defaults, so
+    # the solver never reaches into a component's variables.
+
+    def shortfall(self, x: np.ndarray) -> tuple[str, str, float] | None:
+        """(kind, asset name, kWh) of a soft target missed in solution ``x``, for the cost; None: no target."""
+        return None
+
+    def incumbent_fix(self, m: Model, x: np.ndarray, bus_dual: np.ndarray, on_above: float) -> dict[int, float]:
+        """Column -> 0/1 for this component's binaries, rounded from the LP relaxation ``x``."""
+        return {}
+
+    def pattern_columns(self) -> list[int]:
+        """Binary columns :meth:`incumbent_pattern` sets as a whole (none: not patterned)."""
+        return []
+
+    def incumbent_pattern(self, m: Model, slot_value_per_kwh: np.ndarray, shortfall_price: float) -> dict[int, float]:
+        """Column -> 0/1: the best on/off pattern if energy cost ``slot_value_per_kwh`` per slot."""
+        return {}
+
+    def incumbent_moves(self, fixed: dict[int, float], col_dual: np.ndarray) -> list[tuple[float, dict[int, float]]]:
+        """Candidate changes of a fixed plan with their estimated gain (reduced costs)."""
+        return []
+
+    def staged_bounds(self, m: Model, x: np.ndarray) -> tuple[list[int], list[float], list[float]]:
+        """Column bounds that turn a stage-1 (relaxed) solution into one feasible for the full model."""
+        return [], [], []
 
 
 # --------------------------------------------------------------------------- grid
@@ -125,19 +148,6 @@ class PV(Component):
 # --------------------------------------------------------------------------- battery
 
 
-def default_terminal_value_per_kwh(m: Model) -> float:
-    """Value of a kWh left in the battery at the horizon end, when not configured.
-
-    What it will displace later is unknown; the median import price of the horizon, after
-    discharge losses and wear, is a middle estimate that neither hoards nor dumps. Never
-    negative: a negative value would make the plan burn energy at the horizon edge.
-    """
-    b = m.site.battery
-    assert b is not None
-    value = b.discharge_efficiency * float(np.median(m.import_price)) - b.wear_cost_per_kwh
-    return max(0.0, value)
-
-
 class Battery(Component):
     """Charge/discharge with efficiencies, power limits, hard SoC limits, soft reserve, wear, terminal value.
 
@@ -182,11 +192,10 @@ class Battery(Component):
             for t in range(m.T):
                 m.row(f"battery_reserve_t{t:03d}", [(self.soc.vars[t], 1.0), (self.short.vars[t], 1.0)], GE, reserve)
             m.cost("reserve_penalty", [(v, b.reserve_penalty_per_kwh * dt) for v in self.short.vars])
-        # value of stored energy at the horizon end
-        self.terminal_value_per_kwh = (
-            b.terminal_value_per_kwh if b.terminal_value_per_kwh is not None else default_terminal_value_per_kwh(m)
-        )
-        m.cost("terminal_value", [(self.soc.vars[-1], -max(0.0, self.terminal_value_per_kwh))])
+        # value of stored energy at the horizon end: the one rule every comparison uses too
+        # (shared.cost: median import price of the horizon after discharge losses and wear, >= 0)
+        self.terminal_value_per_kwh = stored_energy_value_per_kwh(m.import_price, b)
+        m.cost("terminal_value", [(self.soc.vars[-1], -self.terminal_value_per_kwh)])
         # charging only from PV when grid charging is not allowed
         if not b.grid_charging_allowed:
             curt = m.shared["pv_curtail_kw"]
@@ -261,300 +270,6 @@ class Stability(Component):
         _ = dt
 
 
-# --------------------------------------------------------------------------- water heaters
-
-
-@dataclass
-class WaterHeater(Component):
-    """A tank heater, on/off at rated power or modulating.
-
-    On/off heaters run in blocks of ``min_run_minutes`` aligned to the clock (30 min: :00-:30 and
-    :30-:00), one binary per block; a run lasts a whole number of blocks, so the minimum run
-    holds by construction. Compared with an on/off binary per slot plus min-run rows (which
-    needed > 20 s here), every constraint below is an interval of blocks and the LP relaxation
-    is much tighter.
-
-    - daily minimum energy per local day, minus what is done today; a partial last day is
-      pro rata; a soft shortfall priced above any import;
-    - at most ``max_gap_hours`` between heatings: every window of that length meets a block
-      (the first window is shortened by the time since the last heating);
-    - a cost per start (rising edge of the on state);
-    - vacation: no daily minimum, an anti-legionella cycle when it falls due in the horizon.
-    """
-
-    heater: WaterHeaterConfig
-    number: int
-    state: WaterState
-    name = "water_heater"
-
-    def build(self, m: Model) -> None:
-        h, i, dt = self.heater, self.number, m.dt
-        p = f"water{i}"
-        forced = np.zeros(m.T, dtype=bool)
-        if not m.relaxed:
-            for block in m.inputs.manual_blocks:
-                if block.action == "heat":
-                    forced |= (m.index >= block.start) & (m.index < block.end)
-        self.blocks = None
-        if h.modulating:
-            w = m.slot_vars(f"{p}_power_kw", np.where(forced, h.power_kw, 0.0), h.power_kw)
-            # power-weighted terms per slot, and "one slot at full power" as the unit of heating
-            self.on_terms = [[(v, 1.0 / h.power_kw)] if v is not None else [] for v in w.vars]
-            self.on_fixed = w.fixed / h.power_kw
-            self.w = w
-        else:
-            run = max(1, int(np.ceil(h.min_run_minutes / 15)))
-            self.run = run
-            # blocks aligned to the clock (UTC quarter-hour count), e.g. :00-:30 and :30-:00 for 30 min
-            quarter = np.asarray((m.index - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(minutes=15))
-            block_id = quarter // run
-            _, self.block_of_slot = np.unique(block_id, return_inverse=True)
-            n_blocks = int(self.block_of_slot.max()) + 1
-            y = [m.var(f"{p}_on_block_b{b:03d}", binary=True) for b in range(n_blocks)]
-            self.blocks = y
-            self.on_terms = [[(y[self.block_of_slot[t]], 1.0)] for t in range(m.T)]
-            self.on_fixed = np.zeros(m.T)
-            for t in np.flatnonzero(forced):
-                y[self.block_of_slot[t]].lowBound = 1
-        for t in range(m.T):
-            for v, c in self.on_terms[t]:
-                m.on_bus(t, v, -h.power_kw * c)
-            m.bus_rhs[t] -= -h.power_kw * self.on_fixed[t]
-
-        # daily minimum (or the anti-legionella cycle in vacation)
-        self.short_vars = []
-        penalty = water_shortfall_price_per_kwh(m.import_price)
-        days = pd.unique(m.local_dates)
-        requirements: list[tuple[str, np.ndarray, float]] = []
-        horizon_end = m.index[-1] + pd.Timedelta(minutes=15)
-        if m.inputs.vacation:
-            due_in_h = max(0.0, (h.legionella_interval_days - self.state.days_since_legionella) * 24.0)
-            due_slot = int(np.ceil(due_in_h / dt))
-            if h.legionella_kwh > 0 and due_slot <= m.T:
-                mask = np.zeros(m.T, dtype=bool)
-                mask[: max(due_slot, min(m.T, int(np.ceil(h.legionella_kwh / h.power_kw / dt)) + 1))] = True
-                requirements.append(("legionella", mask, h.legionella_kwh))
-        elif h.daily_min_kwh > 0:
-            for k, day in enumerate(days):
-                mask = m.local_dates == day
-                start_local = pd.Timestamp(datetime.combine(day, datetime.min.time()), tz=m.site.tz)
-                end_local = pd.Timestamp(datetime.combine(day + timedelta(days=1), datetime.min.time()), tz=m.site.tz)
-                day_hours = (end_local - start_local) / pd.Timedelta(hours=1)
-                need = h.daily_min_kwh - (self.state.done_today_kwh if k == 0 else 0.0)
-                if k > 0 and horizon_end < end_local:
-                    need = h.daily_min_kwh * mask.sum() * dt / day_hours  # partial last day: pro rata
-                if need > 1e-9:
-                    requirements.append((f"day{k}", mask, need))
-        self.requirements = requirements
-        for label, mask, need in requirements:
-            s = m.var(f"{p}_shortfall_kwh_{label}", 0.0, need)
-            self.short_vars.append(s)
-            coef: dict = {}
-            for t in np.flatnonzero(mask):
-                for v, c in self.on_terms[t]:
-                    coef[v] = coef.get(v, 0.0) + c * h.power_kw * dt
-            fixed = float(self.on_fixed[mask].sum() * h.power_kw * dt)
-            m.row(f"{p}_min_energy_{label}", [(s, 1.0)] + list(coef.items()), GE, need - fixed)
-            m.cost("water_shortfall_penalty", [(s, penalty)])
-
-        # max gap: every window of gap slots meets some heating
-        self.gap_windows: list[tuple[tuple[int, ...], float]] = []  # (block ids, blocks needed): for the rounding heuristic
-        if h.max_gap_hours is not None and not m.relaxed and not m.inputs.vacation:
-            gap = int(round(h.max_gap_hours / dt))
-            first = max(1, gap - int(round(self.state.hours_since_heated / dt)))
-            windows = [(0, first)] + [(t, t + gap) for t in range(1, m.T - gap + 1)]
-            seen: set[tuple] = set()
-            for a, b_ in windows:
-                if b_ > m.T or forced[a:b_].any():
-                    continue
-                if self.blocks is not None:
-                    # a block that overlaps the window
-                    ids = tuple(np.unique(self.block_of_slot[a:b_]))
-                    if ids in seen:
-                        continue  # the same blocks as an earlier window: same row
-                    seen.add(ids)
-                    terms = [(self.blocks[k], 1.0) for k in ids]
-                    self.gap_windows.append((ids, 1.0 - float(self.on_fixed[a:b_].sum())))
-                else:
-                    terms = [tv for k in range(a, b_) for tv in self.on_terms[k]]
-                m.row(f"{p}_max_gap_t{a:03d}", terms, GE, 1.0 - float(self.on_fixed[a:b_].sum()))
-
-        # start cost: a start is a rising edge of the on state
-        self.starts = None
-        if self.blocks is not None and h.start_cost > 0:
-            self.starts = [m.var(f"{p}_start_b{b:03d}", 0.0, 1.0) for b in range(len(self.blocks))]
-            for b, (st, y) in enumerate(zip(self.starts, self.blocks)):
-                terms = [(st, 1.0), (y, -1.0)]
-                rhs = 0.0
-                if b > 0:
-                    terms.append((self.blocks[b - 1], 1.0))
-                elif self.state.on_now:
-                    rhs = -1.0
-                m.row(f"{p}_start_b{b:03d}", terms, GE, rhs)
-            m.cost("water_start_cost", [(v, h.start_cost) for v in self.starts])
-            if WATER_START_CUTS:
-                self._start_cuts(m)
-
-    def _start_cuts(self, m: Model) -> None:
-        """Valid inequalities that make the LP count starts: a stretch of blocks that must hold a
-        heating (a max-gap window; a day's minimum unless it is given up as shortfall) holds a start
-        or continues a heating running in the block before it. Without them the LP spreads the heater
-        thinly (0.1 of a block everywhere) and pays almost no start cost; the MILP then spends most of
-        its time in cuts that find this. ``sum(start in S) + on(block before S) [+ shortfall/need] >= 1``."""
-        p = f"water{self.number}"
-        stretches: list[tuple[str, list[int], list[tuple]]] = []
-        for ids, need_blocks in dict(self.gap_windows).items():
-            if need_blocks >= 1.0:
-                stretches.append((f"{p}_start_cut_gap_b{ids[0]:03d}_{ids[-1]:03d}", list(ids), []))
-        for (label, mask, need), short in zip(self.requirements, self.short_vars):
-            ids = sorted(set(int(b) for b in self.block_of_slot[mask]))
-            stretches.append((f"{p}_start_cut_{label}", ids, [(short, 1.0 / need)]))
-        for name, ids, extra in stretches:
-            first = ids[0]
-            if first == 0 and self.state.on_now:
-                continue  # a running heating covers it: nothing to add
-            terms = [(self.starts[b], 1.0) for b in ids] + extra
-            if first > 0:
-                terms.append((self.blocks[first - 1], 1.0))
-            m.row(name, terms, GE, 1.0)
-
-    def extract(self, m: Model, x: np.ndarray) -> None:
-        on = np.array([sum(c * x[v.index] for v, c in terms) for terms in self.on_terms]) + self.on_fixed
-        if self.blocks is not None:
-            on = np.round(on)
-        m.columns[f"water{self.number}_kw"] = on * self.heater.power_kw
-        m.columns["water_kw"] = m.columns.get("water_kw", 0.0) + m.columns[f"water{self.number}_kw"]
-
-    def shortfall_kwh(self, x: np.ndarray) -> float:
-        return float(sum(x[s.index] for s in self.short_vars))
-
-
-# --------------------------------------------------------------------------- EVs
-
-
-def ev_sessions(m: Model, ev: EVConfig, first: bool) -> list[tuple[np.ndarray, pd.Timestamp]]:
-    """Plug sessions (slot mask, departure) overlapping the horizon, from the configured daily window.
-
-    The session running at the start follows the context: not plugged -> no session; a
-    departure given -> it replaces the configured one.
-    """
-    tz = m.site.tz
-    sessions = []
-    d0 = m.local_dates[0] - timedelta(days=1)
-    d_end = m.local_dates[-1]
-    day = d0
-    while day <= d_end:
-        plug = pd.Timestamp(datetime.combine(day, ev.plugged_from), tz=tz)
-        dep_day = day + timedelta(days=1) if ev.departure <= ev.plugged_from else day
-        dep = pd.Timestamp(datetime.combine(dep_day, ev.departure), tz=tz)
-        day += timedelta(days=1)
-        plug, dep = plug.tz_convert("UTC"), dep.tz_convert("UTC")
-        if dep <= m.index[0] or plug > m.index[-1]:
-            continue
-        sessions.append([plug, dep])
-    out = []
-    ctx_plugged, ctx_dep = m.inputs.ev_plugged, m.inputs.ev_departure
-    for k, (plug, dep) in enumerate(sessions):
-        current = plug <= m.index[0] < dep
-        if current and first:
-            if ctx_plugged is False:
-                continue
-            if ctx_dep is not None:
-                dep = pd.Timestamp(ctx_dep).tz_convert("UTC")
-        elif first and ctx_plugged and k == 0 and not current:
-            pass
-        mask = (m.index >= plug) & (m.index < dep)
-        if mask.any():
-            out.append((mask, dep))
-    if first and ctx_plugged and not any(mask[0] for mask, _ in out):
-        # plugged outside the configured window: charge until the given (or the next configured) departure
-        dep = pd.Timestamp(ctx_dep).tz_convert("UTC") if ctx_dep is not None else (out[0][1] if out else m.index[-1])
-        mask = (m.index >= m.index[0]) & (m.index < dep)
-        out = [(mask, dep)] + [(mk & ~mask, d) for mk, d in out if (mk & ~mask).any()]
-    return out
-
-
-@dataclass
-class EV(Component):
-    """An EV: charges only while plugged; energy by departure is soft with a high penalty.
-
-    On/off or a minimum power makes the power semi-continuous (one binary per plugged slot);
-    without a minimum a modulating charger is continuous. Whether the home battery may feed the
-    car is a setting: if not, the car charges only from the grid and PV.
-    """
-
-    ev: EVConfig
-    number: int
-    # True: a relaxation for the staged solve (see solve.solve_staged): one binary per clock hour,
-    # the hour's energy either 0 or at least one slot at minimum power
-    hourly: bool = False
-    name = "ev"
-
-    def build(self, m: Model) -> None:
-        ev, i, dt = self.ev, self.number, m.dt
-        p = f"ev{i}"
-        first = i == 0
-        sessions = ev_sessions(m, ev, first)
-        plugged = np.zeros(m.T, dtype=bool)
-        for mask, _ in sessions:
-            plugged |= mask
-        self.plugged = plugged
-        needs_binary = (not ev.modulating) or ev.min_charge_kw > 0
-        self.power = m.slot_vars(f"{p}_charge_kw", 0.0, ev.max_charge_kw, mask=plugged)
-        m.add_slot_flow(self.power, -1.0)
-        self.on = None
-        if needs_binary:
-            low = ev.max_charge_kw if not ev.modulating else ev.min_charge_kw
-            self.low_kw = low
-            self.on_slots: dict[int, pulp.LpVariable] = {}
-            self.on_hours: dict[int, pulp.LpVariable] = {}
-            if self.hourly:
-                hours = hour_groups(m.index)
-                for hr in np.unique(hours[plugged]):
-                    slots = np.flatnonzero(plugged & (hours == hr))
-                    u = m.var(f"{p}_on_hour_h{int(hr):03d}", binary=True)
-                    self.on_hours[int(hr)] = u
-                    for t in slots:
-                        m.row(f"{p}_max_power_t{t:03d}", [(self.power.vars[t], 1.0), (u, -ev.max_charge_kw)], LE, 0.0)
-                    m.row(f"{p}_min_energy_h{int(hr):03d}", [(self.power.vars[t], dt) for t in slots] + [(u, -low * dt)],
-                          GE, 0.0)
-            for t in (np.flatnonzero(plugged) if not self.hourly else []):
-                z = m.var(f"{p}_on_t{t:03d}", binary=True)
-                self.on_slots[int(t)] = z
-                v = self.power.vars[t]
-                m.row(f"{p}_max_power_t{t:03d}", [(v, 1.0), (z, -ev.max_charge_kw)], LE, 0.0)
-                m.row(f"{p}_min_power_t{t:03d}", [(v, 1.0), (z, -low)], GE, 0.0)
-            self.on = True
-        self.short_vars = []
-        horizon_end = m.index[-1] + pd.Timedelta(minutes=15)
-        for k, (mask, dep) in enumerate(sessions):
-            slots = [self.power.vars[t] for t in np.flatnonzero(mask)]
-            m.row(f"{p}_session{k}_max_energy", [(v, ev.charge_efficiency * dt) for v in slots], LE, ev.battery_kwh)
-            target = ev.target_kwh
-            if first and k == 0 and mask[0] and m.inputs.ev_target_kwh is not None:
-                target = m.inputs.ev_target_kwh
-            if dep > horizon_end or target <= 0:
-                continue  # departs after the horizon: the next plans see it
-            s = m.var(f"{p}_session{k}_shortfall_kwh", 0.0, target)
-            self.short_vars.append(s)
-            m.row(f"{p}_session{k}_target", [(s, 1.0)] + [(v, ev.charge_efficiency * dt) for v in slots], GE, target)
-            m.cost("ev_shortfall_penalty", [(s, ev.shortfall_penalty_per_kwh)])
-        if not ev.battery_may_feed_ev and "battery_discharge_kw" in m.shared:
-            imp, curt = m.shared["grid_import_kw"], m.shared["pv_curtail_kw"]
-            for t in np.flatnonzero(plugged):
-                terms = [(self.power.vars[t], 1.0), (imp.vars[t], -1.0)]
-                if curt.vars[t] is not None:
-                    terms.append((curt.vars[t], 1.0))
-                m.row(f"{p}_not_from_battery_t{t:03d}", terms, LE, float(m.pv_kw[t] - curt.fixed[t]))
-
-    def extract(self, m: Model, x: np.ndarray) -> None:
-        m.columns[f"ev{self.number}_kw"] = self.power.value(x)
-        m.columns["ev_kw"] = m.columns.get("ev_kw", 0.0) + m.columns[f"ev{self.number}_kw"]
-
-    def shortfall_kwh(self, x: np.ndarray) -> float:
-        return float(sum(x[s.index] for s in self.short_vars))
-
-
 # --------------------------------------------------------------------------- manual blocks
 
 
@@ -614,7 +329,7 @@ class CapacityTariff(Component):
         first_key = period_key(m.local_dates[0], cfg.period)
         self.peak_vars: list[pulp.LpVariable] = []
         # (slots, peak variable, scale): peak >= scale * sum(import over the slots), for the
-        # peak x heater cuts of the solver (solve._peak_heater_cuts)
+        # peak x heater cuts of the solver (cuts.peak_heater_cuts)
         self.demand_groups: list[tuple[list[int], pulp.LpVariable, float]] = []
         # the demand measure per hour (or slot), with its local date
         if cfg.method == "max_15min":

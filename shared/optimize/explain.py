@@ -9,31 +9,17 @@ import numpy as np
 import pandas as pd
 
 from shared.config import SiteConfig
+from shared.modes import REASON_CODES as MODE_MAP
 
 if TYPE_CHECKING:
     from shared.optimize.inputs import PlanInputs
     from shared.optimize.model import Model
-    from shared.optimize.solve import PlanResult
+    from shared.optimize.result import PlanResult
 
 FLOW_EPS_KW = 0.01
 
-# reason codes, one per slot (the battery's decision and why)
-REASON_CODES = {
-    "manual_charge": "manual block: charge",
-    "manual_discharge": "manual block: discharge",
-    "manual_export": "manual block: export",
-    "manual_hold": "manual block: hold",
-    "manual_heat": "manual block: heat water",
-    "charge_negative_price": "charging: paid to import",
-    "charge_grid_cheap": "charging from the grid at a cheap price for a dearer time",
-    "charge_pv_surplus": "storing PV surplus",
-    "discharge_export": "discharging to export at a high price",
-    "discharge_cover_load": "discharging to cover the home's load",
-    "curtail_negative_export": "curtailing PV: exporting would cost money",
-    "hold_for_later": "holding stored energy for a dearer time",
-    "idle": "nothing to gain from the battery",
-    "fallback_self_consumption": "fallback plan",
-}
+# reason codes, one per slot (the battery's decision and why): the one table is shared/modes.py
+REASON_CODES = {code: spec.text for code, spec in MODE_MAP.items()}
 
 
 def slot_modes(frame: pd.DataFrame) -> np.ndarray:

@@ -14,7 +14,10 @@ import pandas as pd
 
 from shared.battery import step
 from shared.config import SiteConfig
-from shared.optimize.inputs import PlanInputs, WaterState
+from shared.cost import plan_cost
+from shared.optimize.explain import mode_changes_per_day, slot_modes
+from shared.optimize.inputs import PlanInputs, WaterState, apply_strategy
+from shared.optimize.result import PlanResult, SolverStats
 
 
 def _water_schedule(inputs: PlanInputs, site: SiteConfig) -> dict[int, np.ndarray]:
@@ -43,9 +46,9 @@ def self_consumption_plan(inputs: PlanInputs, site: SiteConfig) -> pd.DataFrame:
     water_total = sum(water.values()) if water else np.zeros(n)
     ev_kw = np.zeros(n)
     for i, ev in enumerate(site.evs):
-        from shared.optimize.components import ev_sessions  # the same session rules as the model
-        from shared.optimize.model import Model
+        from shared.optimize.ev import ev_sessions  # the same session rules as the model
         from shared.optimize.inputs import apply_strategy
+        from shared.optimize.model import Model
 
         _, strategy = apply_strategy(inputs, site)
         probe = Model(site=site, inputs=inputs, strategy=strategy)
@@ -91,3 +94,22 @@ def self_consumption_plan(inputs: PlanInputs, site: SiteConfig) -> pd.DataFrame:
         frame[f"water{i}_kw"] = on
     frame.index.name = "slot_start"
     return frame
+
+
+def fallback_plan(inputs: PlanInputs, site: SiteConfig) -> PlanResult:
+    """A safe self-consumption plan: no optimiser, no grid charging, nothing exported from the battery."""
+    adjusted, strategy = apply_strategy(inputs, site)
+    frame = self_consumption_plan(adjusted, site)
+    cost = plan_cost(frame, inputs.prices, site, capacity_state=inputs.capacity_state, slot_hours=inputs.slot_hours,
+                     reserve_kwh=strategy.reserve_kwh,
+                     water_on_before={n: s.on_now for n, s in inputs.water.items()})
+    frame["mode"] = slot_modes(frame)
+    frame["reason_code"] = "fallback_self_consumption"
+    frame["bus_value_per_kwh"] = np.nan
+    frame["soc_value_per_kwh"] = np.nan
+    stats = SolverStats(status="fallback", objective=cost.total)
+    return PlanResult(
+        status="fallback", slots=frame, cost=cost, objective_terms={}, stats=stats,
+        reason="fallback: the optimiser found no plan, so the battery only stores PV surplus and covers the load",
+        strategy=strategy, fallback=True, mode_changes_per_day=mode_changes_per_day(frame, site),
+    )

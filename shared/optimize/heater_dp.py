@@ -1,6 +1,6 @@
 """The cheapest on/off pattern of one block water heater for given per-block costs (a DP).
 
-Used by the heuristic incumbent (:func:`shared.optimize.solve._heuristic_incumbent`): the
+Used by the heuristic incumbent (:func:`shared.optimize.incumbent.heuristic_incumbent`): the
 heater's own rules are a shortest path over states (blocks off in a row, blocks heated in the
 current requirement), so for prices taken from the LP's bus duals the best pattern that keeps
 every rule (max-gap windows, daily minimum or its priced shortfall, forced blocks, start cost)
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from shared.optimize.components import WaterHeater
     from shared.optimize.model import Model
+    from shared.optimize.water_heater import WaterHeater
 
 _INF = 1e18
 

@@ -54,7 +54,7 @@ class Model:
     shared: dict[str, SlotVars] = field(default_factory=dict)
     rows: dict[str, pulp.LpConstraint] = field(default_factory=dict)
     columns: dict[str, np.ndarray] = field(default_factory=dict)
-    cut_rows: tuple[int, int] = (0, 0)  # HiGHS rows [first, end) of solver-only cuts (solve._peak_heater_cuts)
+    cut_rows: tuple[int, int] = (0, 0)  # HiGHS rows [first, end) of solver-only cuts (cuts.peak_heater_cuts)
 
     def __post_init__(self) -> None:
         self.T = self.inputs.slots

@@ -582,6 +582,15 @@ class Store:
         with self._read() as conn:
             return [r._asdict() for r in conn.execute(query.order_by(t.c.ts.desc()).limit(limit))]
 
+    def execution_log_between(self, site_id: str, start: datetime, end: datetime,
+                              system_id: str = m.LIVE, limit: int = 5000) -> list[dict[str, Any]]:
+        """Executor decisions (what was written, success, error) with ``ts`` in [start, end), newest first."""
+        t = m.ExecutionLog.__table__
+        query = select(t).where(t.c.site_id == site_id, t.c.system_id == system_id,
+                                t.c.ts >= _utc(start), t.c.ts < _utc(end))
+        with self._read() as conn:
+            return [r._asdict() for r in conn.execute(query.order_by(t.c.ts.desc()).limit(limit))]
+
     def oracle_results(self, site_id: str, system_id: str = m.LIVE) -> pd.DataFrame:
         t = m.OracleDailyResult.__table__
         cols = [t.c.day, t.c.currency, t.c.oracle_cost, t.c.realized_cost, t.c.regret]

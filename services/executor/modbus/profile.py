@@ -16,29 +16,20 @@ Every error names the profile file and the key path, e.g.
 
 from __future__ import annotations
 
-import ast
-import math
-import operator
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from services.executor.modbus.codec import WORDS, RegisterType
+from services.executor.modbus.expr import Expr
 from shared.config import yaml_load
+from shared.config_checks import nearest_key
 
-PROFILE_DIR = Path(__file__).parent / "profiles"
+PROFILE_DIR = Path(__file__).parent.parent / "profiles"
 
-RegisterType = Literal["u16", "s16", "u32", "s32", "f32"]
-WORDS: dict[str, int] = {"u16": 1, "s16": 1, "u32": 2, "s32": 2, "f32": 2}
-RAW_RANGE: dict[str, tuple[float, float]] = {
-    "u16": (0, 0xFFFF),
-    "s16": (-0x8000, 0x7FFF),
-    "u32": (0, 0xFFFFFFFF),
-    "s32": (-0x80000000, 0x7FFFFFFF),
-    "f32": (-3.4e38, 3.4e38),
-}
 TELEMETRY_FIELDS = ("soc_frac", "soc_kwh", "pv_kw", "load_kw", "grid_kw", "battery_kw", "water_kw", "ev_kw")
 INTENT_MODES = ("charge", "discharge", "self_consumption", "hold")
 # Names an intent write expression may use (besides register names and limits).
@@ -59,158 +50,6 @@ LIMIT_NAMES = ("max_charge_kw", "max_discharge_kw", "max_export_kw")
 
 class ProfileError(ValueError):
     """A profile that cannot be used; the message names the file and the key path."""
-
-
-# --------------------------------------------------------------------------- expressions
-
-_BINOPS: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
-    ast.BitAnd: operator.and_,
-    ast.BitOr: operator.or_,
-    ast.RShift: operator.rshift,
-    ast.LShift: operator.lshift,
-}
-_CMPOPS: dict[type, Callable[[Any, Any], bool]] = {
-    ast.Eq: operator.eq,
-    ast.NotEq: operator.ne,
-    ast.Lt: operator.lt,
-    ast.LtE: operator.le,
-    ast.Gt: operator.gt,
-    ast.GtE: operator.ge,
-}
-
-
-def _coalesce(*values: Any) -> Any:
-    for value in values:
-        if value is not None:
-            return value
-    return None
-
-
-_FUNCS: dict[str, Callable[..., Any]] = {
-    "min": min,
-    "max": max,
-    "abs": abs,
-    "round": round,
-    "int": int,
-    "coalesce": _coalesce,
-}
-
-
-class Expr:
-    """A safe arithmetic expression over named values. ``None`` operands give ``None`` (unknown stays unknown)."""
-
-    def __init__(self, text: str | int | float):
-        self.text = str(text)
-        try:
-            tree = ast.parse(self.text, mode="eval")
-        except SyntaxError as err:
-            raise ValueError(f"not a valid expression {self.text!r}: {err.msg}") from None
-        self.names: set[str] = set()
-        self._check(tree.body)
-        self._tree = tree.body
-
-    def _check(self, node: ast.AST) -> None:
-        if isinstance(node, ast.Constant):
-            if not isinstance(node.value, (int, float, bool)):
-                raise ValueError(f"only numbers are allowed in {self.text!r}")
-        elif isinstance(node, ast.Name):
-            self.names.add(node.id)
-        elif isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            self._check(node.left)
-            self._check(node.right)
-        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
-            self._check(node.operand)
-        elif isinstance(node, ast.Compare) and all(type(op) in _CMPOPS for op in node.ops):
-            self._check(node.left)
-            for comp in node.comparators:
-                self._check(comp)
-        elif isinstance(node, ast.BoolOp):
-            for value in node.values:
-                self._check(value)
-        elif isinstance(node, ast.IfExp):
-            self._check(node.test)
-            self._check(node.body)
-            self._check(node.orelse)
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS:
-            if node.keywords:
-                raise ValueError(f"keyword arguments are not allowed in {self.text!r}")
-            for arg in node.args:
-                self._check(arg)
-        else:
-            raise ValueError(f"unsupported syntax {type(node).__name__} in {self.text!r}")
-
-    def evaluate(self, env: dict[str, Any]) -> Any:
-        try:
-            return self._eval(self._tree, env)
-        except _Unknown:
-            return None
-        except (ZeroDivisionError, OverflowError, ValueError):
-            return None
-
-    def _eval(self, node: ast.AST, env: dict[str, Any]) -> Any:
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Name):
-            if node.id not in env:
-                raise KeyError(f"{node.id!r} is not defined for expression {self.text!r}")
-            return env[node.id]
-        if isinstance(node, ast.Call):
-            args = [self._eval(a, env) for a in node.args]
-            name = node.func.id  # type: ignore[attr-defined]
-            if name != "coalesce" and any(a is None for a in args):
-                raise _Unknown
-            return _FUNCS[name](*args)
-        if isinstance(node, ast.IfExp):
-            test = self._eval(node.test, env)
-            if test is None:
-                raise _Unknown
-            return self._eval(node.body if test else node.orelse, env)
-        if isinstance(node, ast.BoolOp):
-            values = [self._eval(v, env) for v in node.values]
-            if any(v is None for v in values):
-                raise _Unknown
-            return all(values) if isinstance(node.op, ast.And) else any(values)
-        if isinstance(node, ast.UnaryOp):
-            value = self._eval(node.operand, env)
-            if value is None:
-                raise _Unknown
-            if isinstance(node.op, ast.USub):
-                return -value
-            if isinstance(node.op, ast.Not):
-                return not value
-            return value
-        if isinstance(node, ast.BinOp):
-            left, right = self._eval(node.left, env), self._eval(node.right, env)
-            if left is None or right is None:
-                raise _Unknown
-            if isinstance(node.op, (ast.BitAnd, ast.BitOr, ast.RShift, ast.LShift)):
-                left, right = int(left), int(right)  # status bits: registers decode to floats
-            return _BINOPS[type(node.op)](left, right)
-        if isinstance(node, ast.Compare):
-            left = self._eval(node.left, env)
-            for op, comp in zip(node.ops, node.comparators):
-                right = self._eval(comp, env)
-                if left is None or right is None:
-                    raise _Unknown
-                if not _CMPOPS[type(op)](left, right):
-                    return False
-                left = right
-            return True
-        raise ValueError(f"unsupported node in {self.text!r}")  # pragma: no cover - rejected by _check
-
-    def __repr__(self) -> str:
-        return f"Expr({self.text!r})"
-
-
-class _Unknown(Exception):
-    """An operand was None (not readable): the whole expression is unknown."""
 
 
 # --------------------------------------------------------------------------- schema
@@ -423,8 +262,10 @@ def load_profile(name_or_path: str | Path) -> Profile:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        shipped = ", ".join(available_profiles())
-        raise ProfileError(f"inverter profile not found: {path} (shipped profiles: {shipped})") from None
+        shipped = available_profiles()
+        hint = nearest_key(str(name_or_path), shipped)
+        raise ProfileError(f"inverter profile not found: {path}" + (f" (did you mean {hint!r}?)" if hint else "")
+                           + f" (shipped profiles: {', '.join(shipped)})") from None
     try:
         data = yaml_load(text)
     except yaml.YAMLError as err:
@@ -436,49 +277,3 @@ def load_profile(name_or_path: str | Path) -> Profile:
 
 def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-
-
-# --------------------------------------------------------------------------- register codec
-
-
-def encode_value(spec: RegisterSpec, value: float, word_order: str, scale: float | None = None) -> list[int]:
-    """Engineering value (in ``spec.unit``) -> list of 16-bit words. Raises ValueError if out of the type's range."""
-    factor = spec.scale if scale is None else scale
-    raw = value / factor
-    if spec.type == "f32":
-        words = _float_words(raw)
-    else:
-        if not math.isfinite(raw):
-            raise ValueError(f"value {value!r} is not finite")
-        raw_int = int(round(raw))
-        lo, hi = RAW_RANGE[spec.type]
-        if not lo <= raw_int <= hi:
-            raise ValueError(f"raw value {raw_int} out of range {lo}..{hi} for {spec.type}")
-        bits = raw_int & (0xFFFF if spec.words == 1 else 0xFFFFFFFF)
-        words = [bits] if spec.words == 1 else [(bits >> 16) & 0xFFFF, bits & 0xFFFF]
-    if spec.words == 2 and (spec.word_order or word_order) == "little":
-        words = list(reversed(words))
-    return words
-
-
-def decode_raw(spec: RegisterSpec, words: list[int], word_order: str) -> int | float:
-    """List of 16-bit words -> raw (unscaled) number."""
-    if spec.words == 2 and (spec.word_order or word_order) == "little":
-        words = list(reversed(words))
-    if spec.type == "f32":
-        import struct
-
-        return struct.unpack(">f", struct.pack(">HH", words[0], words[1]))[0]
-    bits = words[0] if spec.words == 1 else (words[0] << 16) | words[1]
-    if spec.type == "s16" and bits & 0x8000:
-        return bits - 0x10000
-    if spec.type == "s32" and bits & 0x80000000:
-        return bits - 0x100000000
-    return bits
-
-
-def _float_words(value: float) -> list[int]:
-    import struct
-
-    hi, lo = struct.unpack(">HH", struct.pack(">f", value))
-    return [hi, lo]

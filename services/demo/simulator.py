@@ -2,7 +2,7 @@
 
 It replays recorded load and PV (``shared.sitedata``) on a simulated clock
 (``shared.clock.SimClock``: simulated time = start + accel * wall time elapsed; or
-:class:`ManualClock` for benchmarks),
+``shared.clock.ManualClock`` for benchmarks),
 applies the commanded mode and power through the project's one battery model
 (``shared.battery.step``), and serves the results as Modbus registers. Physics advance lazily
 on every Modbus request (and once a second in the background), split at slot boundaries, so
@@ -20,7 +20,7 @@ recorded slot (counted in ``filled_slots``); past the end of the data the replay
 
 Run stand-alone::
 
-    python -m services.executor.simulator --site examples/se4-home.yaml \
+    python -m services.demo.simulator --site examples/se4-home.yaml \
         --data examples/data/se4_home_2025-07_2025-10.csv.gz --port 1502 --accel 60
 """
 
@@ -30,7 +30,7 @@ import argparse
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,10 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from services.executor.profile import Profile, RegisterSpec, encode_value, load_profile
+from services.executor.modbus.codec import encode_value
+from services.executor.modbus.profile import Profile, RegisterSpec, load_profile
 from shared.battery import step as battery_step
-from shared.clock import Clock, SimClock
+from shared.clock import Clock, ManualClock, SimClock
 from shared.config import BatteryConfig, SiteConfig, load_site_config
 from shared.sitedata import SiteData, load_site_data
 from shared.slots import SLOT, floor_slot
@@ -52,33 +53,6 @@ log = logging.getLogger(__name__)
 
 MODES = {0: "self_consumption", 1: "charge", 2: "discharge", 3: "hold"}
 NO_EXPORT_LIMIT_W = 65535
-
-
-class ManualClock(Clock):
-    """Simulated time moved only by ``set``/``advance``: benchmarks and tests run as fast as the code allows."""
-
-    accel = float("inf")
-
-    def __init__(self, start: datetime):
-        if start.tzinfo is None:
-            raise ValueError("ManualClock start needs a UTC offset")
-        self.start = start.astimezone(timezone.utc)
-        self._now = self.start
-
-    def now(self) -> datetime:
-        return self._now
-
-    def set(self, ts: datetime) -> None:
-        if ts < self._now:
-            raise ValueError("simulated time cannot go backwards")
-        self._now = ts
-
-    def advance(self, seconds: float) -> datetime:
-        self.set(self._now + timedelta(seconds=seconds))
-        return self._now
-
-    def wall_seconds(self, sim_seconds: float) -> float:
-        return 0.0
 
 
 @dataclass
@@ -437,7 +411,7 @@ class InverterSimulator:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m services.executor.simulator", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m services.demo.simulator", description=__doc__.split("\n")[0])
     add_arguments(parser)
     return parser
 

@@ -1,0 +1,252 @@
+"""The executor drives an OCPP 1.6J charge point: a charge point simulated with the same ``ocpp``
+library connects over a real websocket on localhost, and the car draws what its profile allows."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import websockets
+
+from services.executor.chargers.simulator import SimChargePoint
+from tests.ev_helpers import PASSWORD, SLOT, ev_config, ev_plan, ocpp_rig, settle
+
+START = datetime(2026, 1, 12, 18, 0, tzinfo=timezone.utc)
+
+
+def run(coro):  # noqa: ANN001, ANN201
+    return asyncio.run(asyncio.wait_for(coro, timeout=60))
+
+
+def test_boot_installs_the_fallback_and_asks_for_power_energy_and_soc() -> None:
+    async def scenario() -> None:
+        async with ocpp_rig(ev_config(fallback_a=7.0), START) as rig:
+            assert rig.cp.config["MeterValuesSampledData"] == "Power.Active.Import,Energy.Active.Import.Register,SoC"
+            default = rig.cp.profiles["TxDefaultProfile"]
+            assert default["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 7.0
+            reading = await rig.controller.charger.read()
+            assert reading.connected and reading.plugged is False and not reading.faulted
+
+    run(scenario())
+
+
+def test_wrong_password_and_unknown_identity_are_refused_before_any_ocpp_message() -> None:
+    async def scenario() -> None:
+        async with ocpp_rig(ev_config(), START) as rig:
+            port = rig.system.port
+            wrong = SimChargePoint("cp-garage", f"ws://127.0.0.1:{port}/ocpp/cp-garage", "guess")
+            with pytest.raises(websockets.exceptions.InvalidStatus, match="401"):
+                await wrong.connect()
+            stranger = SimChargePoint("cp-other", f"ws://127.0.0.1:{port}/ocpp/cp-other", PASSWORD)
+            with pytest.raises(websockets.exceptions.InvalidStatus, match="404"):
+                await stranger.connect()
+            assert rig.system.refused == 2
+            # the real charge point's session is untouched
+            assert (await rig.controller.charger.read()).connected
+
+    run(scenario())
+
+
+def test_plugging_in_starts_a_transaction_whose_profile_follows_the_plan_per_slot() -> None:
+    async def scenario() -> None:
+        ev = ev_config(phases=3)
+        async with ocpp_rig(ev, START) as rig:
+            rig.plan[0] = ev_plan(START, [6.9, 0.0, 11.04, 11.04], valid_for=timedelta(hours=1))
+            await rig.cp.plug()
+            await rig.tick()
+            assert rig.cp.transaction_id is not None
+            assert rig.cp.limit_a() == pytest.approx(10.0)  # 6.9 kW / (3 x 230 V)
+            assert rig.cp.power_kw == pytest.approx(6.9)
+            # the profile on the charger already holds the next slots: no message needed at the boundary
+            assert rig.cp.limit_a(START + SLOT) == 0.0
+            assert rig.cp.limit_a(START + 2 * SLOT) == pytest.approx(16.0)
+            # it ends with the plan: afterwards the charger's fallback (TxDefaultProfile 6 A) applies
+            assert rig.cp.limit_a(START + timedelta(hours=1, minutes=1)) == 6.0
+            assert ("ev_plugged", True) in rig.context
+
+    run(scenario())
+
+
+def test_single_phase_charger_gets_amps_for_one_phase() -> None:
+    async def scenario() -> None:
+        ev = ev_config(phases=1, max_current_a=32.0)
+        async with ocpp_rig(ev, START) as rig:
+            rig.plan[0] = ev_plan(START, [3.68])
+            await rig.cp.plug()
+            await rig.tick()
+            assert rig.cp.limit_a() == pytest.approx(16.0)  # 3.68 kW / 230 V
+            profile = rig.cp.profiles["TxProfile"]["chargingSchedule"]["chargingSchedulePeriod"][0]
+            assert profile["numberPhases"] == 1
+
+    run(scenario())
+
+
+def test_a_new_plan_changes_the_profile_and_measured_power_reaches_telemetry() -> None:
+    async def scenario() -> None:
+        async with ocpp_rig(ev_config(), START) as rig:
+            rig.plan[0] = ev_plan(START, [11.04] * 4)
+            await rig.cp.plug()
+            await rig.tick()
+            assert rig.cp.power_kw == pytest.approx(11.0)  # the car's onboard charger is the limit
+            rig.clock.advance(60)
+            rig.plan[0] = ev_plan(START, [4.14] * 4, created=START + timedelta(minutes=1))
+            await rig.tick()
+            assert rig.cp.limit_a() == pytest.approx(6.0)
+            await rig.tick()
+            reading = rig.controller.reading
+            assert reading.charging and reading.power_kw == pytest.approx(4.14)
+            assert reading.soc_frac is not None and reading.soc_frac > 0.3
+
+    run(scenario())
+
+
+def test_below_the_minimum_current_the_car_is_paused_not_started() -> None:
+    async def scenario() -> None:
+        async with ocpp_rig(ev_config(), START) as rig:
+            rig.plan[0] = ev_plan(START, [2.0])  # 2.9 A per phase: below 6 A the car cannot charge
+            await rig.cp.plug()
+            decision = await rig.tick()
+            assert decision.command.limit_a == 0.0
+            assert rig.cp.transaction_id is None and rig.cp.power_kw == 0.0
+
+    run(scenario())
+
+
+def test_a_rejected_profile_falls_back_and_raises_an_alarm() -> None:
+    async def scenario() -> None:
+        async with ocpp_rig(ev_config(fallback_a=6.0), START) as rig:
+            rig.plan[0] = ev_plan(START, [11.04] * 4)
+            await rig.cp.plug()
+            await rig.tick()
+            assert rig.cp.limit_a() == pytest.approx(16.0)
+            rig.cp.reject_profiles = True
+            rig.plan[0] = ev_plan(START, [4.14] * 4, created=START + timedelta(seconds=1))
+            await rig.tick()
+            # the 16 A profile must not stay in force when the lower one is refused
+            assert "TxProfile" not in rig.cp.profiles
+            assert rig.cp.limit_a() == 6.0
+            assert "charger_command_refused" in rig.controller.state()["alarms"]
+            assert any("charger_command_refused" in what for what, _ in rig.reports)
+
+    run(scenario())
+
+
+def test_a_faulted_connector_is_reported_and_the_planner_told_the_car_is_unavailable() -> None:
+    async def scenario() -> None:
+        async with ocpp_rig(ev_config(), START) as rig:
+            rig.plan[0] = ev_plan(START, [6.9] * 4)
+            await rig.cp.plug()
+            await rig.tick()
+            await rig.cp.fault()
+            await settle(rig.cp)
+            decision = await rig.tick()
+            assert decision.source == "faulted" and "charger_faulted" in decision.alarms
+            assert [v for n, v in rig.context if n == "ev_plugged"] == [True, False]
+            assert rig.cp.power_kw == 0.0
+
+    run(scenario())
+
+
+def test_a_stale_plan_puts_the_charger_on_its_fallback_current() -> None:
+    async def scenario() -> None:
+        async with ocpp_rig(ev_config(fallback_a=6.0), START) as rig:
+            rig.plan[0] = ev_plan(START, [11.04] * 4, valid_for=timedelta(minutes=30))
+            await rig.cp.plug()
+            await rig.tick()
+            assert rig.cp.limit_a() == pytest.approx(16.0)
+            rig.clock.advance(31 * 60)
+            decision = await rig.tick()
+            assert decision.fallback and "ev_plan_expired" in decision.alarms
+            assert "TxProfile" not in rig.cp.profiles and rig.cp.limit_a() == 6.0
+
+    run(scenario())
+
+
+def test_disconnect_leaves_only_a_profile_that_expires_and_reconnect_restores_the_plan() -> None:
+    async def scenario() -> None:
+        async with ocpp_rig(ev_config(fallback_a=6.0), START) as rig:
+            rig.plan[0] = ev_plan(START, [11.04] * 8, valid_for=timedelta(minutes=45))
+            await rig.cp.plug()
+            await rig.tick()
+            await rig.cp.disconnect()
+            await asyncio.sleep(0.1)
+            decision = await rig.tick()
+            assert decision.source == "unreachable" and "charger_unreachable" in decision.alarms
+            # Darkstar cannot reach it: what it left behind ends with the plan's validity
+            assert rig.cp.limit_a(START + timedelta(minutes=46)) == 6.0
+            await rig.cp.connect()
+            await settle(rig.cp)
+            rig.clock.advance(60)
+            await rig.tick()
+            assert rig.cp.limit_a() == pytest.approx(16.0)
+            assert rig.system.states["cp-garage"].connections == 2
+
+    run(scenario())
+
+
+def test_shutdown_clears_darkstars_profile() -> None:
+    async def scenario() -> None:
+        async with ocpp_rig(ev_config(fallback_a=8.0), START) as rig:
+            rig.plan[0] = ev_plan(START, [11.04] * 4)
+            await rig.cp.plug()
+            await rig.tick()
+            await rig.controller.shutdown()
+            await settle(rig.cp)
+            assert "TxProfile" not in rig.cp.profiles and rig.cp.limit_a() == 8.0
+
+    run(scenario())
+
+
+def test_measured_power_off_the_command_asks_for_a_replan_once() -> None:
+    async def scenario() -> None:
+        async with ocpp_rig(ev_config(deviation_s=120), START, soc_frac=1.0) as rig:  # the car is full
+            rig.plan[0] = ev_plan(START, [11.04] * 4)
+            await rig.cp.plug()
+            await rig.tick()
+            assert rig.replans == []
+            for _ in range(4):
+                rig.clock.advance(60)
+                await rig.tick()
+            assert len(rig.replans) == 1 and "draws 0.0 kW" in rig.replans[0]
+
+    run(scenario())
+
+
+def test_charge_now_overrides_a_plan_that_waits_until_the_target_soc() -> None:
+    async def scenario() -> None:
+        async with ocpp_rig(ev_config(), START, soc_frac=0.5) as rig:
+            rig.plan[0] = ev_plan(START, [0.0] * 4)
+            await rig.cp.plug()
+            await rig.tick()
+            assert rig.cp.power_kw == 0.0
+            rig.controller.charge_now(0.55, ttl_s=3600)
+            decision = await rig.tick()
+            assert decision.source == "quick" and rig.cp.limit_a() == pytest.approx(16.0)
+            rig.clock.advance(20 * 60)  # 11 kW x 1/3 h x 0.9 = 3.3 kWh = 5.5 % of 60 kWh
+            await settle(rig.cp)
+            decision = await rig.tick()
+            assert rig.controller.quick is None and decision.source == "plan"
+            assert rig.cp.limit_a() == 0.0
+
+    run(scenario())
+
+
+def test_import_guard_cuts_the_ev_when_the_house_takes_more_than_planned() -> None:
+    from services.executor.inverter import Telemetry
+
+    async def scenario() -> None:
+        grid = [Telemetry(ts=START, grid_kw=0.0)]
+        async with ocpp_rig(ev_config(), START, telemetry=lambda: grid[0], guard=True) as rig:
+            rig.plan[0] = ev_plan(START, [11.04] * 4, import_kw=[11.5] * 4)
+            await rig.cp.plug()
+            await rig.tick()
+            assert rig.cp.limit_a() == pytest.approx(16.0)
+            # a 4 kW kettle and oven on top: grid 11.0 (car) + 4.5 (house) = 15.5 kW against 11.5 planned
+            grid[0] = Telemetry(ts=rig.clock.advance(10), grid_kw=15.5)
+            decision = await rig.tick()
+            assert decision.source == "guard"
+            # EV cap = 11.5 + 0.2 - (15.5 - 11.0) = 7.2 kW -> 10.4 A
+            assert rig.cp.limit_a() == pytest.approx(10.4)
+
+    run(scenario())
