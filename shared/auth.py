@@ -36,9 +36,9 @@ PrincipalKind = Literal["service", "user", "admin"]
 # What each service publishes (DESIGN §3): only the planner publishes the plan, only the executor its
 # telemetry and state. A service missing here gets only the common grants below; add new services here.
 SERVICE_GRANTS: dict[str, tuple[str, ...]] = {
-    "forecaster": ("publish:prices", "publish:weather", "publish:forecast", "publish:observations"),
+    "forecaster": ("publish:prices", "publish:price_now", "publish:weather", "publish:forecast", "publish:observations"),
     "planner": ("publish:plan",),
-    "executor": ("publish:telemetry", "publish:observations", "publish:executor_state"),
+    "executor": ("publish:telemetry", "publish:observations", "publish:executor_state", "publish:energy_totals"),
     "oracle": ("publish:oracle_result",),
     "trainer": ("publish:trainer_run",),
     "dashboard": (),

@@ -35,8 +35,11 @@ MOSQUITTO_DIR = ROOT / "deploy" / "mosquitto"
 ACL_FILE = MOSQUITTO_DIR / "acl"
 SITE = ROOT / "examples" / "se4-home.yaml"
 
+# the services the compose stack runs (each `python -m services.<name>` with its own MQTT user)
 SERVICES = sorted(
-    p.name for p in (ROOT / "services").iterdir() if p.is_dir() and (p / "__init__.py").exists()
+    cmd[-1].removeprefix("services.") for cmd in (
+        (svc.get("command") or []) for svc in yaml_load(COMPOSE.read_text(encoding="utf-8"))["services"].values()
+    ) if cmd and str(cmd[-1]).startswith("services.")
 )
 MQTT_USERS = [*SERVICES, "homeassistant"]
 UV_VERSION = "0.13.8"
