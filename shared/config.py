@@ -437,6 +437,8 @@ class ExecutorSettings(_Strict):
     import_guard: Literal["auto", "on", "off"] = Field(
         "auto", description="cap a fixed-command slot's import at the plan's (auto: with a capacity tariff)")
     import_guard_margin_kw: float = Field(0.2, ge=0, description="tolerated import above the plan's")
+    max_override_s: float = Field(86400.0, gt=0, le=7 * 86400,
+                                  description="longest pause or quick action a command may ask for (s)")
     ocpp: OcppServerConfig = Field(default_factory=OcppServerConfig)
 
 

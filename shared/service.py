@@ -251,6 +251,11 @@ class Service:
         self.publish("command_result", result, service=self.name, action=action)
 
     def run_command(self, action: str, msg: CommandMsg) -> CommandResultMsg:
+        result = self._run_command(action, msg)
+        self._record_command(action, msg, result)
+        return result
+
+    def _run_command(self, action: str, msg: CommandMsg) -> CommandResultMsg:
         handler = self.commands.get(action)
         base = {"site_id": self.site.site_id, "correlation_id": msg.correlation_id}
         if handler is None:
@@ -262,6 +267,22 @@ class Service:
             log.exception("%s: command %s failed", self.name, action)
             return CommandResultMsg(**base, status="error", error=f"{type(err).__name__}: {err}")
         return CommandResultMsg(**base, status="ok", data=data)
+
+    def _record_command(self, action: str, msg: CommandMsg, result: CommandResultMsg) -> None:
+        """Who asked for what and why, and how it ended: a log line and a ``command`` event row."""
+        who = msg.issued_by or "unnamed sender"
+        why = msg.reason or "no reason given"
+        log.info("%s: command %s by %s (%s): %s%s", self.name, action, who, why, result.status,
+                 f" ({result.error})" if result.error else "")
+        if self.store is None or not hasattr(self.store, "store_event"):
+            return
+        try:
+            self.store.store_event(site_id=self.site.site_id, kind="command", who=who[:64],
+                                   what=f"{self.name}/{action}", why=why,
+                                   data={"args": msg.args, "ttl_s": msg.ttl_s, "correlation_id": msg.correlation_id,
+                                         "status": result.status, "error": result.error})
+        except Exception:  # noqa: BLE001 - a database hiccup must not turn a done command into an error
+            log.exception("%s: could not record command %s", self.name, action)
 
     def dashboard_url(self) -> str:
         """The web app's address, shown in HA as the device's configuration URL."""

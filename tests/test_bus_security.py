@@ -141,3 +141,28 @@ def test_credentials_are_generated_owner_only_and_a_lan_bind_needs_tls(tmp_path:
     with pytest.raises(ConfigError, match=r"mqtt: .*without TLS"):
         make_site(tmp_path, {"embedded": True, "host": "0.0.0.0"})
     assert make_site(tmp_path, {"embedded": True, "host": "0.0.0.0", "allow_insecure_lan": True}).mqtt.allow_insecure_lan
+
+
+def test_plan_valid_beyond_its_horizon_and_overlong_overrides_are_refused(make_rig) -> None:
+    r = make_rig(soc_frac=0.3)
+    wait_for(lambda: r.messages("telemetry"))
+    # even from the planner's own login: a plan claiming validity until 2099 is not followed
+    forever = charge_plan(r.site.site_id, charge_kw=5.0)
+    forever = forever.model_copy(update={"valid_until": datetime(2099, 1, 1, tzinfo=timezone.utc)})
+    r.publish("plan", encode(forever))
+    refusal = wait_for(lambda: [e for e in r.messages("events/error") if forever.plan_id in e.why])[0]
+    assert "beyond created_at + the planner horizon (48 h" in refusal.why
+    assert all(m.plan_id != forever.plan_id for m in r.messages("executor/state"))
+
+    # force_export for 7 days: refused (default maximum 24 h), and nothing changes
+    reply = r.command("force_export", ttl_s=7 * 86400, power_kw=10.0)
+    assert reply.status == "error" and "at most 86400 s" in reply.error
+    # a pause without a TTL gets the maximum, never "forever"
+    reply = r.command("pause")
+    assert reply.status == "ok" and reply.data["paused"]
+    until = datetime.fromisoformat(reply.data["paused_until"])
+    assert until - r.service.clock.now() <= timedelta(hours=24)
+    # who and why are stored with every command, refused ones too
+    events = r.store.recent_events(r.site.site_id, kind="command")
+    assert {e["what"] for e in events} >= {"executor/force_export", "executor/pause"}
+    assert any(e["what"] == "executor/force_export" and "error" in str(e["data"]) for e in events)
