@@ -522,6 +522,23 @@ class TrainerSettings(_Strict):
                                                "forecaster.replay_data, else the database")
 
 
+class PlausibilityConfig(_Strict):
+    """Bounds beyond which a bus message cannot be true at this site (shared/plausibility.py)."""
+
+    power_margin_frac: float = Field(0.25, ge=0, le=2, description="tolerance over fuse/inverter/battery limits")
+    # EU day-ahead clearing is bounded to [-0.5, 4] EUR/kWh (harmonised min/max clearing price);
+    # with grid fees and VAT on top, a consumer price outside [-1, 6] is a broken feed, not a market.
+    price_min_per_kwh: float = -1.0
+    price_max_per_kwh: float = 6.0
+    live_window_s: float = Field(600.0, gt=0, description="how far a live timestamp may be from now")
+
+    @model_validator(mode="after")
+    def _band(self) -> PlausibilityConfig:
+        if self.price_min_per_kwh >= self.price_max_per_kwh:
+            raise ValueError("price_min_per_kwh must be below price_max_per_kwh")
+        return self
+
+
 class SiteConfig(_Strict):
     site_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")
     name: str = ""
@@ -536,6 +553,7 @@ class SiteConfig(_Strict):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     http: HTTPConfig = Field(default_factory=HTTPConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    plausibility: PlausibilityConfig = Field(default_factory=PlausibilityConfig)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     forecaster: ForecasterSettings = Field(default_factory=ForecasterSettings)

@@ -40,6 +40,7 @@ from shared.contracts import (
 )
 from shared.homeassistant import Entity, discovery_messages, status_entity
 from shared.mqtt import MqttClient
+from shared.plausibility import SiteLimits, implausible
 from shared.version import darkstar_version
 
 log = logging.getLogger("darkstar.service")
@@ -96,6 +97,7 @@ class Service:
         self.latest: dict[str, Message] = {}
         self.started_at: datetime | None = None
         self.commands: dict[str, CommandHandler] = {}
+        self.limits = SiteLimits(site)
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._lock = threading.RLock()
@@ -190,6 +192,11 @@ class Service:
             self.report_error(topic_name, err.why, payload)
             return
         if not isinstance(msg, Message):
+            return
+        why = implausible(kind, msg, self.limits, self.clock.now())
+        if why is not None:  # contract-valid but impossible here: reported, never stored or acted on
+            self.m_rejected.labels(kind=kind).inc()
+            self.report_error(topic_name, f"implausible: {why}", payload)
             return
         self.m_received.labels(kind=kind).inc()
         with self._lock:
