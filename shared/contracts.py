@@ -384,6 +384,7 @@ class ErrorEventMsg(Message):
     what: str = Field(description="topic or operation concerned")
     why: str = Field(description="readable reason; never a secret")
     payload_excerpt: str | None = Field(None, max_length=300)
+    count: int = Field(1, ge=1, description="occurrences of this (what, why) since its last report")
 
 
 class OracleResultMsg(Message):

@@ -36,8 +36,10 @@ from shared.contracts import (
     ErrorEventMsg,
     Message,
     decode_for_topic,
+    kind_of_topic,
     payload_excerpt,
 )
+from shared.errorevents import ErrorThrottle
 from shared.homeassistant import Entity, discovery_messages, status_entity
 from shared.mqtt import MqttClient
 from shared.plausibility import SiteLimits, implausible
@@ -98,6 +100,7 @@ class Service:
         self.started_at: datetime | None = None
         self.commands: dict[str, CommandHandler] = {}
         self.limits = SiteLimits(site)
+        self.errors = ErrorThrottle(self._emit_error)
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._lock = threading.RLock()
@@ -150,6 +153,7 @@ class Service:
         self.mqtt.on_connected = self.publish_discovery
         self.mqtt.start()
         self.on_start()
+        threading.Thread(target=self._flush_errors_loop, name=f"errors-{self.name}", daemon=True).start()
         if self.tick_s:
             self._ticker = threading.Thread(target=self._tick_loop, name=f"tick-{self.name}", daemon=True)
             self._ticker.start()
@@ -160,6 +164,7 @@ class Service:
         if self._ticker is not None:
             self._ticker.join(30)
         self.on_stop()
+        self.errors.flush(force=True)  # counts held back are reported before going offline
         self.mqtt.stop()
         log.info("%s stopped", self.name)
 
@@ -188,7 +193,8 @@ class Service:
         try:
             _site, kind, parts, msg = decode_for_topic(self.site.mqtt.base_topic, topic_name, payload)
         except ContractError as err:
-            self.m_rejected.labels(kind=topic_name.rsplit("/", 1)[-1]).inc()
+            found = kind_of_topic(self.site.mqtt.base_topic, topic_name)
+            self.m_rejected.labels(kind=found[1] if found else "unknown").inc()  # bounded label set
             self.report_error(topic_name, err.why, payload)
             return
         if not isinstance(msg, Message):
@@ -217,8 +223,16 @@ class Service:
         self.m_published.labels(kind=kind).inc()
 
     def report_error(self, what: str, why: str, payload: bytes | str | None) -> None:
-        """Publish an ``events/error`` message (who, what, why) and log it; never raises."""
-        log.warning("%s rejected %s: %s", self.name, what, why)
+        """Report a rejection or failure on ``events/error``; never raises, never floods.
+
+        Repeats of the same (topic, reason) within a minute are counted, not sent: the next
+        event for it carries ``count`` (shared/errorevents.py), and the log says it once too.
+        """
+        self.errors.report(what, why, payload)
+
+    def _emit_error(self, what: str, why: str, payload: bytes | str | None, count: int) -> None:
+        repeats = f" ({count} times since the last report)" if count > 1 else ""
+        log.warning("%s rejected %s: %s%s", self.name, what, why[:300], repeats)
         try:
             event = ErrorEventMsg(
                 site_id=self.site.site_id,
@@ -226,12 +240,17 @@ class Service:
                 what=what[:200],
                 why=why[:1000],
                 payload_excerpt=payload_excerpt(payload) if payload is not None else None,
+                count=count,
             )
             self.publish("error", event)
         except RuntimeError as err:  # not connected (starting or stopping): the log line above stands
             log.debug("%s: error event not published: %s", self.name, err)
         except Exception:  # noqa: BLE001 - reporting must never take the service down
             log.exception("%s: could not publish error event", self.name)
+
+    def _flush_errors_loop(self) -> None:
+        while not self._stop.wait(5.0):
+            self.errors.flush()
 
     def context_value(self, name: str, default: Any = None) -> Any:
         """Current value of a context item, or ``default`` when unset or expired."""
