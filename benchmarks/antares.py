@@ -26,8 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from services.batch_cli import progress_bar
 from shared.antares.training import train_antares
-from shared.backtest import stderr_progress
 from shared.config import PVArrayConfig, PVConfig, load_site_config
 from shared.sitedata import load_site_data
 
@@ -72,11 +72,11 @@ def main() -> int:
             if args.weekly:
                 t0 = time.perf_counter()
                 before = train_antares(frame, site, date_from, date_to - timedelta(days=7), model_dir=tmp,
-                                       cache_dir=cache, progress=stderr_progress(f"home {home} (first)"))
+                                       cache_dir=cache, progress=progress_bar(f"home {home} (first)"))
                 first = {"first_run_s": round(time.perf_counter() - t0, 1), "first_run_timings_s": before.timings_s}
             t0 = time.perf_counter()
             report = train_antares(frame, site, date_from, date_to, model_dir=tmp, cache_dir=cache,
-                                   progress=stderr_progress(f"home {home}"))
+                                   progress=progress_bar(f"home {home}"))
             total_s = time.perf_counter() - t0
         doc = report.to_dict()
         row = {"home": home, "from": args.date_from, "to": args.date_to, "split": doc["split"],

@@ -48,13 +48,13 @@ def machine() -> dict:
 
 
 def cmd_oracle_year(args) -> dict:
-    from shared.backtest import stderr_progress
+    from services.batch_cli import progress_bar
     from shared.oracle import oracle_range
 
     site, frame = citylearn_home(args.home)
     t0 = time.perf_counter()
     r = oracle_range(frame, site, date.fromisoformat(args.date_from), date.fromisoformat(args.date_to),
-                     progress=stderr_progress("oracle"))
+                     progress=progress_bar("oracle"))
     doc = r.to_dict(site)
     doc.pop("per_day")
     doc["wall_s"] = round(time.perf_counter() - t0, 2)
@@ -62,14 +62,15 @@ def cmd_oracle_year(args) -> dict:
 
 
 def _backtest(site, frame, args, date_from: str, date_to: str) -> dict:
-    from shared.backtest import run_backtest, stderr_progress
+    from services.batch_cli import progress_bar
+    from shared.backtest import run_backtest
 
     if args.no_stability:  # sensitivity: the planner without its anti-flip-flop costs
         site = site.model_copy(update={"planner": site.planner.model_copy(
             update={"setpoint_change_cost_per_kw": 0.0, "mode_switch_cost": 0.0})})
     kwargs = {"retrain_days": args.retrain_days} if args.forecast == "aurora" else {}
     r = run_backtest(frame, site, date.fromisoformat(date_from), date.fromisoformat(date_to), forecast=args.forecast,
-                     replan_minutes=args.replan_minutes, progress=stderr_progress(site.site_id), forecast_kwargs=kwargs)
+                     replan_minutes=args.replan_minutes, progress=progress_bar(site.site_id), forecast_kwargs=kwargs)
     doc = r.to_dict()
     per_day = doc.pop("per_day")
     doc["per_month"] = per_month(per_day)

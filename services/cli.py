@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "env-episode": ("services.trainer.env_cli", "run one Gym environment episode"),
     "whatif": ("services.oracle.whatif_cli", "what-if analyses (export)"),
     "db": ("shared.storage.cli", "database migrations (upgrade, downgrade, current)"),
+    "backup": ("shared.storage.backup_cli", "back up the database, models directory and site file to one file"),
+    "restore": ("shared.storage.backup_cli", "restore a backup into an empty SQLite, MariaDB or PostgreSQL database"),
 }
 
 # Commands that check everything a start needs (config, inverter profile, ports) before starting.

@@ -1,5 +1,8 @@
 """Site configuration: one YAML file per site plus environment overrides.
 
+Over 500 lines: the whole site schema in one file, so a key path in an error message or the docs
+is found in one place; each section is a small pydantic model.
+
 Environment variables override YAML keys: ``DARKSTAR__MQTT__HOST=broker`` sets ``mqtt.host``
 (prefix ``DARKSTAR__``, ``__`` between levels, values parsed as YAML scalars). A bad config
 fails at start-up with :class:`ConfigError`, whose message names the file, the key path and
@@ -13,7 +16,7 @@ import os
 import re
 from datetime import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -340,9 +343,21 @@ class AuthConfig(_Strict):
         return users
 
 
+class RetentionConfig(_Strict):
+    """Days of full detail; older rows are downsampled or pruned nightly (shared/storage/retention.py)."""
+
+    enabled: bool = True
+    run_at_local: time = Field(time(3, 30), description="local time of the nightly run (by the trainer)")
+    execution_log_days: float = Field(14.0, gt=0, description="per-tick rows; older: one row per slot")
+    plans_days: float = Field(7.0, gt=0, description="whole plans; older: the slots each plan was in force for")
+    forecasts_days: float = Field(14.0, gt=0, description="whole forecasts; older: the slots each was newest for")
+    error_events_days: float = Field(30.0, gt=0, description="single error events; older: one summary per day")
+
+
 class DatabaseConfig(_Strict):
     url: SecretStr = SecretStr("sqlite:///var/darkstar.db")
     echo: bool = False
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @field_validator("url")
     @classmethod
@@ -356,6 +371,8 @@ class DatabaseConfig(_Strict):
 class HTTPConfig(_Strict):
     host: str = "127.0.0.1"
     admin_token: SecretStr | None = Field(None, description="bearer token for /admin routes; None disables them")
+    public_url: str | None = Field(None, pattern=r"^https?://",
+                                   description="the web app's address as others (Home Assistant) reach it")
     ports: dict[str, int] = Field(
         default_factory=lambda: {
             "dashboard": 8080,
@@ -402,6 +419,8 @@ class OcppServerConfig(_Strict):
 
 
 class ExecutorSettings(_Strict):
+    backend: Literal["modbus", "homeassistant"] = Field(
+        "modbus", description="how the inverter is read and driven: own Modbus connection or Home Assistant entities")
     profile: str = "darkstar_sim"
     modbus: ModbusConfig = Field(default_factory=ModbusConfig)
     tick_s: float = Field(10.0, gt=0)
@@ -412,6 +431,55 @@ class ExecutorSettings(_Strict):
         "auto", description="cap a fixed-command slot's import at the plan's (auto: with a capacity tariff)")
     import_guard_margin_kw: float = Field(0.2, ge=0, description="tolerated import above the plan's")
     ocpp: OcppServerConfig = Field(default_factory=OcppServerConfig)
+
+
+HARole = Literal[
+    "battery_soc", "battery_power", "pv_power", "load_power", "grid_power", "water_heater_power",
+    "water_heater_temperature", "ev_soc", "ev_plugged", "ev_power", "import_energy", "export_energy",
+]
+HA_ROLES: tuple[str, ...] = get_args(HARole)
+
+
+class HAEntityConfig(_Strict):
+    """One Home Assistant entity playing a role; a plain ``sensor.x`` string is short for ``{entity_id: sensor.x}``."""
+
+    entity_id: str = Field(pattern=r"^[a-z_]+\.[a-z0-9_]+$")
+    sign: Literal[1, -1] = Field(
+        1, description="-1 when the entity's positive direction is the opposite of Darkstar's "
+        "(Darkstar: battery power positive = charging, grid power positive = import)")
+    unit: str | None = Field(None, description="unit to assume when the entity has no unit_of_measurement")
+
+
+class HomeAssistantConfig(_Strict):
+    """Reading the home from Home Assistant (and, with ``executor.backend: homeassistant``, driving it)."""
+
+    url: str = Field("http://homeassistant.local:8123", pattern=r"^https?://")
+    token: SecretStr | None = Field(None, description="long-lived access token; better from the environment "
+                                                      "(DARKSTAR__HOMEASSISTANT__TOKEN) or token_file")
+    token_file: Path | None = Field(None, description="file holding the long-lived access token")
+    entities: dict[HARole, HAEntityConfig] = Field(default_factory=dict)
+    controls: dict[str, str] = Field(default_factory=dict, description="profile control name -> entity id")
+    profile: str = Field("generic", description="HA executor profile (services/executor/ha_profiles/NAME.yaml)")
+    min_write_interval_s: float = Field(30.0, ge=0, description="shortest time between two writes to one entity")
+    verify_timeout_s: float = Field(5.0, gt=0, description="how long a written entity may take to show its new state")
+
+    @field_validator("entities", mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: {"entity_id": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    def token_value(self) -> str:
+        """The token, from ``token`` or ``token_file``; the ConfigError never shows it."""
+        if self.token is not None:
+            return self.token.get_secret_value().strip()
+        if self.token_file is not None:
+            try:
+                return self.token_file.read_text(encoding="utf-8").strip()
+            except OSError as err:
+                raise ConfigError(f"homeassistant.token_file: cannot read {self.token_file}: {err.strerror}") from None
+        raise ConfigError("homeassistant.token: no token (set DARKSTAR__HOMEASSISTANT__TOKEN or homeassistant.token_file)")
 
 
 class ForecasterSettings(_Strict):
@@ -463,6 +531,13 @@ class SiteConfig(_Strict):
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     forecaster: ForecasterSettings = Field(default_factory=ForecasterSettings)
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
+    homeassistant: HomeAssistantConfig | None = None
+
+    @model_validator(mode="after")
+    def _backend_needs_ha(self) -> SiteConfig:
+        if self.executor.backend == "homeassistant" and self.homeassistant is None:
+            raise ValueError("executor.backend 'homeassistant' needs a homeassistant: block (url, token, entities)")
+        return self
 
     @property
     def tz(self) -> ZoneInfo:
@@ -505,7 +580,7 @@ def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[
         except yaml.YAMLError:
             value = raw
         # Secrets and free text stay strings even if they look like numbers.
-        if path[-1] in {"password", "admin_token", "entsoe_token", "url", "username"} and value is not None:
+        if path[-1] in {"password", "admin_token", "entsoe_token", "url", "username", "token"} and value is not None:
             value = raw
         node[path[-1]] = value
     return data

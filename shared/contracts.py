@@ -1,5 +1,8 @@
 """MQTT message contracts (DESIGN §3): one pydantic model per topic, one encoder, one decoder.
 
+Over 500 lines: one pydantic model per topic, the one topic table and its decoder: the whole
+wire format in one file, as docs/mqtt.md describes it.
+
 Every JSON payload carries ``"schema": "darkstar.<kind>/<major>"``. :func:`decode` validates a
 payload against the topic's model and raises :class:`ContractError` (with who/what/why ready
 for an ``events/error`` message) on bad JSON, an unknown kind or major version, or invalid
@@ -12,7 +15,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -100,6 +103,36 @@ class PricesMsg(SlotSeries):
     resolution_minutes: Literal[15, 30, 60]
     source: str = "unknown"
     slots: list[PriceSlot] = Field(min_length=1, max_length=MAX_SLOTS)
+
+
+class PriceNowMsg(Message):
+    """The price of the slot in progress and of the next one, republished every slot (retained), so
+    Home Assistant sees a price that changes when the slot does, not only when a new curve arrives."""
+
+    KIND: ClassVar[str] = "price_now"
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    slot_start: AwareDatetime
+    import_price_per_kwh: Price
+    export_price_per_kwh: Price
+    next_slot_start: AwareDatetime | None = None
+    next_import_price_per_kwh: Price | None = None
+    next_export_price_per_kwh: Price | None = None
+    prices_id: str | None = None
+
+    @classmethod
+    def from_prices(cls, prices: PricesMsg, now: datetime) -> PriceNowMsg | None:
+        """The slot containing ``now`` and its successor; None when the curve does not cover ``now``."""
+        step = timedelta(minutes=prices.resolution_minutes)
+        current = next((i for i, s in enumerate(prices.slots) if s.start <= now < s.start + step), None)
+        if current is None:
+            return None
+        slot = prices.slots[current]
+        nxt = prices.slots[current + 1] if current + 1 < len(prices.slots) else None
+        return cls(site_id=prices.site_id, currency=prices.currency, slot_start=slot.start,
+                   import_price_per_kwh=slot.import_price_per_kwh, export_price_per_kwh=slot.export_price_per_kwh,
+                   next_slot_start=nxt.start if nxt else None,
+                   next_import_price_per_kwh=nxt.import_price_per_kwh if nxt else None,
+                   next_export_price_per_kwh=nxt.export_price_per_kwh if nxt else None, prices_id=prices.prices_id)
 
 
 class WeatherSlot(BaseModel):
@@ -258,6 +291,21 @@ class OverrideInfo(BaseModel):
     power_kw: float | None = None
 
 
+class EnergyTotalsMsg(Message):
+    """Energy counters (kWh) since ``since``, from the executor's observations: what HA's energy
+    dashboard reads as ``total_increasing`` sensors (a restart of the count is a meter reset there)."""
+
+    KIND: ClassVar[str] = "energy_totals"
+    since: AwareDatetime
+    ts: AwareDatetime = Field(default_factory=utcnow)
+    import_kwh: NonNegKwh = 0.0
+    export_kwh: NonNegKwh = 0.0
+    pv_kwh: NonNegKwh = 0.0
+    load_kwh: NonNegKwh = 0.0
+    charge_kwh: NonNegKwh = 0.0
+    discharge_kwh: NonNegKwh = 0.0
+
+
 class ExecutorStateMsg(Message):
     KIND: ClassVar[str] = "executor_state"
     ts: AwareDatetime = Field(default_factory=utcnow)
@@ -280,6 +328,8 @@ CONTEXT_TYPES: dict[str, type] = {
     "ev_soc_frac": float,  # the car's SoC as its charger reports it
     "ev_target_soc_frac": float,  # wanted SoC at departure (with ev_soc_frac: ev_target_kwh follows)
     "guests": bool,
+    "risk": str,  # cautious | balanced | bold (the planner ignores anything else, saying so)
+    "reserve_soc_frac": float,
 }
 
 
@@ -300,6 +350,8 @@ class ContextMsg(Message):
             return value
         if expected is bool and not isinstance(value, bool):
             raise ValueError(f"context {name!r} needs true/false")
+        if expected is str and not isinstance(value, str):
+            raise ValueError(f"context {name!r} needs a text value")
         if expected is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ValueError(f"context {name!r} needs a number")
         if expected is datetime and not isinstance(value, datetime):
@@ -375,6 +427,8 @@ TOPICS: dict[str, TopicSpec] = {
     "telemetry": TopicSpec("telemetry", TelemetryMsg, False, 0),
     "observations": TopicSpec("observations", ObservationMsg, False, 1),
     "executor_state": TopicSpec("executor/state", ExecutorStateMsg, True, 1),
+    "price_now": TopicSpec("prices/now", PriceNowMsg, True, 1),
+    "energy_totals": TopicSpec("energy/totals", EnergyTotalsMsg, True, 1),
     "context": TopicSpec("context/{name}", ContextMsg, True, 1),
     "command": TopicSpec("cmd/{service}/{action}", CommandMsg, False, 1),
     "command_result": TopicSpec("cmd/{service}/{action}/result", CommandResultMsg, False, 1),

@@ -74,7 +74,7 @@ class AntaresMPCEnv(gym.Env):
 
     def __init__(self, site: SiteConfig, frame: pd.DataFrame, day: date | None = None,
                  forecast: Literal["perfect", "naive"] = "naive", soc_kwh: float | None = None) -> None:
-        from shared.backtest import NaiveForecast, PerfectForecast
+        from shared.forecast.replay import NaiveForecast, PerfectForecast
 
         self.site = battery_pv_site(site)
         if self.site.battery is None:

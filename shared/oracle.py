@@ -30,7 +30,6 @@ exactly the adjusted money it is compared on.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -40,11 +39,10 @@ import pandas as pd
 
 from shared.config import SiteConfig
 from shared.cost import CapacityState, CostBreakdown, adjusted_money, plan_cost, stored_energy_value_per_kwh
+from shared.progress import Progress
 from shared.simulator import money, no_battery_flows, simulate
 from shared.slots import SLOT_HOURS, local_day_bounds, local_day_slots, slot_range
 from shared.tariff import price_curve_from_data
-
-Progress = Callable[[int, int, str], None]
 
 
 def oracle_site(site: SiteConfig) -> SiteConfig:

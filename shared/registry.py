@@ -9,6 +9,12 @@ The rule that protects a site: a candidate is approved only when it scores stric
 approved model yet. A worse (or equal) candidate is registered unapproved, with the reason,
 so it can be inspected; consumers always load the newest *approved* model.
 
+Artifact paths are stored relative to the models directory (``aurora_v1_....pkl``), so the
+directory can move to another host, volume or container path (backup/restore) and every service
+that mounts it resolves the same entry: :func:`resolve_artifact`. Older rows with absolute
+paths are rewritten by :func:`relativize_registry_paths` (run by the trainer at start and by
+``darkstar restore``).
+
 Scores (lower is better): Antares -> realized money of the policy on the validation days
 (``policy_cost``, adjusted for the energy left in the battery); Aurora -> mean pinball loss on
 held-back days. A candidate may also have to stay under a ceiling (``max_score``): an Antares
@@ -37,6 +43,50 @@ def artifact_prefix(model_dir: str | Path, kind: str, day: date, content_hash: s
     if not content_hash.isalnum():
         raise ValueError(f"content hash must be alphanumeric, got {content_hash!r}")
     return Path(model_dir) / f"{kind}_v1_{day:%Y%m%d}_{content_hash}"
+
+
+def stored_artifact_path(model_dir: str | Path, artifact_path: str | Path) -> str:
+    """``artifact_path`` relative to ``model_dir`` (POSIX) when inside it; else unchanged."""
+    path, root = Path(artifact_path).resolve(), Path(model_dir).resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(artifact_path)
+
+
+def resolve_artifact(model_dir: str | Path, stored: str) -> Path:
+    """The file of a registry entry: relative paths live under ``model_dir``; an absolute path from
+    another host that no longer exists falls back to the same file name in ``model_dir``."""
+    path = Path(stored)
+    if not path.is_absolute():
+        return Path(model_dir) / path
+    moved = Path(model_dir) / path.name
+    return moved if not path.exists() and moved.exists() else path
+
+
+def relativize_registry_paths(store: Store, model_dir: str | Path, old_model_dir: str | Path | None = None) -> int:
+    """Rewrite absolute artifact paths to paths relative to ``model_dir`` (idempotent); returns rows changed.
+
+    A path inside ``model_dir`` (or inside ``old_model_dir``, where a restored backup's models
+    lived) becomes relative; an absolute path that is gone (the directory moved) becomes its file
+    name when that file is in ``model_dir``. Others stay as they are.
+    """
+    from sqlalchemy import select
+
+    from shared.storage import models as m
+
+    table = m.ModelRegistryEntry.__table__
+    changed = 0
+    with store.engine.begin() as conn:
+        rows = conn.execute(select(table.c.site_id, table.c.model_id, table.c.artifact_path)).all()
+        for row in rows:
+            if not Path(row.artifact_path).is_absolute():
+                continue
+            new = stored_artifact_path(model_dir, resolve_artifact(model_dir, row.artifact_path))
+            if Path(new).is_absolute() and old_model_dir is not None:
+                new = stored_artifact_path(old_model_dir, row.artifact_path)
+            if new != row.artifact_path and not Path(new).is_absolute():
+                conn.execute(table.update().where(table.c.site_id == row.site_id, table.c.model_id == row.model_id)
+                             .values(artifact_path=new))
+                changed += 1
+    return changed
 
 
 def write_card(prefix: Path, card: dict[str, Any]) -> Path:
@@ -104,22 +154,16 @@ class ModelRegistry:
                 approved, reason = True, f"score {score:.6g} < {ref:.6g} of {current.model_id}"
             else:
                 approved, reason = False, f"score {score:.6g} is not better than {ref:.6g} of {current.model_id}"
-        record = self.store.register_model(self.site_id, kind, model_id, str(artifact_path),
+        record = self.store.register_model(self.site_id, kind, model_id,
+                                           stored_artifact_path(self.model_dir, artifact_path),
                                            {**metrics, "score": score, "decision": reason},
                                            approved=approved, run_id=run_id)
         return Decision(record, approved, reason, previous)
 
     # ------------------------------------------------------------------ loading
-    def load_antares(self) -> tuple[ModelRecord, Any] | None:
-        """(record, :class:`shared.antares.policy.AntaresPolicy`) of the newest approved policy, or None."""
-        from shared.antares.policy import AntaresPolicy
-
-        rec = self.current("antares")
-        return None if rec is None else (rec, AntaresPolicy.load(rec.artifact_path))
-
     def load_aurora(self) -> tuple[ModelRecord, Any] | None:
         """(record, :class:`shared.forecast.models.ForecastModels`) of the newest approved forecaster, or None."""
-        return load_aurora(self.store, self.site_id)
+        return load_aurora(self.store, self.site_id, self.model_dir)
 
     # ------------------------------------------------------------------ runs
     def runs(self, limit: int = 50, target: str | None = None) -> list[dict[str, Any]]:
@@ -137,9 +181,9 @@ class ModelRegistry:
         return [r._asdict() for r in rows]
 
 
-def load_aurora(store: Store, site_id: str) -> tuple[ModelRecord, Any] | None:
+def load_aurora(store: Store, site_id: str, model_dir: str | Path) -> tuple[ModelRecord, Any] | None:
     """The newest approved Aurora model (record, ForecastModels) of ``site_id``, or None."""
     from shared.forecast.models import ForecastModels
 
     rec = store.latest_approved_model("aurora", site_id)
-    return None if rec is None else (rec, ForecastModels.load(rec.artifact_path))
+    return None if rec is None else (rec, ForecastModels.load(resolve_artifact(model_dir, rec.artifact_path)))

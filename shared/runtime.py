@@ -104,7 +104,9 @@ def port_in_use_message(host: str, port: int, key: str) -> str | None:
 
 
 def http_server(app: Any, host: str, port: int) -> _QuietServer:
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    # open event streams (the web app's /api/events) must not hold a shutdown for long
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=3)
     return _QuietServer(config)
 
 
@@ -151,13 +153,15 @@ def run_one(service_cls: type, argv: list[str] | None = None) -> int:
     setup_logging()
     catch_stop_signals_early()
     site = load_site_or_exit(args.site)
-    port = args.port or site.http.ports[service_cls.name]
-    busy = port_in_use_message(site.http.host, port, f"http.ports.{service_cls.name}")
+    port_key = getattr(service_cls, "port_key", service_cls.name)  # the web app serves on "dashboard"
+    port = args.port or site.http.ports[port_key]
+    busy = port_in_use_message(site.http.host, port, f"http.ports.{port_key}")
     if busy:
         print(f"python -m services.{service_cls.name}: {busy}", file=sys.stderr)
         return 2
     store = open_store(site) if service_cls.uses_store else None
-    service = service_cls(site, store=store)
+    extra = {"site_path": args.site or DEFAULT_SITE} if getattr(service_cls, "takes_site_path", False) else {}
+    service = service_cls(site, store=store, **extra)
     service.start()
     server = http_server(service.build_app(), site.http.host, port)
     log.info("%s serving http://%s:%d (docs at /docs)", service_cls.name, site.http.host, port)

@@ -13,11 +13,14 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, ClassVar
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -42,6 +45,25 @@ from shared.version import darkstar_version
 log = logging.getLogger("darkstar.service")
 
 CommandHandler = Callable[[CommandMsg], dict[str, Any]]
+SWAGGER_DIR = Path(__file__).parent / "static" / "swagger-ui"  # vendored swagger-ui-dist: /docs works offline
+
+
+def serve_local_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` from files this package ships (FastAPI's default loads them from a CDN).
+
+    Build the app with ``docs_url=None, redoc_url=None``; URLs honour the ASGI root_path (HA Ingress).
+    """
+    app.mount("/_static/swagger-ui", StaticFiles(directory=SWAGGER_DIR), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - API",
+            swagger_js_url=f"{root}/_static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/_static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url=f"{root}/_static/swagger-ui/favicon-32x32.png",
+        )
 
 
 def _wildcard_suffix(kind: str, **parts: str) -> str:
@@ -57,8 +79,6 @@ class Service:
     name: ClassVar[str] = "service"
     # kind -> max age (s) before the input counts as stale for /readyz; None: used when present
     inputs: ClassVar[dict[str, float | None]] = {}
-    # what this build does not do yet; /readyz says so instead of pretending
-    not_implemented: ClassVar[list[str]] = []
     tick_s: ClassVar[float | None] = None
     uses_store: ClassVar[bool] = True
 
@@ -108,6 +128,10 @@ class Service:
     def extra_routes(self, router: APIRouter, admin: APIRouter) -> None:
         """Add service-specific public and admin routes."""
 
+    def register_commands(self) -> None:
+        """Register the command handlers (``register_command``); called before connecting, so a
+        command delivered at once (a retained or queued QoS-1 message) finds its handler."""
+
     def on_start(self) -> None:
         """After the MQTT client started."""
 
@@ -118,6 +142,7 @@ class Service:
     def start(self) -> None:
         self.started_at = datetime.now(timezone.utc)
         self._stop.clear()
+        self.register_commands()
         for kind in self.subscriptions():
             self._subscribe(kind, shared=True)
         self._subscribe("context", shared=False)  # every replica needs the context
@@ -241,11 +266,16 @@ class Service:
             return CommandResultMsg(**base, status="error", error=f"{type(err).__name__}: {err}")
         return CommandResultMsg(**base, status="ok", data=data)
 
+    def dashboard_url(self) -> str:
+        """The web app's address, shown in HA as the device's configuration URL."""
+        http = self.site.http
+        return http.public_url or f"http://{http.host}:{http.ports.get('dashboard', 8080)}"
+
     def publish_discovery(self) -> None:
         entities = [status_entity(self.name), *self.ha_entities()]
         for topic_name, payload in discovery_messages(
             self.site.mqtt.base_topic, self.site.mqtt.discovery_prefix, self.site.site_id, self.site.name,
-            self.name, entities,
+            self.name, entities, configuration_url=self.dashboard_url(),
         ):
             self.mqtt.publish(topic_name, payload, qos=1, retain=True)
 
@@ -276,12 +306,13 @@ class Service:
             else:
                 inputs[kind] = f"fresh: {int((now - seen).total_seconds())} s ago"
         checks["inputs"] = inputs
-        checks["not_implemented"] = list(self.not_implemented)
         return ok, checks
 
     def build_app(self) -> FastAPI:
         app = FastAPI(title=f"Darkstar {self.name}", version="0.1.0",
-                      description=f"{self.name} service of Darkstar for site {self.site.site_id}")
+                      description=f"{self.name} service of Darkstar for site {self.site.site_id}",
+                      docs_url=None, redoc_url=None)
+        serve_local_docs(app)
         public = APIRouter()
         admin = APIRouter(prefix="/admin", dependencies=[Depends(self._require_admin)], tags=["admin"])
 

@@ -10,7 +10,7 @@ from typing import Any, AsyncIterator
 
 from services.executor.chargers.controller import ChargerController
 from services.executor.chargers.ocpp import CentralSystem, OcppCharger
-from services.executor.chargers.simulator import SimCar, SimChargePoint
+from services.demo.chargepoint import SimCar, SimChargePoint
 from shared.config import EVConfig, OcppServerConfig
 from shared.contracts import CostBreakdown, PlanMsg, PlanSlot, SolverStats
 

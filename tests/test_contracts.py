@@ -17,6 +17,7 @@ from shared.contracts import (
     ContextMsg,
     ContractError,
     CostBreakdown,
+    EnergyTotalsMsg,
     ErrorEventMsg,
     ExecutorStateMsg,
     ForecastMsg,
@@ -25,6 +26,7 @@ from shared.contracts import (
     OracleResultMsg,
     PlanMsg,
     PlanSlot,
+    PriceNowMsg,
     PriceSlot,
     PricesMsg,
     SolverStats,
@@ -72,6 +74,10 @@ def sample_messages() -> dict[str, object]:
         "oracle_result": OracleResultMsg(site_id=SITE, day="2025-10-26", currency="EUR", oracle_cost=1.5),
         "trainer_run": TrainerRunMsg(site_id=SITE, run_id="r1", target="aurora", status="finished",
                                      metrics={"load_mae_kw": 0.3}),
+        "price_now": PriceNowMsg(site_id=SITE, currency="EUR", slot_start=T0, import_price_per_kwh=0.21,
+                                 export_price_per_kwh=0.04, next_slot_start=T0 + timedelta(minutes=15),
+                                 next_import_price_per_kwh=0.25, next_export_price_per_kwh=0.05),
+        "energy_totals": EnergyTotalsMsg(site_id=SITE, since=T0, import_kwh=12.5, export_kwh=3.25, pv_kwh=20.0),
     }
 
 
@@ -178,3 +184,13 @@ def test_mutating_one_field_of_a_valid_message_is_caught_or_valid(kind: str, dat
         decode(json.dumps(payload))
     except ContractError as err:
         assert err.what and err.why
+
+
+def test_price_now_is_the_slot_in_progress_and_the_next_one():
+    prices = sample_messages()["prices"]
+    assert isinstance(prices, PricesMsg)
+    now = prices.slots[2].start + timedelta(minutes=7)
+    msg = PriceNowMsg.from_prices(prices, now)
+    assert msg is not None and msg.slot_start == prices.slots[2].start
+    assert msg.next_slot_start == prices.slots[3].start
+    assert PriceNowMsg.from_prices(prices, prices.slots[-1].start + timedelta(minutes=15)) is None  # past the curve

@@ -87,6 +87,8 @@ def test_trained_aurora_is_registered_and_the_forecaster_picks_it_up_without_res
     from services.forecaster.service import ForecasterService
 
     site = load_site_config(ROOT / "examples" / "citylearn-home.yaml")
+    # registry paths are relative to the models directory the trainer and forecaster share
+    site = site.model_copy(update={"trainer": site.trainer.model_copy(update={"model_dir": str(tmp_path / "models")})})
     frame = load_site_data(ROOT / "examples" / "data" / "citylearn_building_1.csv.gz").frame
     reg = ModelRegistry(store, site.site_id, tmp_path / "models")
     report = train_aurora(frame, site, date(2016, 8, 1), date(2016, 8, 13), model_dir=tmp_path / "models",

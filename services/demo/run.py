@@ -8,6 +8,7 @@ Modbus. All of it runs on one simulated clock, ``--accel`` times faster than rea
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import socket
 from datetime import datetime
@@ -60,18 +61,35 @@ def demo_site(site: SiteConfig, data_path: Path, modbus_port: int, workdir: Path
                                                                "transport": "tcp"}),
         }),
         "database": site.database.model_copy(update={"url": SecretStr(f"sqlite:///{workdir / 'demo.db'}")}),
+        "http": site.http if site.http.admin_token is not None else site.http.model_copy(
+            update={"admin_token": SecretStr(_demo_token(workdir))}),
     })
+
+
+def _demo_token(workdir: Path) -> str:
+    """A fresh admin token for the demo's web app, in a file only this user can read (never printed)."""
+    token = secrets.token_urlsafe(18)
+    path = workdir / "admin_token"
+    path.write_text(token + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return token
 
 
 class Demo:
     """Simulator + stack on one simulated clock."""
 
     def __init__(self, site: SiteConfig, stack_factory: Callable[..., Any], data_path: Path | None = None,
-                 start: str | None = None, accel: float = 60.0, workdir: Path = DEMO_DIR) -> None:
-        """``stack_factory`` is ``services.stack.Stack``, passed in so the demo and the stack do not import each other."""
+                 start: str | None = None, accel: float = 60.0, workdir: Path = DEMO_DIR,
+                 site_path: Path | str | None = None, ev: bool = False) -> None:
+        """``stack_factory`` is ``services.stack.Stack``, passed in so the demo and the stack do not import each other.
+
+        ``site_path``: the site file; the web app's settings page edits a copy in ``workdir``.
+        ``ev``: add a car on a simulated OCPP charge point (``services/demo/ev.py``).
+        """
         from services.demo.simulator import InverterSimulator
 
         self.data_path = Path(data_path or DEFAULT_DATA)
+        self.workdir = workdir
         if site.battery is None:
             raise ValueError("the demo needs a site with a battery")
         if workdir.exists():
@@ -82,19 +100,44 @@ class Demo:
             started = started.tz_localize(site.tz)
         self.clock = SimClock(started.to_pydatetime(), accel)
         self.site = demo_site(site, self.data_path, _free_port(), workdir)
+        self.car: Any = None
+        if ev:  # a car on a simulated OCPP wallbox (services/demo/ev.py)
+            from services.demo.ev import DemoCar, with_demo_ev
+
+            self.site = with_demo_ev(self.site)
+            self.car = DemoCar(self.site, self.clock)
         data = load_site_data(self.data_path)
         self.simulator = SimulatorThread(InverterSimulator(
             self.site, data, clock=self.clock, port=self.site.executor.modbus.port, soc_frac=0.5))
-        self.stack = stack_factory(self.site, clock=self.clock)
+        demo_file = None
+        if site_path is not None:  # the demo never changes the example file
+            demo_file = workdir / "site.yaml"
+            shutil.copyfile(site_path, demo_file)
+        self.stack = stack_factory(self.site, clock=self.clock, site_path=demo_file)
 
     def start(self) -> None:
         self.simulator.start()
         self.stack.start()
+        if self.car is not None:
+            self.car.start()
 
     def stop(self) -> None:
-        self.stack.stop()
+        self.stack.stop()  # first: the executor puts the charger on its fallback while it is connected
+        if self.car is not None:
+            self.car.stop()
         self.simulator.stop()
 
     @property
     def sim_time(self) -> datetime:
         return self.clock.now()
+
+
+def demo_on_free_ports(site: SiteConfig, stack_factory: Callable[..., Any], workdir: Path, accel: float = 60.0,
+                       site_path: Path | str | None = None, start: str | None = None) -> Demo:
+    """A demo whose broker and HTTP ports are free ones: for tests, screenshots and benchmarks beside a running stack."""
+    ports = {name: _free_port() for name in site.http.ports}
+    site = site.model_copy(update={
+        "mqtt": site.mqtt.model_copy(update={"port": _free_port()}),
+        "http": site.http.model_copy(update={"ports": ports}),
+    })
+    return Demo(site, stack_factory, start=start, accel=accel, workdir=workdir, site_path=site_path)

@@ -170,3 +170,22 @@ def clamp_intent(intent: Intent, limits: DeviceLimits) -> tuple[Intent, list[str
         intent, power_kw=power, export_limit_kw=export, soc_floor_frac=floor, soc_ceiling_frac=ceiling, water_kw=water
     )
     return clamped, notes
+
+
+def intent_params(intent: Intent) -> dict[str, float | None]:
+    """The intent's values in the units device profiles write (kW and W, fraction and %): Modbus and HA."""
+    def scaled(value: float | None, factor: float) -> float | None:
+        return None if value is None else value * factor
+
+    return {
+        "power_kw": intent.power_kw,
+        "power_w": intent.power_kw * 1000.0,
+        "export_limit_kw": intent.export_limit_kw,
+        "export_limit_w": scaled(intent.export_limit_kw, 1000.0),
+        "soc_floor_frac": intent.soc_floor_frac,
+        "soc_floor_pct": scaled(intent.soc_floor_frac, 100.0),
+        "soc_ceiling_frac": intent.soc_ceiling_frac,
+        "soc_ceiling_pct": scaled(intent.soc_ceiling_frac, 100.0),
+        "water_kw": intent.water_kw,
+        "water_w": scaled(intent.water_kw, 1000.0),
+    }

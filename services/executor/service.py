@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -39,13 +40,14 @@ from shared.clock import WALL_CLOCK, Clock
 from shared.config import SiteConfig
 from shared.contracts import (
     CommandMsg,
+    EnergyTotalsMsg,
     ExecutorStateMsg,
     Message,
     ObservationMsg,
     PlanMsg,
     TelemetryMsg,
 )
-from shared.homeassistant import Entity
+from shared.homeassistant import Entity, energy_total_entities
 from shared.mqtt import MqttClient
 from shared.service import Service
 
@@ -62,7 +64,6 @@ REPORTED_ALARMS = (
 class ExecutorService(Service):
     name: ClassVar[str] = "executor"
     inputs: ClassVar[dict[str, float | None]] = {"plan": None}
-    not_implemented: ClassVar[list[str]] = []
 
     def __init__(
         self,
@@ -94,13 +95,24 @@ class ExecutorService(Service):
         self.runner: ThreadedExecutor | None = None
         self.disabled_why: str | None = None
         self._reported_alarms: set[str] = set()
-        for action in ACTIONS:  # before start(): a command arriving at connect gets its handler
-            self.register_command(action, self._command_handler(action))
+        self.energy_totals: EnergyTotalsMsg | None = None
         self.ev = EvWiring(self)  # EV chargers (evs[].charger): their own loop beside the inverter's
         if site.battery is None:
             self.disabled_why = "no battery in the site configuration: nothing to control"
             log.warning("executor: %s", self.disabled_why)
             return
+        if inverter is None and site.executor.backend == "homeassistant":
+            from services.executor.ha_profile import load_ha_profile
+            from services.executor.homeassistant import HomeAssistantInverter
+
+            assert site.homeassistant is not None  # SiteConfig checks this
+            ha_profile = load_ha_profile(site.homeassistant.profile)
+            inverter = HomeAssistantInverter(site, ha_profile, clock=clock.now)
+            if settings is None:
+                settings = replace(ControlSettings.from_site(
+                    site, max_charge_kw=inverter.limits.max_charge_kw, max_discharge_kw=inverter.limits.max_discharge_kw,
+                    supports_soc_floor=False, controls_water=inverter.controls_water,
+                ), supported_modes=inverter.supported_modes)
         if inverter is None:
             # A bad profile name or file fails here, at start-up, naming the profile.
             inverter = ModbusInverter(
@@ -118,8 +130,11 @@ class ExecutorService(Service):
             publish_state=self._publish_state,
             publish_observation=self._publish_observation,
             log_execution=self._log_execution,
-            report_error=self._loop_error,
         )
+
+    def register_commands(self) -> None:
+        for action in ACTIONS:
+            self.register_command(action, self._command_handler(action))
 
     # ------------------------------------------------------------------ lifecycle
     def on_start(self) -> None:
@@ -147,6 +162,12 @@ class ExecutorService(Service):
 
     def _publish_observation(self, msg: ObservationMsg) -> None:
         self.publish("observations", msg)
+        # Running totals for HA's energy dashboard (total_increasing: a restart reads as a meter reset).
+        totals = self.energy_totals or EnergyTotalsMsg(site_id=self.site.site_id, since=msg.slot_start)
+        added = {k: getattr(totals, k) + (getattr(msg, k) or 0.0)
+                 for k in ("import_kwh", "export_kwh", "pv_kwh", "load_kwh", "charge_kwh", "discharge_kwh")}
+        self.energy_totals = totals.model_copy(update={**added, "ts": self.clock.now()})
+        self.publish("energy_totals", self.energy_totals)
 
     def _publish_state(self, msg: ExecutorStateMsg) -> None:
         self.publish("executor_state", msg)
@@ -156,9 +177,6 @@ class ExecutorService(Service):
             why = f"alarm {alarm} raised; mode {msg.mode}. {reason}".strip()
             self.report_error(f"executor/{alarm}", why, None)
         self._reported_alarms = raised
-
-    def _loop_error(self, who: str, what: str, why: str, excerpt: str | None = None) -> None:
-        self.report_error(what, why, excerpt)
 
     def _log_execution(self, row: dict[str, Any]) -> None:
         if self.store is None:
@@ -205,7 +223,8 @@ class ExecutorService(Service):
             payload_off=json.dumps({**command, "args": {"paused": False}}),
             icon="mdi:pause-circle", extra={"state_on": "ON", "state_off": "OFF"},
         )
-        return [*loop_ha_entities(self.site.site_id, DEFAULT_TTL_S), pause_switch, *self.ev.ha_entities()]
+        return [*loop_ha_entities(self.site.site_id, DEFAULT_TTL_S), pause_switch, *energy_total_entities(),
+                *self.ev.ha_entities()]
 
     def extra_routes(self, router: APIRouter, admin: APIRouter) -> None:
         @router.get("/state")

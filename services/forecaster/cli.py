@@ -2,7 +2,8 @@
 
     darkstar forecast eval --site SITE.yaml --data FILE.csv --from DATE --to DATE [--json] [--plot out.png]
 
-Issue times daily at 12:00 local (``--issue-hour``), horizon 48 h, models retrained every
+``--from`` / ``--to`` are the first and last issue day, both inclusive (as in every batch
+command, :mod:`services.batch_cli`). Issue times daily at 12:00 local (``--issue-hour``), horizon 48 h, models retrained every
 ``--retrain-days`` on data strictly before the issue time. Weather inputs are the ``*_fc24h``
 forecast columns of the data when present; without them the calendar-and-lags / clear-sky
 fallback runs and the output says so. Progress goes to stderr; ``--json`` prints one JSON document.
@@ -13,22 +14,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date
+from datetime import timedelta
 
 import numpy as np
 
-from shared.config import ConfigError, load_site_config
-from shared.sitedata import SiteDataError, load_site_data
+from services.batch_cli import (
+    add_output_arguments,
+    add_range_arguments,
+    add_site_data_arguments,
+    batch_errors,
+    date_range,
+    report_error,
+)
+from shared.config import load_site_config
+from shared.sitedata import load_site_data
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="forecast_command", metavar="ACTION")
     ev = sub.add_parser("eval", help="walk-forward evaluation of load and PV forecasts against baselines")
-    ev.add_argument("--site", required=True, help="site YAML file")
-    ev.add_argument("--data", required=True, help="recorded site data CSV (optionally .gz)")
-    ev.add_argument("--from", dest="date_from", required=True, type=date.fromisoformat, help="first issue date (local)")
-    ev.add_argument("--to", dest="date_to", required=True, type=date.fromisoformat, help="end date (exclusive)")
-    ev.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    add_site_data_arguments(ev)
+    add_range_arguments(ev)
+    add_output_arguments(ev, quiet=False)
     ev.add_argument("--plot", help="write a PNG: forecast vs actual with the p10-p90 band, and error summary")
     ev.add_argument("--issue-hour", type=int, default=12, help="local hour of the daily issue time (default 12)")
     ev.add_argument("--horizon-hours", type=int, default=48)
@@ -49,12 +56,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         site = load_site_config(args.site)
         data = load_site_data(args.data)
-    except (ConfigError, SiteDataError) as err:
-        print(f"darkstar forecast eval: {err}", file=sys.stderr)
-        return 2
-    if args.date_to <= args.date_from:
-        print("darkstar forecast eval: --to must be after --from", file=sys.stderr)
-        return 2
+        date_from, date_to = date_range(args)
+    except batch_errors() as err:
+        return report_error("forecast eval", err)
     frame = data.frame
     weather = None if args.no_weather else weather_from_forecast_columns(frame)
     _progress(data.report.summary())
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         result = walk_forward(
-            frame, weather, site, args.date_from, args.date_to, issue_hour_local=args.issue_hour,
+            frame, weather, site, date_from, date_to + timedelta(days=1), issue_hour_local=args.issue_hour,
             horizon_hours=args.horizon_hours, retrain_days=args.retrain_days, progress=_progress,
         )
     except ValueError as err:
@@ -77,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
     doc = {
         "site_id": site.site_id,
         "data": str(args.data),
-        "from": args.date_from.isoformat(),
-        "to": args.date_to.isoformat(),
+        "from": date_from.isoformat(),
+        "to": date_to.isoformat(),
         "issue_hour_local": args.issue_hour,
         "horizon_hours": args.horizon_hours,
         "retrain_days": args.retrain_days,
@@ -91,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from shared.forecast.plot import plot_walk_forward
 
-        plot_walk_forward(result, metrics, args.plot, title=f"{site.site_id}: {args.date_from}..{args.date_to}")
+        plot_walk_forward(result, metrics, args.plot, title=f"{site.site_id}: {date_from}..{date_to}")
         _progress(f"plot written to {args.plot}")
     if args.json:
         print(json.dumps(doc, indent=2, default=_json_default))

@@ -33,6 +33,7 @@ from shared.contracts import (
     ObservationMsg,
     PlanMsg,
     PriceSlot,
+    PriceNowMsg,
     PricesMsg,
     WeatherMsg,
     WeatherSlot,
@@ -70,6 +71,8 @@ class ForecasterService(Service):
         self._world = world
         self.models: ForecastModels | None = None
         self.last_prices_end: pd.Timestamp | None = None
+        self.published_prices: PricesMsg | None = None
+        self.price_now_slot: pd.Timestamp | None = None
         self.last_price_poll: datetime | None = None
         self.last_forecast_at: datetime | None = None
         self.last_train_at: datetime | None = None
@@ -86,9 +89,11 @@ class ForecasterService(Service):
         return self._world
 
     # ------------------------------------------------------------------ lifecycle
-    def on_start(self) -> None:
+    def register_commands(self) -> None:
         self.register_command("retrain", lambda msg: self._cmd_retrain(msg))
         self.register_command("refresh", lambda msg: self._cmd_refresh(msg))
+
+    def on_start(self) -> None:
         self._load_saved_model()
         threading.Thread(target=self._safe_tick, name="forecaster-first", daemon=True).start()
 
@@ -135,6 +140,20 @@ class ForecasterService(Service):
         if self.last_train_at is None or now - self.last_train_at >= timedelta(hours=cfg.retrain_hours):
             self.start_training(now)
         self.grade_finished_days(now)
+        self.publish_price_now(now)
+
+    def publish_price_now(self, now: datetime) -> PriceNowMsg | None:
+        """Republish the current and next slot's price once per slot (retained ``prices/now``)."""
+        prices = self.published_prices
+        slot = floor_slot(now)
+        if prices is None or self.price_now_slot == slot:
+            return None
+        msg = PriceNowMsg.from_prices(prices, now)
+        if msg is None:
+            return None
+        self.publish("price_now", msg)
+        self.price_now_slot = slot
+        return msg
 
     def refresh_prices(self, now: datetime) -> PricesMsg | None:
         self.last_price_poll = now
@@ -159,6 +178,7 @@ class ForecasterService(Service):
                    for ts, r in curve.iterrows()],
         )
         self.publish("prices", msg)
+        self.published_prices, self.price_now_slot = msg, None
         self.last_prices_end = end
         log.info("prices published up to %s (%d slots)", end.tz_convert(self.site.tz), len(msg.slots))
         return msg
@@ -263,7 +283,10 @@ class ForecasterService(Service):
                 return
             from shared.forecast.models import ForecastModels  # only when there is a model to load
 
-            self.models = ForecastModels.load(rec.artifact_path)
+            from shared.registry import resolve_artifact
+
+            # the registry's files live in the trainer's models directory (one volume shared by both)
+            self.models = ForecastModels.load(resolve_artifact(self.site.trainer.model_dir, rec.artifact_path))
             self.registry_model_id = rec.model_id
             log.info("loaded approved registry model %s (%s)", rec.model_id, self.models.model_id)
         except Exception as err:  # noqa: BLE001 - a bad registry entry keeps the current model
@@ -372,19 +395,20 @@ class ForecasterService(Service):
             )
 
         cur = self.site.tariff.currency
-        # templates pick the slot that contains 'now' from the retained curve
-        price_at = ("{%% set t = as_timestamp(now()) + %d %%}{%% set ns = namespace(p=none) %%}"
-                    "{%% for s in value_json.slots %%}{%% if as_timestamp(s.start) <= t %%}"
-                    "{%% set ns.p = s.import_price_per_kwh %%}{%% endif %%}{%% endfor %%}{{ ns.p }}")
         energy = ("{%% set ns = namespace(e=0) %%}{%% for s in value_json.slots %%}"
                   "{%% if (as_timestamp(s.start) | timestamp_custom('%%Y-%%m-%%d')) == "
                   "((as_timestamp(now()) + %d) | timestamp_custom('%%Y-%%m-%%d')) %%}"
                   "{%% set ns.e = ns.e + s.%s_p50_kw * 0.25 %%}{%% endif %%}{%% endfor %%}{{ ns.e | round(1) }}")
+        # Own retained topic republished every slot; unit <currency>/kWh so HA's energy dashboard takes it.
+        # (no device_class: "monetary" allows a bare currency only, not a price per kWh)
+        price = {"state_topic": "prices/now", "unit": f"{cur}/kWh", "state_class": "measurement"}
         return [
-            Entity(component="sensor", object_id="import_price_now", name="Import price now", state_topic="prices",
-                   value_template=price_at % 0, unit=f"{cur}/kWh", icon="mdi:cash"),
-            Entity(component="sensor", object_id="import_price_next_hour", name="Import price next hour",
-                   state_topic="prices", value_template=price_at % 3600, unit=f"{cur}/kWh", icon="mdi:cash-clock"),
+            Entity(component="sensor", object_id="import_price_now", name="Import price now", icon="mdi:cash",
+                   value_template="{{ value_json.import_price_per_kwh }}", **price),
+            Entity(component="sensor", object_id="export_price_now", name="Export price now", icon="mdi:cash-plus",
+                   value_template="{{ value_json.export_price_per_kwh }}", **price),
+            Entity(component="sensor", object_id="import_price_next_slot", name="Import price next slot",
+                   icon="mdi:cash-clock", value_template="{{ value_json.next_import_price_per_kwh }}", **price),
             Entity(component="sensor", object_id="cheapest_window_today", name="Cheapest 3 h today",
                    state_topic="prices", icon="mdi:clock-check",
                    value_template=(

@@ -14,20 +14,27 @@ import json
 import sys
 from pathlib import Path
 
+from services.batch_cli import (
+    add_output_arguments,
+    add_range_arguments,
+    add_site_data_arguments,
+    batch_errors,
+    date_range,
+    progress_bar,
+    report_error,
+)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--site", type=Path, required=True, help="site YAML file")
-    parser.add_argument("--data", type=Path, required=True, help="recorded site data CSV (.gz)")
-    parser.add_argument("--from", dest="date_from", required=True, help="first local day, YYYY-MM-DD")
-    parser.add_argument("--to", dest="date_to", required=True, help="last local day (inclusive), YYYY-MM-DD")
+    add_site_data_arguments(parser)
+    add_range_arguments(parser)
     parser.add_argument("--forecast", choices=("perfect", "naive", "aurora"), default="perfect")
     parser.add_argument("--replan-minutes", type=int, default=60, help="minutes between replans (multiple of 15)")
     parser.add_argument("--soc-kwh", type=float, default=None, help="battery energy at the start (default: reserve)")
     parser.add_argument("--retrain-days", type=int, default=7, help="aurora: days between retrainings")
     parser.add_argument("--forecast-every-hours", type=int, default=6, help="aurora: hours between forecast issues")
-    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG: cumulative cost per strategy and SoC")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_arguments(parser)
 
 
 def plot_backtest(result, path: Path) -> None:
@@ -80,26 +87,23 @@ def _summary(doc: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared.backtest import parse_date, run_backtest, stderr_progress
-    from shared.config import ConfigError, load_site_config
-    from shared.optimize.inputs import PlanInputError
-    from shared.sitedata import SiteDataError, load_site_data
-    from shared.tariff import PriceError
+    from shared.backtest import run_backtest
+    from shared.config import load_site_config
+    from shared.sitedata import load_site_data
 
     try:
         site = load_site_config(args.site)
         data = load_site_data(args.data)
-        date_from, date_to = parse_date(args.date_from), parse_date(args.date_to)
+        date_from, date_to = date_range(args)
         kwargs = {}
         if args.forecast == "aurora":
             kwargs = {"retrain_days": args.retrain_days, "forecast_every_hours": args.forecast_every_hours}
         result = run_backtest(
             data.frame, site, date_from, date_to, forecast=args.forecast, replan_minutes=args.replan_minutes,
-            soc_kwh=args.soc_kwh, progress=None if args.quiet else stderr_progress("backtest"), forecast_kwargs=kwargs,
+            soc_kwh=args.soc_kwh, progress=progress_bar("backtest", args.quiet), forecast_kwargs=kwargs,
         )
-    except (ConfigError, SiteDataError, PlanInputError, PriceError, ValueError) as err:
-        print(f"darkstar backtest: {err}", file=sys.stderr)
-        return 2
+    except batch_errors() as err:
+        return report_error("backtest", err)
     doc = result.to_dict()
     if args.plot:
         plot_backtest(result, args.plot)

@@ -9,39 +9,40 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
+
+from services.batch_cli import (
+    add_output_arguments,
+    add_range_arguments,
+    add_site_data_arguments,
+    batch_errors,
+    date_range,
+    progress_bar,
+    report_error,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--site", type=Path, required=True, help="site YAML file")
-    parser.add_argument("--data", type=Path, required=True, help="recorded site data CSV (.gz)")
-    parser.add_argument("--from", dest="date_from", required=True, help="first local day, YYYY-MM-DD")
-    parser.add_argument("--to", dest="date_to", required=True, help="last local day (inclusive), YYYY-MM-DD")
+    add_site_data_arguments(parser)
+    add_range_arguments(parser)
     parser.add_argument("--soc-kwh", type=float, default=None, help="battery energy at the start (default: reserve)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared.backtest import parse_date, stderr_progress
-    from shared.config import ConfigError, load_site_config
-    from shared.optimize.inputs import PlanInputError
+    from shared.config import load_site_config
     from shared.oracle import actuals, baseline_cost, oracle_range
     from shared.simulator import money
-    from shared.sitedata import SiteDataError, load_site_data
-    from shared.tariff import PriceError
+    from shared.sitedata import load_site_data
 
     try:
         site = load_site_config(args.site)
         data = load_site_data(args.data)
-        date_from, date_to = parse_date(args.date_from), parse_date(args.date_to)
+        date_from, date_to = date_range(args)
         result = oracle_range(data.frame, site, date_from, date_to, soc_kwh=args.soc_kwh,
-                              progress=None if args.quiet else stderr_progress("oracle"))
+                              progress=progress_bar("oracle", args.quiet))
         base = baseline_cost(actuals(data.frame, site, result.flows.index), site)
-    except (ConfigError, SiteDataError, PlanInputError, PriceError, ValueError) as err:
-        print(f"darkstar oracle: {err}", file=sys.stderr)
-        return 2
+    except batch_errors() as err:
+        return report_error("oracle", err)
     doc = result.to_dict(site)
     doc["baseline_cost"] = round(money(base), 6)
     if args.json:

@@ -11,34 +11,36 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
+
+from services.batch_cli import (
+    add_output_arguments,
+    add_site_data_arguments,
+    batch_errors,
+    parse_date,
+    report_error,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("analysis", choices=("export",), help="which what-if (export)")
-    parser.add_argument("--site", type=Path, required=True, help="site YAML file")
-    parser.add_argument("--data", type=Path, default=None, help="recorded site data CSV (.gz)")
+    add_site_data_arguments(parser, data_required=False)
     parser.add_argument("--day", required=True, help="local day, YYYY-MM-DD")
     parser.add_argument("--relaxed", action="store_true", help="lower cycle cost and margins")
     parser.add_argument("--steps", type=int, default=8, help="how many progressively larger export targets")
     parser.add_argument("--slots-per-step", type=int, default=1, help="forced slots added per step")
     parser.add_argument("--soc-kwh", type=float, default=None, help="battery energy at the start (default: reserve)")
     parser.add_argument("--live", action="store_true", help="use the running stack's prices and forecast (database)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    add_output_arguments(parser, quiet=False)
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared.backtest import parse_date
-    from shared.config import ConfigError, load_site_config
-    from shared.optimize.inputs import PlanInputError
-    from shared.sitedata import SiteDataError, load_site_data
-    from shared.tariff import PriceError
+    from shared.config import load_site_config
+    from shared.sitedata import load_site_data
     from shared.whatif import live_actuals, whatif_export, whatif_export_on
 
     try:
         site = load_site_config(args.site)
-        day = parse_date(args.day)
+        day = parse_date(args.day, "--day")
         if args.steps < 1 or args.slots_per_step < 1:
             raise ValueError("--steps and --slots-per-step must be at least 1")
         if args.live:
@@ -56,9 +58,8 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError("give --data FILE.csv (recorded data) or --live (the running stack's database)")
             data = load_site_data(args.data)
             result = whatif_export(data.frame, site, day, args.soc_kwh, args.relaxed, args.steps, args.slots_per_step)
-    except (ConfigError, SiteDataError, PlanInputError, PriceError, ValueError) as err:
-        print(f"darkstar whatif: {err}", file=sys.stderr)
-        return 2
+    except batch_errors() as err:
+        return report_error("whatif", err)
     doc = result.to_dict(site.site_id)
     if args.json:
         print(json.dumps(doc))

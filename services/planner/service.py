@@ -19,7 +19,7 @@ import pandas as pd
 
 from shared.contracts import CommandMsg, ContextMsg, ForecastMsg, Message, PlanMsg, PricesMsg, TelemetryMsg
 from shared.cost import CapacityState
-from shared.homeassistant import Entity, command_button
+from shared.homeassistant import Entity, command_button, context_controls, plan_chart_entity
 from shared.optimize.inputs import ManualBlock, PlanInputError, WaterState
 from shared.optimize.messages import inputs_from_messages, plan_message, previous_battery_kw
 from shared.service import Service
@@ -51,10 +51,12 @@ class PlannerService(Service):
         self._planner_thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def on_start(self) -> None:
+    def register_commands(self) -> None:
         self.register_command("replan", self._cmd_replan)
         self.register_command("manual_block", self._cmd_manual_block)
         self.register_command("clear_manual_blocks", self._cmd_clear_manual_blocks)
+
+    def on_start(self) -> None:
         self._planner_thread = threading.Thread(target=self._planning_loop, name="planner", daemon=True)
         self._planner_thread.start()
 
@@ -145,6 +147,14 @@ class PlannerService(Service):
         target = self.context_value("ev_target_kwh")
         if target is not None:
             ctx["ev_target_kwh"] = float(target)
+        risk = self.context_value("risk")
+        if risk in ("cautious", "balanced", "bold"):
+            ctx["risk"] = risk
+        elif risk is not None:
+            log.warning("context risk %r ignored: not cautious, balanced or bold", risk)
+        reserve = self.context_value("reserve_soc_frac")
+        if reserve is not None:
+            ctx["reserve_soc_frac"] = min(1.0, max(0.0, float(reserve)))
         self.manual_blocks = [b for b in self.manual_blocks if b.end > pd.Timestamp(now)]
         ctx["manual_blocks"] = list(self.manual_blocks)
         ctx.update(self._history_state(now))
@@ -265,4 +275,6 @@ class PlannerService(Service):
                    state_topic="plan", value_template="{{ %s[1] if %s | length > 1 else 0 }}" % (days, days),
                    unit=cur, device_class="monetary"),
             command_button(self.site.site_id, "replan", "Replan now", "planner/replan", "mdi:refresh"),
+            plan_chart_entity(),
+            *context_controls(self.site),
         ]

@@ -18,13 +18,21 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from services.batch_cli import (
+    add_output_arguments,
+    add_range_arguments,
+    add_site_data_arguments,
+    batch_errors,
+    date_range,
+    progress_bar,
+    report_error,
+)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", choices=("aurora", "antares"), help="which model to train")
-    parser.add_argument("--site", type=Path, required=True, help="site YAML file")
-    parser.add_argument("--data", type=Path, required=True, help="recorded site data CSV (.gz)")
-    parser.add_argument("--from", dest="date_from", default=None, help="first local day (default: data start + 2)")
-    parser.add_argument("--to", dest="date_to", default=None, help="last local day (default: last whole day)")
+    add_site_data_arguments(parser)
+    add_range_arguments(parser, required=False, default_from="data start + 2 days", default_to="last whole day")
     parser.add_argument("--model-dir", type=Path, default=Path("models"), help="where artifacts go (default: models)")
     parser.add_argument("--seed", type=int, default=0, help="LightGBM seed (Antares)")
     parser.add_argument("--validation-frac", type=float, default=0.2, help="last fraction of days held back (Antares)")
@@ -35,14 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory of replayed days: a later run replays only new or changed days (Antares)")
     parser.add_argument("--rounds", type=int, default=None, help="boosting rounds per target (Antares)")
     parser.add_argument("--db", default=None, help="database URL: record the run and register the model")
-    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    add_output_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared.backtest import parse_date, stderr_progress
-    from shared.config import ConfigError, load_site_config
-    from shared.sitedata import SiteDataError, load_site_data
-    from shared.tariff import PriceError
+    from shared.config import load_site_config
+    from shared.sitedata import load_site_data
 
     try:
         from shared.antares.training import train_antares, train_aurora
@@ -54,8 +60,7 @@ def run(args: argparse.Namespace) -> int:
         site = load_site_config(args.site)
         frame = load_site_data(args.data).frame
         local = frame.index.tz_convert(site.tz)
-        date_from = parse_date(args.date_from) if args.date_from else (local[0] + timedelta(days=2)).date()
-        date_to = parse_date(args.date_to) if args.date_to else (local[-1] - timedelta(days=1)).date()
+        date_from, date_to = date_range(args, (local[0] + timedelta(days=2)).date(), (local[-1] - timedelta(days=1)).date())
         if not 0.0 < args.validation_frac < 1.0:
             raise ValueError(f"--validation-frac must be between 0 and 1, got {args.validation_frac}")
         registry = None
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
             store = Store.open(args.db)
             registry = ModelRegistry(store, site.site_id, args.model_dir)
-        progress = stderr_progress(f"train {args.kind}")
+        progress = progress_bar(f"train {args.kind}", args.quiet)
         if args.kind == "antares":
             kwargs: dict = {"num_rounds": args.rounds} if args.rounds else {}
             kwargs["cache_dir"] = args.episode_cache
@@ -77,9 +82,8 @@ def run(args: argparse.Namespace) -> int:
                                   validation_days=args.validation_days, registry=registry, progress=progress)
         if store is not None:
             report.store(store)
-    except (ConfigError, SiteDataError, PriceError, ValueError, FileNotFoundError) as err:
-        print(f"darkstar train {args.kind}: {err}", file=sys.stderr)
-        return 2
+    except batch_errors() as err:
+        return report_error(f"train {args.kind}", err)
     finally:
         if store is not None:
             store.close()

@@ -11,23 +11,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+
+from services.batch_cli import (
+    add_output_arguments,
+    add_site_data_arguments,
+    batch_errors,
+    parse_date,
+    report_error,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--site", type=Path, required=True, help="site YAML file")
-    parser.add_argument("--data", type=Path, required=True, help="recorded site data CSV (.gz)")
+    add_site_data_arguments(parser)
     parser.add_argument("--day", required=True, help="local day, YYYY-MM-DD")
     parser.add_argument("--forecast", choices=("naive", "perfect"), default="naive", help="the planner's forecast")
     parser.add_argument("--soc-kwh", type=float, default=None, help="battery energy at the start (default: reserve)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    add_output_arguments(parser, quiet=False)
 
 
 def run(args: argparse.Namespace) -> int:
-    from shared.backtest import parse_date
-    from shared.config import ConfigError, load_site_config
-    from shared.sitedata import SiteDataError, load_site_data
-    from shared.tariff import PriceError
+    from shared.config import load_site_config
+    from shared.sitedata import load_site_data
 
     try:
         from shared.environment import AntaresMPCEnv
@@ -37,12 +41,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         site = load_site_config(args.site)
         data = load_site_data(args.data)
-        day = parse_date(args.day)
+        day = parse_date(args.day, "--day")
         env = AntaresMPCEnv(site, data.frame, day=day, forecast=args.forecast, soc_kwh=args.soc_kwh)
         env.reset(options={"day": day})
-    except (ConfigError, SiteDataError, PriceError, ValueError) as err:
-        print(f"darkstar env-episode: {err}", file=sys.stderr)
-        return 2
+    except batch_errors() as err:
+        return report_error("env-episode", err)
     rows = []
     total = 0.0
     done = False

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -30,13 +29,13 @@ import pandas as pd
 
 from shared.antares.features import FEATURES, DayInputs, decision_features
 from shared.config import SiteConfig
+from shared.progress import Progress
 from shared.slots import local_day_slots
 
 SIM_SYSTEM_ID = "sim-antares"
 LIVE_SYSTEM_ID = "live"
 TARGETS: tuple[str, ...] = ("charge_kw", "discharge_kw", "export_kw")
 BATTERY_TARGETS: tuple[str, ...] = ("charge_kw", "discharge_kw")
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass

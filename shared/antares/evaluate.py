@@ -20,7 +20,6 @@ the battery on the last validation day must not look cheaper than the MPC for it
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -33,9 +32,9 @@ from shared.antares.features import DayInputs, decision_features
 from shared.antares.policy import AntaresPolicy
 from shared.config import SiteConfig
 from shared.cost import adjusted_money, stored_energy_value_per_kwh
+from shared.progress import Progress
 from shared.simulator import IDLE_EPS_KW
 
-Progress = Callable[[int, int, str], None]
 ExecutorRule = Literal["executor", "absorb", "setpoint"]
 
 

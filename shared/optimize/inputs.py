@@ -72,6 +72,7 @@ class PlanInputs:
     capacity_state: CapacityState | None = None
     water: dict[str, WaterState] = field(default_factory=dict)
     risk: Literal["cautious", "balanced", "bold"] | None = None
+    reserve_soc_frac: float | None = None  # the user's reserve (e.g. from Home Assistant); None: the site's
 
     @property
     def slots(self) -> int:
@@ -143,7 +144,8 @@ def apply_strategy(inputs: PlanInputs, site: SiteConfig) -> tuple[PlanInputs, St
     reserve = 0.0
     if site.battery is not None:
         b = site.battery
-        reserve = min(b.max_soc_kwh, max(b.min_soc_kwh, b.reserve_soc_kwh * RESERVE_FACTOR[risk]))
+        base_kwh = b.reserve_soc_kwh if inputs.reserve_soc_frac is None else inputs.reserve_soc_frac * b.capacity_kwh
+        reserve = min(b.max_soc_kwh, max(b.min_soc_kwh, base_kwh * RESERVE_FACTOR[risk]))
     if inputs.vacation:
         notes.append("vacation: no daily hot-water minimum, anti-legionella cycle only")
     if inputs.away:

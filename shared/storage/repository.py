@@ -1,5 +1,8 @@
 """The repository: store contract messages, read them back. One engine, short transactions.
 
+Over 500 lines: one ``Store`` is the single database API of every service (each table's upsert
+and query next to the dialect handling they share); split by table, that handling would repeat.
+
 Writes are idempotent upserts keyed by site and slot (``INSERT ... ON CONFLICT DO UPDATE`` on
 SQLite and PostgreSQL, ``ON DUPLICATE KEY UPDATE`` on MariaDB), sent as one batch per message,
 so a retained message delivered twice, or a re-published plan, leaves one row per slot with the
@@ -579,6 +582,15 @@ class Store:
         query = select(t).where(t.c.site_id == site_id)
         if kind is not None:
             query = query.where(t.c.kind == kind)
+        with self._read() as conn:
+            return [r._asdict() for r in conn.execute(query.order_by(t.c.ts.desc()).limit(limit))]
+
+    def execution_log_between(self, site_id: str, start: datetime, end: datetime,
+                              system_id: str = m.LIVE, limit: int = 5000) -> list[dict[str, Any]]:
+        """Executor decisions (what was written, success, error) with ``ts`` in [start, end), newest first."""
+        t = m.ExecutionLog.__table__
+        query = select(t).where(t.c.site_id == site_id, t.c.system_id == system_id,
+                                t.c.ts >= _utc(start), t.c.ts < _utc(end))
         with self._read() as conn:
             return [r._asdict() for r in conn.execute(query.order_by(t.c.ts.desc()).limit(limit))]
 

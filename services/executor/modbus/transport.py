@@ -30,6 +30,7 @@ from services.executor.inverter import (
     Telemetry,
     WriteResult,
     clamp_intent,
+    intent_params,
     utcnow,
 )
 from services.executor.modbus.codec import decode_raw, encode_value
@@ -40,24 +41,6 @@ from shared.config import BatteryConfig, ModbusConfig
 log = logging.getLogger(__name__)
 
 SUNS = (0x5375, 0x6E53)  # "SunS" marker of a SunSpec register map
-
-
-def intent_params(intent: Intent) -> dict[str, float | None]:
-    def scaled(value: float | None, factor: float) -> float | None:
-        return None if value is None else value * factor
-
-    return {
-        "power_kw": intent.power_kw,
-        "power_w": intent.power_kw * 1000.0,
-        "export_limit_kw": intent.export_limit_kw,
-        "export_limit_w": scaled(intent.export_limit_kw, 1000.0),
-        "soc_floor_frac": intent.soc_floor_frac,
-        "soc_floor_pct": scaled(intent.soc_floor_frac, 100.0),
-        "soc_ceiling_frac": intent.soc_ceiling_frac,
-        "soc_ceiling_pct": scaled(intent.soc_ceiling_frac, 100.0),
-        "water_kw": intent.water_kw,
-        "water_w": scaled(intent.water_kw, 1000.0),
-    }
 
 
 class _DeviceRefused(Exception):

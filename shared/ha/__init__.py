@@ -1,0 +1,1 @@
+"""Home Assistant as a source and a target: WebSocket client, units of its entities, live states, history."""
