@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from services.planner.cli import battery_pv_only, reference_data_path, reference_site
 from services.planner.negative_benchmark import (
     _switches_in_negative_hours,
     negative_price_instances,
@@ -17,8 +18,8 @@ from shared.optimize.inputs import inputs_from_recorded
 
 @pytest.fixture(scope="module")
 def instances():
-    site = negative_price_site()
-    return site, negative_price_instances(site)
+    site = negative_price_site(battery_pv_only(reference_site(ev=False)))
+    return site, negative_price_instances(site, reference_data_path())
 
 
 def test_the_benchmark_days_are_real_negative_price_days(instances):
@@ -30,8 +31,8 @@ def test_the_benchmark_days_are_real_negative_price_days(instances):
         assert (inputs.prices["import_price_per_kwh"] < 0).any()
 
 
-def test_burning_energy_needs_a_price_below_its_wear():
-    site = negative_price_site()
+def test_burning_energy_needs_a_price_below_its_wear(instances):
+    site, _ = instances
     b = site.battery
     eta = b.charge_efficiency * b.discharge_efficiency
     threshold = components.burn_threshold_per_kwh(b)

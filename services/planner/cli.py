@@ -312,7 +312,8 @@ def run(args: argparse.Namespace) -> int:
         if args.negative:
             from services.planner.negative_benchmark import run_negative_benchmark
 
-            report = run_negative_benchmark(progress=True, time_limit_s=args.time_limit)
+            report = run_negative_benchmark(battery_pv_only(reference_site(ev=False)), reference_data_path(),
+                                            progress=True, time_limit_s=args.time_limit)
         else:
             report = run_benchmark(days=args.days, progress=True, time_limit_s=args.time_limit, ev=not args.no_ev)
         if args.json:

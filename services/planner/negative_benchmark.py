@@ -27,21 +27,19 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 PRICES = PROJECT_DIR / "examples" / "data" / "entsoe_negative_days_SE3_SE4_2023_2024.csv"
 
 
-def negative_price_site() -> Any:
-    from services.planner.cli import battery_pv_only, reference_site
-
-    site = battery_pv_only(reference_site(ev=False))
+def negative_price_site(site: Any) -> Any:
+    """``site`` (the SE4 home, battery + PV) under the spot pass-through tariff of the module doc."""
     tariff = site.tariff.model_copy(update={"grid_fee_per_kwh": 0.0, "energy_tax_per_kwh": 0.0,
                                             "grid_fee_schedule": []})
     return site.model_copy(update={"tariff": tariff})
 
 
-def negative_price_instances(site: Any) -> list[tuple[str, pd.Timestamp, pd.DataFrame]]:
-    """(source date, local start, 192-slot frame with load_kw, pv_kw, spot_price) per price date."""
-    from services.planner.cli import reference_data_path
+def negative_price_instances(site: Any, home_data: Path) -> list[tuple[str, pd.Timestamp, pd.DataFrame]]:
+    """(source date, local start, 192-slot frame with load_kw, pv_kw, spot_price) per price date;
+    load and PV from ``home_data`` (the SE4 home's recorded file)."""
     from shared.sitedata import load_site_data
 
-    home = load_site_data(reference_data_path()).frame
+    home = load_site_data(home_data).frame
     prices = pd.read_csv(PRICES)
     prices["hour_utc"] = pd.to_datetime(prices["hour_utc"], utc=True)
     out = []
@@ -72,14 +70,16 @@ def _switches_in_negative_hours(plan: pd.DataFrame, import_price: np.ndarray) ->
     return int((flips & both_negative).sum())
 
 
-def run_negative_benchmark(progress: bool = True, time_limit_s: float | None = None) -> dict[str, Any]:
+def run_negative_benchmark(home_site: Any, home_data: Path, progress: bool = True,
+                           time_limit_s: float | None = None) -> dict[str, Any]:
+    """The benchmark on ``home_site`` (battery + PV) with ``home_data``'s load/PV (see module doc)."""
     from shared.optimize import solve_plan
     from shared.optimize.inputs import inputs_from_recorded
 
-    site = negative_price_site()
+    site = negative_price_site(home_site)
     soc0 = 0.3 * site.battery.capacity_kwh
     rows: list[dict[str, Any]] = []
-    for k, (day, start, frame) in enumerate(negative_price_instances(site), start=1):
+    for k, (day, start, frame) in enumerate(negative_price_instances(site, home_data), start=1):
         inputs = inputs_from_recorded(frame, site, start, 48, soc_kwh=soc0)
         t0, c0 = time.perf_counter(), time.process_time()
         result = solve_plan(inputs, site, time_limit_s=time_limit_s)
