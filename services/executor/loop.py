@@ -1,5 +1,8 @@
 """The executor's control loop: read, decide, write, read back, report. No MQTT or HTTP in here.
 
+Over 500 lines: the tick and its bookkeeping (energy per slot, report, alarms, TTL) share the
+loop's state; the decision itself is apart, in ``control.py``.
+
 The MQTT/HTTP shell wires the injected callbacks to the broker and the database:
 
 - ``publish_telemetry(TelemetryMsg)`` every tick with a reading,
