@@ -53,8 +53,10 @@ class TrainerService(Service):
         return ModelRegistry(self.store, self.site.site_id, self.site.trainer.model_dir)
 
     # ------------------------------------------------------------------ lifecycle
-    def on_start(self) -> None:
+    def register_commands(self) -> None:
         self.register_command("retrain", self._cmd_retrain)
+
+    def on_start(self) -> None:
         self._relativize_registry()
         self._timescale_policies()
         self.last_run_at = self._last_recorded_run()

@@ -15,7 +15,6 @@ TxProfile in amps per phase per 15-min slot, valid until the plan expires), Remo
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 from dataclasses import dataclass, field
