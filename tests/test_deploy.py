@@ -34,8 +34,10 @@ MOSQUITTO_DIR = ROOT / "deploy" / "mosquitto"
 ACL_FILE = MOSQUITTO_DIR / "acl"
 SITE = ROOT / "examples" / "se4-home.yaml"
 
+# A service is a folder that runs as `python -m services.<name>` (services/demo/ is the demo's
+# simulated site, run inside `darkstar up --demo`, not a container of its own).
 SERVICES = sorted(
-    p.name for p in (ROOT / "services").iterdir() if p.is_dir() and (p / "__init__.py").exists()
+    p.name for p in (ROOT / "services").iterdir() if p.is_dir() and (p / "__main__.py").exists()
 )
 MQTT_USERS = [*SERVICES, "homeassistant"]
 UV_VERSION = "0.13.8"
@@ -51,10 +53,12 @@ OWNERS: dict[str, str | set[str]] = {
     "plan": {"planner"},
     "telemetry": {"executor"},
     "executor_state": {"executor"},
+    "price_now": {"forecaster"},
+    "energy_totals": {"executor"},
     "oracle_result": {"oracle"},
     "trainer_run": {"trainer"},
-    "context": {"homeassistant"},
-    "command": {"homeassistant"},
+    "context": {"homeassistant", "web"},
+    "command": {"homeassistant", "web"},  # the web app, for a user shared/auth.py signed in
     "command_result": "{service}",
     "status": "{service}",
     "error": "services",
@@ -131,6 +135,7 @@ def test_every_service_folder_runs_in_its_own_container_from_the_one_image(compo
     services = compose["services"]
     image = services["migrate"]["image"]
     ports = HTTPConfig().ports
+    port_keys = {"web": "dashboard"}  # the web app serves on the dashboard port
     for name in SERVICES:
         assert name in services, f"docker-compose.yml has no service for services/{name}/"
         svc = services[name]
@@ -142,8 +147,9 @@ def test_every_service_folder_runs_in_its_own_container_from_the_one_image(compo
         env = svc["environment"]
         assert env["DARKSTAR__MQTT__USERNAME"] == name
         # The healthcheck probes the port the service actually listens on, and that port is published.
-        assert int(env["DARKSTAR_HEALTH_PORT"]) == ports[name]
-        assert any(str(p.get("target")) == str(ports[name]) for p in _ports(svc)), (
+        port = ports[port_keys.get(name, name)]
+        assert int(env["DARKSTAR_HEALTH_PORT"]) == port
+        assert any(str(p.get("target")) == str(port) for p in _ports(svc)), (
             f"{name}: port not published"
         )
         assert svc["depends_on"] == {

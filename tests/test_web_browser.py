@@ -21,7 +21,7 @@ from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(chromium_path() is None, reason="needs Chromium (apt-get install chromium)")]
-PAGES = ("/", "/control", "/settings", "/docs")
+PAGES = ("/", "/control", "/forecast", "/money", "/settings", "/admin-tools", "/docs")
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +165,7 @@ def test_a_session_cookie_without_the_csrf_token_is_refused(page, demo):
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
 
 
-@pytest.mark.parametrize("path", ["/", "/control", "/settings"])
+@pytest.mark.parametrize("path", ["/", "/control", "/money", "/settings", "/admin-tools"])
 def test_phone_viewport_has_no_horizontal_scroll(browser, demo, path):
     context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
     for page in _watched(context):
