@@ -15,7 +15,7 @@ FROM ${PYTHON_IMAGE} AS builder
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ARG UV_VERSION=0.13.8
 # Comma-separated extras from pyproject.toml (the default serves every service and `darkstar up`).
-ARG EXTRAS=embedded,forecaster,planner,executor,trainer,oracle,postgres,mysql
+ARG EXTRAS=embedded,forecaster,planner,executor,trainer,oracle,web,homeassistant,plot,postgres,mysql
 ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \

@@ -53,10 +53,29 @@ class Stack:
             for cls in service_classes()
         ]
         for service in self.services:
+            if hasattr(service, "site_hook"):
+                service.site_hook = self.apply_site
             service.start()
         for service in self.services:
             if not service.mqtt.wait_connected(10):
                 log.warning("%s is not connected to the broker yet; it keeps trying", service.name)
+
+    def apply_site(self, saved: SiteConfig) -> list[str]:
+        """A saved site file's planning sections go to the planner (it replans with them) and the web app.
+
+        Only the sections the planner reads at each replan (services.web.service.HOT_SECTIONS) are
+        taken; the rest of the running site (ports, broker, the demo's replay and simulator) stays.
+        """
+        from services.web.service import HOT_SECTIONS
+
+        update = {key: getattr(saved, key) for key in HOT_SECTIONS}
+        self.site = self.site.model_copy(update=update)
+        taken = []
+        for service in self.services:
+            if service.name in ("planner", "web"):
+                service.site = service.site.model_copy(update=update)
+                taken.append(service.name)
+        return taken
 
     def stop(self) -> None:
         for service in reversed(self.services):
@@ -83,6 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="demo: recorded site data to replay (default: the SE4 home)")
     parser.add_argument("--accel", type=float, default=60.0, help="demo: simulated seconds per real second")
     parser.add_argument("--start", default=None, help="demo: simulated start time (default 2025-08-15T06:00+02:00)")
+    parser.add_argument("--ev", action="store_true",
+                        help="demo: add a car on a simulated OCPP charge point (plugs in 18:00, leaves 07:00, wants 80 %%)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     if args.demo:
         from services.demo.run import Demo
 
-        runner = Demo(site, Stack, args.data, args.start, args.accel, site_path=args.site or DEFAULT_SITE)
+        runner = Demo(site, Stack, args.data, args.start, args.accel, site_path=args.site or DEFAULT_SITE, ev=args.ev)
         stack = runner.stack
         site = runner.site
     else:
@@ -108,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
     if args.demo:
         print(f"Demo: simulated site {site.site_id} from {runner.sim_time:%Y-%m-%d %H:%M} UTC at {args.accel:g}x, "
               f"inverter simulator on Modbus TCP 127.0.0.1:{site.executor.modbus.port}", file=sys.stderr)
+        if args.ev:
+            print(f"Demo EV: simulated OCPP charge point {site.evs[0].charger.identity} on "
+                  f"ws://127.0.0.1:{site.executor.ocpp.port}/{site.executor.ocpp.path}/", file=sys.stderr)
     print(f"Darkstar is up for site {site.site_id}: web app http://{site.http.host}:{ports['dashboard']}", file=sys.stderr)
     if args.demo:
         print(f"  sign in to act with the admin token in {runner.workdir / 'admin_token'}", file=sys.stderr)

@@ -1,5 +1,8 @@
 """Site configuration: one YAML file per site plus environment overrides.
 
+Over 500 lines: the whole site schema in one file, so a key path in an error message or the docs
+is found in one place; each section is a small pydantic model.
+
 Environment variables override YAML keys: ``DARKSTAR__MQTT__HOST=broker`` sets ``mqtt.host``
 (prefix ``DARKSTAR__``, ``__`` between levels, values parsed as YAML scalars). A bad config
 fails at start-up with :class:`ConfigError`, whose message names the file, the key path and
@@ -362,9 +365,21 @@ class AuthConfig(_Strict):
         return users
 
 
+class RetentionConfig(_Strict):
+    """Days of full detail; older rows are downsampled or pruned nightly (shared/storage/retention.py)."""
+
+    enabled: bool = True
+    run_at_local: time = Field(time(3, 30), description="local time of the nightly run (by the trainer)")
+    execution_log_days: float = Field(14.0, gt=0, description="per-tick rows; older: one row per slot")
+    plans_days: float = Field(7.0, gt=0, description="whole plans; older: the slots each plan was in force for")
+    forecasts_days: float = Field(14.0, gt=0, description="whole forecasts; older: the slots each was newest for")
+    error_events_days: float = Field(30.0, gt=0, description="single error events; older: one summary per day")
+
+
 class DatabaseConfig(_Strict):
     url: SecretStr = SecretStr("sqlite:///var/darkstar.db")
     echo: bool = False
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @field_validator("url")
     @classmethod
@@ -589,6 +604,13 @@ def _format_validation_error(err: ValidationError, source: str, key_lines: dict[
 
 
 def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    """Merge ``DARKSTAR__A__B=value`` into the YAML mapping before validation.
+
+    Hand-written rather than pydantic-settings on purpose: the overrides must land in the same
+    mapping as the YAML so one validation reports one key path (with its YAML line), values are
+    YAML scalars like the file's, and tests pass their own ``environ``; pydantic-settings' env
+    source would need a custom source doing exactly this.
+    """
     for key, raw in environ.items():
         if not key.startswith(ENV_PREFIX):
             continue

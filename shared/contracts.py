@@ -1,5 +1,8 @@
 """MQTT message contracts (DESIGN §3): one pydantic model per topic, one encoder, one decoder.
 
+Over 500 lines: one pydantic model per topic, the one topic table and its decoder: the whole
+wire format in one file, as docs/mqtt.md describes it.
+
 Every JSON payload carries ``"schema": "darkstar.<kind>/<major>"``. :func:`decode` validates a
 payload against the topic's model and raises :class:`ContractError` (with who/what/why ready
 for an ``events/error`` message) on bad JSON, an unknown kind or major version, or invalid

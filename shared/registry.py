@@ -161,13 +161,6 @@ class ModelRegistry:
         return Decision(record, approved, reason, previous)
 
     # ------------------------------------------------------------------ loading
-    def load_antares(self) -> tuple[ModelRecord, Any] | None:
-        """(record, :class:`shared.antares.policy.AntaresPolicy`) of the newest approved policy, or None."""
-        from shared.antares.policy import AntaresPolicy
-
-        rec = self.current("antares")
-        return None if rec is None else (rec, AntaresPolicy.load(resolve_artifact(self.model_dir, rec.artifact_path)))
-
     def load_aurora(self) -> tuple[ModelRecord, Any] | None:
         """(record, :class:`shared.forecast.models.ForecastModels`) of the newest approved forecaster, or None."""
         return load_aurora(self.store, self.site_id, self.model_dir)

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import websockets
 
-from services.executor.chargers.simulator import SimChargePoint
+from services.demo.chargepoint import SimChargePoint
 from tests.ev_helpers import PASSWORD, SLOT, ev_config, ev_plan, ocpp_rig, settle
 
 START = datetime(2026, 1, 12, 18, 0, tzinfo=timezone.utc)

@@ -80,10 +80,11 @@ class Demo:
 
     def __init__(self, site: SiteConfig, stack_factory: Callable[..., Any], data_path: Path | None = None,
                  start: str | None = None, accel: float = 60.0, workdir: Path = DEMO_DIR,
-                 site_path: Path | str | None = None) -> None:
+                 site_path: Path | str | None = None, ev: bool = False) -> None:
         """``stack_factory`` is ``services.stack.Stack``, passed in so the demo and the stack do not import each other.
 
         ``site_path``: the site file; the web app's settings page edits a copy in ``workdir``.
+        ``ev``: add a car on a simulated OCPP charge point (``services/demo/ev.py``).
         """
         from services.demo.simulator import InverterSimulator
 
@@ -99,6 +100,12 @@ class Demo:
             started = started.tz_localize(site.tz)
         self.clock = SimClock(started.to_pydatetime(), accel)
         self.site = demo_site(site, self.data_path, _free_port(), workdir)
+        self.car: Any = None
+        if ev:  # a car on a simulated OCPP wallbox (services/demo/ev.py)
+            from services.demo.ev import DemoCar, with_demo_ev
+
+            self.site = with_demo_ev(self.site)
+            self.car = DemoCar(self.site, self.clock)
         data = load_site_data(self.data_path)
         self.simulator = SimulatorThread(InverterSimulator(
             self.site, data, clock=self.clock, port=self.site.executor.modbus.port, soc_frac=0.5))
@@ -111,9 +118,13 @@ class Demo:
     def start(self) -> None:
         self.simulator.start()
         self.stack.start()
+        if self.car is not None:
+            self.car.start()
 
     def stop(self) -> None:
-        self.stack.stop()
+        self.stack.stop()  # first: the executor puts the charger on its fallback while it is connected
+        if self.car is not None:
+            self.car.stop()
         self.simulator.stop()
 
     @property

@@ -89,9 +89,11 @@ class ForecasterService(Service):
         return self._world
 
     # ------------------------------------------------------------------ lifecycle
-    def on_start(self) -> None:
+    def register_commands(self) -> None:
         self.register_command("retrain", lambda msg: self._cmd_retrain(msg))
         self.register_command("refresh", lambda msg: self._cmd_refresh(msg))
+
+    def on_start(self) -> None:
         self._load_saved_model()
         threading.Thread(target=self._safe_tick, name="forecaster-first", daemon=True).start()
 

@@ -42,6 +42,7 @@ class TrainerService(Service):
         super().__init__(*args, **kwargs)
         self.last_run_at: datetime | None = None
         self.last_reports: list[dict[str, Any]] = []
+        self.last_retention_day: date | None = None
         self._job: threading.Thread | None = None
         self._job_lock = threading.Lock()
 
@@ -52,12 +53,29 @@ class TrainerService(Service):
         return ModelRegistry(self.store, self.site.site_id, self.site.trainer.model_dir)
 
     # ------------------------------------------------------------------ lifecycle
-    def on_start(self) -> None:
+    def register_commands(self) -> None:
         self.register_command("retrain", self._cmd_retrain)
+
+    def on_start(self) -> None:
         self._relativize_registry()
+        self._timescale_policies()
         self.last_run_at = self._last_recorded_run()
         if self.last_run_at is None and not self.site.trainer.train_on_start:
             self.last_run_at = self.clock.now()  # first scheduled run one interval after start
+
+    def _timescale_policies(self) -> None:
+        """Compression policies on TimescaleDB hypertables (nothing on other databases)."""
+        if self.store is None or not self.site.database.retention.enabled:
+            return
+        from shared.storage.retention import timescale_policies
+
+        try:
+            tables = timescale_policies(self.store.engine)
+        except Exception:  # noqa: BLE001 - compression is an optimisation, not a reason to stop
+            log.exception("trainer: could not add TimescaleDB compression policies")
+            return
+        if tables:
+            log.info("TimescaleDB compression policies on %s", ", ".join(tables))
 
     def _relativize_registry(self) -> None:
         """Older registry rows hold absolute paths: make them relative to the models directory."""
@@ -91,6 +109,27 @@ class TrainerService(Service):
         due = self.last_run_at is None or now - self.last_run_at >= timedelta(days=self.site.trainer.retrain_days)
         if due:
             self.start_job(list(self.site.trainer.kinds))
+        self.retention_if_due(now)
+
+    def retention_if_due(self, now: datetime) -> bool:
+        """The nightly retention run (database.retention): once per local day, after run_at_local."""
+        cfg = self.site.database.retention
+        local = now.astimezone(self.site.tz)
+        if not cfg.enabled or self.store is None or local.time() < cfg.run_at_local:
+            return False
+        if self.last_retention_day == local.date():
+            return False
+        self.last_retention_day = local.date()
+        from shared.storage.retention import RetentionWindows, apply_retention
+
+        windows = RetentionWindows(cfg.execution_log_days, cfg.plans_days, cfg.forecasts_days, cfg.error_events_days)
+        try:
+            report = apply_retention(self.store.engine, self.site.site_id, now, windows)
+        except Exception as err:  # noqa: BLE001 - storage trouble must not stop training; retried tomorrow
+            self.report_error("retention", f"retention run failed: {err}", None)
+            return False
+        log.info("%s", report.summary())
+        return True
 
     # ------------------------------------------------------------------ jobs
     @property

@@ -37,7 +37,7 @@ from shared.config import SiteConfig
 from shared.contracts import TrainerRunMsg
 from shared.cost import adjusted_money
 from shared.progress import Progress
-from shared.registry import ModelRegistry, artifact_prefix, write_card
+from shared.registry import ModelRegistry, artifact_prefix, resolve_artifact, write_card
 from shared.slots import local_day_bounds
 
 
@@ -183,7 +183,7 @@ def train_antares(
         current = registry.current("antares")
         if current is not None and current.model_id != model_id:
             try:  # the approved policy on the same validation days: a like-for-like comparison
-                cur_policy = registry.load_antares()[1]  # type: ignore[index]
+                cur_policy = AntaresPolicy.load(resolve_artifact(registry.model_dir, current.artifact_path))
                 soc0 = float(judged.days.loc[val_days[0], "soc_start_kwh"])
                 costs, _, soc_end = replay_policy(cur_policy, frame, site, val_days, soc0, forecast=forecast)
                 current_score = adjusted_money(float(sum(costs.values())), soc0, soc_end,

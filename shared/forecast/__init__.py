@@ -1,4 +1,4 @@
-"""Aurora: load and PV forecasting (pvlib physics + LightGBM quantiles), baselines, metrics, recorder."""
+"""Aurora: load and PV forecasting (pvlib physics + LightGBM quantiles), baselines, metrics."""
 
 from shared.forecast.models import (
     FORECAST_COLUMNS,

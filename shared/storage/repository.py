@@ -1,5 +1,8 @@
 """The repository: store contract messages, read them back. One engine, short transactions.
 
+Over 500 lines: one ``Store`` is the single database API of every service (each table's upsert
+and query next to the dialect handling they share); split by table, that handling would repeat.
+
 Writes are idempotent upserts keyed by site and slot (``INSERT ... ON CONFLICT DO UPDATE`` on
 SQLite and PostgreSQL, ``ON DUPLICATE KEY UPDATE`` on MariaDB), sent as one batch per message,
 so a retained message delivered twice, or a re-published plan, leaves one row per slot with the

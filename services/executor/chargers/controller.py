@@ -35,7 +35,9 @@ from shared.config import EVConfig
 log = logging.getLogger("darkstar.executor.chargers")
 
 RETRY_REFUSED_S = 300.0  # a refused command is not sent again (unchanged) before this
-TARGET_STEP_KWH = 1.0  # ev_target_kwh is republished when it moved this much (each one is a replan)
+UNREACHABLE_TICKS = 3  # an unreachable charger is reported after this many ticks
+TARGET_STEP_KWH = 1.0
+QUIET_ALARMS = {"ev_plan_missing"}  # normal at start-up (as the inverter's plan_missing): in state, not reported  # ev_target_kwh is republished when it moved this much (each one is a replan)
 
 
 def _noop(*_: Any) -> None:
@@ -77,7 +79,9 @@ class ChargerController:
         self._published: dict[str, Any] = {}
         self._deviation_since: datetime | None = None
         self._deviation_reported = False
+        self._deviation_key: Any = None
         self._alarms: set[str] = set()
+        self._unreachable_ticks = 0
 
     # ------------------------------------------------------------------ commands
     def charge_now(self, target_soc_frac: float, ttl_s: float) -> dict[str, Any]:
@@ -135,7 +139,10 @@ class ChargerController:
             if resend or command_changed(self.sent, decision.command):
                 await self._send(decision.command, now, alarms)
         self._check_deviation(now, decision, reading, alarms)
-        for alarm in sorted(alarms - self._alarms):
+        self._unreachable_ticks = self._unreachable_ticks + 1 if "charger_unreachable" in alarms else 0
+        if 0 < self._unreachable_ticks < UNREACHABLE_TICKS:
+            alarms.discard("charger_unreachable")  # a charger still booting or reconnecting is not news
+        for alarm in sorted(alarms - self._alarms - QUIET_ALARMS):
             self.report(f"executor/{alarm}", f"EV {self.ev.name}: {decision.reason or alarm}")
         self._alarms = alarms
         return decision
@@ -199,19 +206,21 @@ class ChargerController:
         self.publish_context(name, value)
 
     def _check_deviation(self, now: datetime, decision: EvDecision, reading: ChargerReading, alarms: set[str]) -> None:
+        """Measured power off the command in force for ``deviation_s``: replan once; above it: alarm too.
+        The clock restarts with every new command (the meter needs a moment to see it)."""
         cfg = self.ev.charger
         command = self.sent if decision.command is not None else None
-        if command is None or decision.source != "plan" or reading.power_kw is None or not reading.plugged:
-            self._deviation_since, self._deviation_reported = None, False
+        key = (command.limit_a, command.until) if command is not None else None
+        if (command is None or decision.source != "plan" or reading.power_kw is None or not reading.plugged
+                or abs(reading.power_kw - command.limit_kw) <= cfg.deviation_kw or key != self._deviation_key):
+            self._deviation_since, self._deviation_reported, self._deviation_key = None, False, key
             return
-        gap_kw = reading.power_kw - command.limit_kw
-        if abs(gap_kw) <= cfg.deviation_kw:
-            self._deviation_since, self._deviation_reported = None, False
-            return
-        if gap_kw > 0:
-            alarms.add("ev_over_limit")
         self._deviation_since = self._deviation_since or now
-        if not self._deviation_reported and (now - self._deviation_since).total_seconds() >= cfg.deviation_s:
+        if (now - self._deviation_since).total_seconds() < cfg.deviation_s:
+            return
+        if reading.power_kw > command.limit_kw:
+            alarms.add("ev_over_limit")
+        if not self._deviation_reported:
             self._deviation_reported = True
             self.request_replan(f"EV {self.ev.name} draws {reading.power_kw:.1f} kW, commanded "
                                 f"{command.limit_kw:.1f} kW for {cfg.deviation_s:g} s")

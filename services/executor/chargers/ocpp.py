@@ -15,7 +15,6 @@ TxProfile in amps per phase per 15-min slot, valid until the plan expires), Remo
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 from dataclasses import dataclass, field
@@ -45,6 +44,9 @@ from services.executor.chargers.base import ChargeCommand, ChargerError, Charger
 from shared.config import ChargerConfig, OcppServerConfig
 
 log = logging.getLogger("darkstar.executor.ocpp")
+# The library logs every frame at INFO; that is a debugging aid, so it goes to its own quiet logger.
+wire_log = logging.getLogger("darkstar.executor.ocpp.wire")
+wire_log.setLevel(logging.WARNING)
 
 PLUGGED = {ChargePointStatus.preparing, ChargePointStatus.charging, ChargePointStatus.suspended_ev,
            ChargePointStatus.suspended_evse, ChargePointStatus.finishing}
@@ -115,7 +117,7 @@ class CentralSystemSession(_OcppChargePoint):
     """One connected charge point: the ``ocpp`` library routes its calls to the handlers below."""
 
     def __init__(self, identity: str, connection: ServerConnection, system: CentralSystem):
-        super().__init__(identity, connection, response_timeout=system.server.response_timeout_s)
+        super().__init__(identity, connection, response_timeout=system.server.response_timeout_s, logger=wire_log)
         self.system = system
         self.state = system.state(identity)
         self.config = system.chargers[identity]

@@ -35,6 +35,7 @@ from websockets.asyncio.client import connect
 from websockets.headers import build_authorization_basic
 
 log = logging.getLogger("darkstar.chargepoint_sim")
+logging.getLogger("darkstar.chargepoint_sim.wire").setLevel(logging.WARNING)
 
 
 def _utcnow() -> datetime:
@@ -77,7 +78,7 @@ class SimChargePoint(_OcppChargePoint):
     def __init__(self, identity: str, url: str, password: str, *, car: SimCar | None = None,
                  clock: Callable[[], datetime] = _utcnow, phases: int = 3, voltage_v: float = 230.0,
                  max_current_a: float = 16.0, meter_interval_s: float = 10.0):
-        super().__init__(identity, None, response_timeout=10)
+        super().__init__(identity, None, response_timeout=10, logger=logging.getLogger("darkstar.chargepoint_sim.wire"))
         self.url, self.password = url, password
         self.car = car or SimCar()
         self.clock = clock
