@@ -15,6 +15,7 @@ Actions are plain strings:
                                    ``publish:command_result/<service>``
 - ``publish:discovery``            Home Assistant discovery payloads (``<prefix>/.../config``)
 - ``publish:ha_status``            Home Assistant's own birth/will on ``<prefix>/status``
+- ``publish:external``             any topic outside Darkstar's base and the discovery prefix
 
 A grant is an :func:`fnmatch` pattern over actions (``command:executor/*``, ``context:*``, ``*``).
 Subscribing (reading) is allowed to every authenticated principal; anonymous is nobody.
@@ -150,15 +151,15 @@ def check_password(expected: Mapping[str, str], username: str | None, password: 
     return matches and stored is not None
 
 
-def topic_action(base_topic: str, discovery_prefix: str, topic_name: str) -> str | None:
-    """The action publishing ``topic_name`` means; None for topics outside Darkstar's namespace."""
+def topic_action(base_topic: str, discovery_prefix: str, topic_name: str) -> str:
+    """The action publishing ``topic_name`` means."""
     prefix = discovery_prefix.rstrip("/")
     if topic_name == f"{prefix}/status":
         return "publish:ha_status"
     if topic_name.startswith(prefix + "/"):
         return "publish:discovery"
     if not topic_name.startswith(base_topic.rstrip("/") + "/"):
-        return None
+        return "publish:external"  # another system's topics on a shared broker: only by grant
     found = kind_of_topic(base_topic, topic_name)
     if found is None:
         return "publish:unknown"  # under our base but no contract topic: nobody is granted it by default
@@ -173,8 +174,5 @@ def topic_action(base_topic: str, discovery_prefix: str, topic_name: str) -> str
 
 
 def may_publish(principal: Principal | None, base_topic: str, discovery_prefix: str, topic_name: str) -> bool:
-    """The topic ACL used by the broker: Darkstar topics by grant; others to any authenticated client."""
-    if principal is None:
-        return False
-    action = topic_action(base_topic, discovery_prefix, topic_name)
-    return True if action is None else authorize(principal, action)
+    """The topic ACL used by the broker: every publish needs a grant (nobody anonymous)."""
+    return authorize(principal, topic_action(base_topic, discovery_prefix, topic_name))
