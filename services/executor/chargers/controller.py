@@ -17,8 +17,9 @@ import asyncio
 import logging
 import math
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from services.executor.chargers.base import ChargeCommand, Charger, ChargerError, ChargerReading
 from services.executor.chargers.control import (
@@ -161,7 +162,7 @@ class ChargerController:
                 await self.charger.apply(command)
                 self.sent, self.fell_back, self._refused = command, False, None
             self.error = None
-        except (ChargerError, asyncio.TimeoutError) as err:
+        except (TimeoutError, ChargerError) as err:
             self.error = str(err) or type(err).__name__
             alarms.add("charger_command_refused")
             log.warning("EV %s: %s", self.ev.name, self.error)
@@ -172,7 +173,7 @@ class ChargerController:
                 try:
                     await self.charger.fallback()
                     self.fell_back = True
-                except (ChargerError, asyncio.TimeoutError) as err2:
+                except (TimeoutError, ChargerError) as err2:
                     log.warning("EV %s: fallback failed too: %s", self.ev.name, err2)
 
     def _guard(self, now: datetime) -> GuardInput:
@@ -230,7 +231,7 @@ class ChargerController:
         try:
             await self.charger.fallback()
             self.fell_back = True
-        except (ChargerError, asyncio.TimeoutError) as err:
+        except (TimeoutError, ChargerError) as err:
             log.warning("EV %s: fallback at shut-down failed (%s); the charger's stored fallback applies "
                         "when Darkstar's profile expires", self.ev.name, err)
 
@@ -274,7 +275,7 @@ class ChargerRunner:
                 wait_s = self.clock.wall_seconds(self.tick_s) if hasattr(self.clock, "wall_seconds") else self.tick_s
                 try:
                     await asyncio.wait_for(self._stop.wait(), timeout=max(wait_s, 0.05))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             async with self._lock:
