@@ -193,18 +193,19 @@ class ChargerController:
             return
         available = bool(reading.plugged) and not reading.faulted
         self._publish("ev_plugged", available)
-        if reading.soc_frac is not None:
-            self._publish("ev_soc_frac", round(reading.soc_frac, 3), step=0.01)
         need = needed_kwh(self.ev, reading.soc_frac, self._target_soc_frac())
-        if need is not None and available:
-            self._publish("ev_target_kwh", round(need, 2), step=TARGET_STEP_KWH)
+        moved = need is not None and available and self._publish("ev_target_kwh", round(need, 2), step=TARGET_STEP_KWH)
+        # The SoC goes out with the target (the planner replans once for both), or when first known.
+        if reading.soc_frac is not None and (moved or "ev_soc_frac" not in self._published):
+            self._publish("ev_soc_frac", round(reading.soc_frac, 3))
 
-    def _publish(self, name: str, value: Any, step: float | None = None) -> None:
+    def _publish(self, name: str, value: Any, step: float | None = None) -> bool:
         old = self._published.get(name)
         if old is not None and (old == value or (step is not None and abs(float(old) - float(value)) < step)):
-            return
+            return False
         self._published[name] = value
         self.publish_context(name, value)
+        return True
 
     def _check_deviation(self, now: datetime, decision: EvDecision, reading: ChargerReading, alarms: set[str]) -> None:
         """Measured power off the command in force for ``deviation_s``: replan once; above it: alarm too.
