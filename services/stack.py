@@ -53,10 +53,29 @@ class Stack:
             for cls in service_classes()
         ]
         for service in self.services:
+            if hasattr(service, "site_hook"):
+                service.site_hook = self.apply_site
             service.start()
         for service in self.services:
             if not service.mqtt.wait_connected(10):
                 log.warning("%s is not connected to the broker yet; it keeps trying", service.name)
+
+    def apply_site(self, saved: SiteConfig) -> list[str]:
+        """A saved site file's planning sections go to the planner (it replans with them) and the web app.
+
+        Only the sections the planner reads at each replan (services.web.service.HOT_SECTIONS) are
+        taken; the rest of the running site (ports, broker, the demo's replay and simulator) stays.
+        """
+        from services.web.service import HOT_SECTIONS
+
+        update = {key: getattr(saved, key) for key in HOT_SECTIONS}
+        self.site = self.site.model_copy(update=update)
+        taken = []
+        for service in self.services:
+            if service.name in ("planner", "web"):
+                service.site = service.site.model_copy(update=update)
+                taken.append(service.name)
+        return taken
 
     def stop(self) -> None:
         for service in reversed(self.services):

@@ -562,6 +562,13 @@ def _format_validation_error(err: ValidationError, source: str, key_lines: dict[
 
 
 def _apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    """Merge ``DARKSTAR__A__B=value`` into the YAML mapping before validation.
+
+    Hand-written rather than pydantic-settings on purpose: the overrides must land in the same
+    mapping as the YAML so one validation reports one key path (with its YAML line), values are
+    YAML scalars like the file's, and tests pass their own ``environ``; pydantic-settings' env
+    source would need a custom source doing exactly this.
+    """
     for key, raw in environ.items():
         if not key.startswith(ENV_PREFIX):
             continue

@@ -79,8 +79,6 @@ class Service:
     name: ClassVar[str] = "service"
     # kind -> max age (s) before the input counts as stale for /readyz; None: used when present
     inputs: ClassVar[dict[str, float | None]] = {}
-    # what this build does not do yet; /readyz says so instead of pretending
-    not_implemented: ClassVar[list[str]] = []
     tick_s: ClassVar[float | None] = None
     uses_store: ClassVar[bool] = True
 
@@ -130,6 +128,10 @@ class Service:
     def extra_routes(self, router: APIRouter, admin: APIRouter) -> None:
         """Add service-specific public and admin routes."""
 
+    def register_commands(self) -> None:
+        """Register the command handlers (``register_command``); called before connecting, so a
+        command delivered at once (a retained or queued QoS-1 message) finds its handler."""
+
     def on_start(self) -> None:
         """After the MQTT client started."""
 
@@ -140,6 +142,7 @@ class Service:
     def start(self) -> None:
         self.started_at = datetime.now(timezone.utc)
         self._stop.clear()
+        self.register_commands()
         for kind in self.subscriptions():
             self._subscribe(kind, shared=True)
         self._subscribe("context", shared=False)  # every replica needs the context
@@ -303,7 +306,6 @@ class Service:
             else:
                 inputs[kind] = f"fresh: {int((now - seen).total_seconds())} s ago"
         checks["inputs"] = inputs
-        checks["not_implemented"] = list(self.not_implemented)
         return ok, checks
 
     def build_app(self) -> FastAPI:

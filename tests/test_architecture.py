@@ -25,3 +25,33 @@ def test_a_module_over_500_lines_says_why_at_its_top() -> None:
         if len(lines) > MAX_LINES and not any("over 500 lines:" in line.lower() for line in lines[:30]):
             unexplained.append(f"{path.relative_to(ROOT)} ({len(lines)} lines)")
     assert not unexplained, "split these or give the reason at the top ('Over 500 lines: ...'): " + ", ".join(unexplained)
+
+
+def test_command_handlers_are_registered_before_connecting() -> None:
+    """Every ``register_command`` call sits in ``register_commands``, which ``Service.start`` runs
+    before the MQTT client connects, or in a constructor (earlier still): a command queued for the
+    service finds its handler."""
+    import ast
+
+    misplaced = []
+    for path in sorted(ROOT.glob("services/**/*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for func in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)):
+            calls = [c for c in ast.walk(func) if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)
+                     and c.func.attr == "register_command"]
+            if calls and func.name not in ("register_commands", "__init__"):
+                misplaced.append(f"{path.relative_to(ROOT)}:{func.name}")
+    assert not misplaced, misplaced
+
+
+def test_service_start_registers_commands_before_the_client_starts(tmp_path: Path) -> None:
+    from services.planner.service import PlannerService
+    from tests.conftest import free_port, make_site
+
+    service = PlannerService(make_site(tmp_path, {"host": "127.0.0.1", "port": free_port()}))
+    seen: list[set[str]] = []
+    service.mqtt.start = lambda: seen.append(set(service.commands))  # type: ignore[method-assign]
+    service.on_start = lambda: None  # type: ignore[method-assign]
+    service.start()
+    service._stop.set()
+    assert seen == [{"replan", "manual_block", "clear_manual_blocks"}]

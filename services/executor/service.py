@@ -64,7 +64,6 @@ REPORTED_ALARMS = (
 class ExecutorService(Service):
     name: ClassVar[str] = "executor"
     inputs: ClassVar[dict[str, float | None]] = {"plan": None}
-    not_implemented: ClassVar[list[str]] = []
 
     def __init__(
         self,
@@ -97,8 +96,6 @@ class ExecutorService(Service):
         self.disabled_why: str | None = None
         self._reported_alarms: set[str] = set()
         self.energy_totals: EnergyTotalsMsg | None = None
-        for action in ACTIONS:  # before start(): a command arriving at connect gets its handler
-            self.register_command(action, self._command_handler(action))
         self.ev = EvWiring(self)  # EV chargers (evs[].charger): their own loop beside the inverter's
         if site.battery is None:
             self.disabled_why = "no battery in the site configuration: nothing to control"
@@ -133,8 +130,11 @@ class ExecutorService(Service):
             publish_state=self._publish_state,
             publish_observation=self._publish_observation,
             log_execution=self._log_execution,
-            report_error=self._loop_error,
         )
+
+    def register_commands(self) -> None:
+        for action in ACTIONS:
+            self.register_command(action, self._command_handler(action))
 
     # ------------------------------------------------------------------ lifecycle
     def on_start(self) -> None:
@@ -177,9 +177,6 @@ class ExecutorService(Service):
             why = f"alarm {alarm} raised; mode {msg.mode}. {reason}".strip()
             self.report_error(f"executor/{alarm}", why, None)
         self._reported_alarms = raised
-
-    def _loop_error(self, who: str, what: str, why: str, excerpt: str | None = None) -> None:
-        self.report_error(what, why, excerpt)
 
     def _log_execution(self, row: dict[str, Any]) -> None:
         if self.store is None:

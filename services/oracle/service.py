@@ -26,12 +26,13 @@ RUN_AFTER = time(0, 30)  # local time: the last slot's observation of yesterday 
 class OracleService(Service):
     name: ClassVar[str] = "oracle"
     inputs: ClassVar[dict[str, float | None]] = {"observations": None, "plan": None}
-    not_implemented: ClassVar[list[str]] = []
     tick_s: ClassVar[float | None] = 300.0
+
+    def register_commands(self) -> None:
+        self.register_command("run", self._cmd_run)
 
     def on_start(self) -> None:
         self.last_day_done: date | None = None
-        self.register_command("run", self._cmd_run)
 
     # ------------------------------------------------------------------ work
 

@@ -51,10 +51,12 @@ class PlannerService(Service):
         self._planner_thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def on_start(self) -> None:
+    def register_commands(self) -> None:
         self.register_command("replan", self._cmd_replan)
         self.register_command("manual_block", self._cmd_manual_block)
         self.register_command("clear_manual_blocks", self._cmd_clear_manual_blocks)
+
+    def on_start(self) -> None:
         self._planner_thread = threading.Thread(target=self._planning_loop, name="planner", daemon=True)
         self._planner_thread.start()
 

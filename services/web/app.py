@@ -24,6 +24,8 @@ from pydantic import BaseModel, Field
 from starlette.middleware.gzip import GZipMiddleware
 
 from services.web.auth import COOKIE, SESSION_S, Sessions, require_action
+from services.web.insight import add_insight_routes
+from services.web.settings import add_settings_routes
 from shared.auth import principal_from_token
 from shared.contracts import ForecastMsg, PlanMsg, PricesMsg
 from shared.slots import as_utc, local_day_bounds
@@ -36,7 +38,8 @@ HERE = Path(__file__).parent
 PREFIX_RE = re.compile(r"^(/[A-Za-z0-9_\-.~]+)*/?$")
 KEEPALIVE_S = 15.0
 EXECUTOR_ACTIONS = ("force_charge", "force_export", "stop", "heat", "pause", "resume", "cancel")
-PAGES = {"overview": "Overview", "control": "Control", "settings": "Settings"}
+PAGES = {"overview": ("Overview", "/"), "control": ("Control", "/control"), "forecast": ("Forecast", "/forecast"),
+         "money": ("Money", "/money"), "settings": ("Settings", "/settings"), "admin": ("Admin", "/admin-tools")}
 
 
 def base_path(request: Request) -> str:
@@ -62,7 +65,6 @@ class Login(BaseModel):
 
 
 def add_web_routes(app: FastAPI, web: WebService) -> None:
-    site = web.site
     sessions = Sessions()
     templates = Jinja2Templates(directory=HERE / "templates")
     app.add_middleware(GZipMiddleware, minimum_size=1000)
@@ -74,16 +76,16 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
     def page(name: str, request: Request, **extra: Any) -> HTMLResponse:
         session = sessions.get(request.cookies.get(COOKIE))
         return templates.TemplateResponse(request, f"{name}.html", {
-            "base": base_path(request), "page": name, "pages": PAGES, "site": site,
+            "base": base_path(request), "page": name, "pages": PAGES, "site": web.site,
             "signed_in": session is not None, "csrf": session.csrf if session else "",
-            "actions_enabled": site.http.admin_token is not None or bool(site.auth.users), **extra,
+            "actions_enabled": web.site.http.admin_token is not None or bool(web.site.auth.users), **extra,
         })
 
     def stored(fn: str, *args: Any) -> pd.DataFrame:
         if web.store is None:
             return pd.DataFrame()
         try:
-            return getattr(web.store, fn)(site.site_id, *args)
+            return getattr(web.store, fn)(web.site.site_id, *args)
         except Exception:  # noqa: BLE001 - a page without history still shows the plan
             web.m_tick_errors.inc()
             return pd.DataFrame()
@@ -96,6 +98,9 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
     @app.get("/control", response_class=HTMLResponse, include_in_schema=False)
     def control_page(request: Request) -> HTMLResponse:
         return page("control", request)
+
+    add_settings_routes(app, web, sessions, page)
+    add_insight_routes(app, web, sessions, page)
 
     # ------------------------------------------------------------------ read API
     def latest_or_404(kind: str) -> dict[str, Any]:
@@ -147,7 +152,7 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
             return Response(buf.getvalue(), media_type="text/csv",
                             headers={"Content-Disposition": 'attachment; filename="darkstar-history.csv"'})
         rows = [{"slot_start": ts.isoformat(), **row} for ts, row in zip(frame.index, frame.to_dict("records"))]
-        return {"site_id": site.site_id, "from": from_.isoformat(), "to": to.isoformat(), "slots": rows}
+        return {"site_id": web.site.site_id, "from": from_.isoformat(), "to": to.isoformat(), "slots": rows}
 
     @app.get("/api/chart", tags=["read"])
     def api_chart() -> dict[str, Any]:
@@ -156,7 +161,7 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
         plan = msg("plan") if isinstance(msg("plan"), PlanMsg) else None
         start = as_utc(now) - timedelta(hours=48)
         end = as_utc(now) + timedelta(hours=48)
-        return chart_data(site, now, plan,
+        return chart_data(web.site, now, plan,
                           msg("forecast") if isinstance(msg("forecast"), ForecastMsg) else None,
                           msg("prices") if isinstance(msg("prices"), PricesMsg) else None,
                           stored("prices_between", start, end), stored("observations_between", start, now))
@@ -166,21 +171,21 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
         """Cards (now: mode, reason, power flow; today: cost so far, planned, saving) and banners."""
         now = web.clock.now()
         plan = msg("plan") if isinstance(msg("plan"), PlanMsg) else None
-        day_start, day_end = local_day_bounds(as_utc(now).tz_convert(site.tz).date(), site.tz)
+        day_start, day_end = local_day_bounds(as_utc(now).tz_convert(web.site.tz).date(), web.site.tz)
         prices = stored("prices_between", day_start, day_end)
         prices_msg = msg("prices")
         if isinstance(prices_msg, PricesMsg):
-            live = chart_data(site, now, None, None, prices_msg)  # expanded to 15-minute slots
+            live = chart_data(web.site, now, None, None, prices_msg)  # expanded to 15-minute slots
             idx = pd.to_datetime(live["x"], unit="s", utc=True)
             fresh = pd.DataFrame({k: live["series"][k] for k in ("import_price_per_kwh", "export_price_per_kwh")},
                                  index=idx, dtype=float).dropna()
             prices = fresh.combine_first(prices[fresh.columns]) if not prices.empty else fresh
         obs = stored("observations_between", day_start, now)
         return {
-            "site_time": as_utc(now).tz_convert(site.tz).isoformat(),
-            "now": now_card(site, now, plan, web.state(), web.telemetry()),
-            "today": today_money(site, now, plan, prices, obs),
-            "banners": banners(site, now, plan=plan,
+            "site_time": as_utc(now).tz_convert(web.site.tz).isoformat(),
+            "now": now_card(web.site, now, plan, web.state(), web.telemetry()),
+            "today": today_money(web.site, now, plan, prices, obs),
+            "banners": banners(web.site, now, plan=plan,
                                forecast=msg("forecast") if isinstance(msg("forecast"), ForecastMsg) else None,
                                prices=prices_msg if isinstance(prices_msg, PricesMsg) else None,
                                state=web.state(), telemetry=web.telemetry(), errors=list(web.errors),
@@ -214,9 +219,9 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
     @app.post("/api/login", tags=["auth"])
     def api_login(request: Request, body: Login) -> JSONResponse:
         """Exchange the admin token for an HttpOnly session cookie (SameSite=Strict) and a CSRF token."""
-        if site.http.admin_token is None and not site.auth.users:
-            raise HTTPException(503, "sign-in is disabled: set http.admin_token in the site configuration")
-        who = principal_from_token(site, body.token)
+        if web.site.http.admin_token is None and not web.site.auth.users:
+            raise HTTPException(503, "sign-in is disabled: set http.admin_token in the web.site configuration")
+        who = principal_from_token(web.site, body.token)
         if who is None:
             raise HTTPException(401, "wrong token")
         sid, session = sessions.create(who)
@@ -234,7 +239,7 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
 
     # ------------------------------------------------------------------ control
     def command(request: Request, service: str, action: str, args: dict[str, Any]) -> dict[str, Any]:
-        who = require_action(site, sessions, request, f"command:{service}/{action}")
+        who = require_action(web.site, sessions, request, f"command:{service}/{action}")
         result = web.send_command(service, action, args, issued_by=who.name)
         if result is None:
             raise HTTPException(504, f"no answer from the {service} within 5 s (is it running?)")
@@ -287,7 +292,7 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
         now = web.clock.now()
         rows: list[dict[str, Any]] = []
         if web.store is not None:
-            rows = web.store.execution_log_between(site.site_id, as_utc(now) - timedelta(hours=hours),
+            rows = web.store.execution_log_between(web.site.site_id, as_utc(now) - timedelta(hours=hours),
                                                    as_utc(now) + timedelta(minutes=1))
         keep = ("ts", "mode", "planned_mode", "planned_battery_kw", "commanded_battery_kw", "measured_battery_kw",
                 "measured_soc_frac", "override_kind", "override_expires_at", "success", "error")

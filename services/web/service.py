@@ -14,6 +14,7 @@ import logging
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from fastapi import FastAPI
@@ -34,6 +35,8 @@ from shared.service import Service
 log = logging.getLogger("darkstar.web")
 
 # kinds whose whole payload goes to the browser; for the others it gets a "changed" note and refetches
+# sections the planner reads afresh at each replan: a saved change applies without a restart
+HOT_SECTIONS = frozenset({"name", "tariff", "battery", "grid", "pv", "water_heaters", "evs", "planner"})
 PUSH_WHOLE = {"telemetry", "executor_state", "error", "command_result", "trainer_run", "oracle_result"}
 
 
@@ -92,6 +95,9 @@ class WebService(Service):
         self.hub = EventHub()
         self.errors: collections.deque[tuple[datetime, str, str, str]] = collections.deque(maxlen=50)
         self._waiting: dict[str, tuple[threading.Event, list[CommandResultMsg]]] = {}
+        # set by the embedded stack: hands a saved site to the running services that can take it
+        self.site_hook: Callable[[SiteConfig], list[str]] | None = None
+        self.on_close: list[Callable[[], None]] = []  # e.g. detach the log tail's handler
 
     def subscriptions(self) -> list[str]:
         return [*self.inputs, "error", "command_result", "oracle_result", "trainer_run"]
@@ -125,6 +131,17 @@ class WebService(Service):
         finally:
             self._waiting.pop(msg.correlation_id, None)
         return box[0] if box else None
+
+    def on_stop(self) -> None:
+        for close in self.on_close:
+            close()
+
+    def apply_site(self, site: SiteConfig, changed: list[str]) -> tuple[list[str], list[str]]:
+        """(services that took the saved site, changed keys that need a restart to take effect)."""
+        hot = [k for k in changed if k.split(".")[0].split("[")[0] in HOT_SECTIONS]
+        if self.site_hook is None or not hot:
+            return [], changed
+        return self.site_hook(site), [k for k in changed if k not in hot]
 
     # ------------------------------------------------------------------ what the pages read
     def state(self) -> ExecutorStateMsg | None:

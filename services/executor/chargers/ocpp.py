@@ -15,12 +15,12 @@ TxProfile in amps per phase per 15-min slot, valid until the plan expires), Remo
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 import websockets
 from ocpp.routing import after, on

@@ -20,6 +20,7 @@
     try { data = text ? JSON.parse(text) : null; } catch (e) { data = { detail: text }; }
     if (!res.ok) {
       let detail = data && data.detail;
+      if (detail && detail.errors) detail = Object.entries(detail.errors).map(([k, v]) => `${k}: ${v}`).join("; ");
       if (Array.isArray(detail)) detail = detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
       const err = new Error(detail || res.statusText); err.status = res.status; throw err;
     }
@@ -249,18 +250,23 @@
       ]));
       state.charts.push(makeChart($("#chart-soc"), SOC, small ? 150 : 170, [
         xAxis, { scale: "%", label: "SoC %", size: 46 },
-        { scale: "%", side: 1, size: 52, values: (u, splits) => splits.map(() => ""), grid: { show: false } },
+        { scale: "%", side: 1, size: 52, label: "%", values: (u, splits) => splits.map(() => ""), grid: { show: false } },
       ], []));
       new ResizeObserver(debounce(() => state.charts.forEach((u) => u.setSize({ width: u.root.parentElement.clientWidth, height: u.height })), 100))
         .observe($("#chart-power"));
     }
+    const first = !state.range;
     const keep = state.range;
     state.charts[0].setData(columns(d, POWER), !keep);
     state.charts[1].setData(columns(d, SOC), !keep);
     if (keep) setRange(keep[0], keep[1]);
+    else if (first && $("#chart-power").clientWidth < 600) setRange(d.now - 6 * 3600, d.now + 18 * 3600);  // a phone starts on the next day
     state.lastChartMs = performance.now() - (sinceEvent || started);
+    state.lastChartAt = performance.timeOrigin + performance.now();  // epoch ms, for the benchmark
+    if (!state.firstChartMs) state.firstChartMs = performance.now();  // since navigation start
     state.chartVersion = (state.chartVersion || 0) + 1;
     state.planId = d.plan_id;
+    (state.chartAtByPlan = state.chartAtByPlan || {})[d.plan_id] = state.chartAtByPlan[d.plan_id] || state.lastChartAt;
   }
 
   // ------------------------------------------------------------------ pages
@@ -269,7 +275,7 @@
       $("#zoom-in").onclick = () => zoomBy(0.5);
       $("#zoom-out").onclick = () => zoomBy(2);
       $("#zoom-reset").onclick = () => { const d = state.chartData; state.range = null; setRange(d.x[0], d.x[d.x.length - 1]); state.range = null; };
-      const chart = debounce((t) => loadChart(t).catch(console.warn), 150);
+      const chart = debounce((t) => loadChart(t).catch(console.warn), 50);  // prices+forecast+plan often come together
       const cards = debounce(() => loadOverview().catch(console.warn), 300);
       on("plan", (_d, t) => { chart(t); cards(); });
       on("forecast", (_d, t) => chart(t));
@@ -286,13 +292,14 @@
         showFlow(n.flow);
       };
       const refresh = debounce(async () => { const o = await loadOverview(); showState(o); }, 200);
-      const loadLog = debounce(async () => {
+      const fetchLog = async () => {
         const log = await api("/api/executor/log?hours=24");
         $("#exlog tbody").innerHTML = log.rows.map((r) => `<tr><td><span class="light ${r.success ? "ok" : "err"}" title="${r.success ? "ok" : esc(r.error || "failed")}"></span></td>` +
           `<td>${esc(localTime(r.ts))}</td><td>${esc(r.mode)}</td><td>${esc(r.planned_mode || "")}</td><td>${fmt(r.commanded_battery_kw)}</td>` +
           `<td>${fmt(r.measured_battery_kw)}</td><td>${r.measured_soc_frac == null ? "–" : fmt(100 * r.measured_soc_frac, 0) + " %"}</td>` +
           `<td>${esc(r.override_kind || "")}</td></tr>`).join("") || "<tr><td colspan=8>no writes yet</td></tr>";
-      }, 1000);
+      };
+      const loadLog = debounce(fetchLog, 1000);
       const loadBlocks = async () => {
         const b = await api("/api/manual-blocks");
         $("#blocks").innerHTML = b.blocks.map((x) => `<li>${esc(x.action)}: ${esc(localTime(x.start))} → ${esc(localTime(x.end))}</li>`).join("") || "<li class=muted>none in the plan</li>";
@@ -330,12 +337,127 @@
       });
       on("executor_state", refresh); on("telemetry", refresh); on("plan", loadBlocks); on("executor_state", loadLog);
       refreshAll = () => { refresh(); loadLog(); loadBlocks(); };
-      return Promise.all([loadOverview().then(showState), loadLog(), loadBlocks()]);
+      return Promise.all([loadOverview().then(showState), fetchLog(), loadBlocks()]);
+    },
+    settings() {
+      const form = $("#settings");
+      if (!form) return Promise.resolve();
+      const inputs = [...form.querySelectorAll("[name]")];
+      const changes = () => Object.fromEntries(inputs.filter((i) => i.value !== i.dataset.initial).map((i) => [i.name, i.value]));
+      const status = $("#settings-status");
+      state.dirty = false;
+      const showErrors = (errors) => {
+        form.querySelectorAll(".field .error").forEach((e) => e.remove());
+        for (const [path, why] of Object.entries(errors || {})) {
+          const field = form.querySelector(`.field[data-path="${CSS.escape(path)}"]`) || form.querySelector(".field");
+          const el = document.createElement("div"); el.className = "error"; el.textContent = field.dataset.path === path ? why : `${path}: ${why}`;
+          field.appendChild(el);
+        }
+      };
+      const check = debounce(async () => {
+        const c = changes();
+        state.dirty = Object.keys(c).length > 0;
+        inputs.forEach((i) => i.closest(".field").classList.toggle("changed", i.value !== i.dataset.initial));
+        $("#revert").disabled = !state.dirty;
+        if (!state.dirty) { $("#save").disabled = true; showErrors({}); $("#diff-card").hidden = true; status.textContent = ""; return; }
+        const r = await api("/api/settings/check", { method: "POST", json: { changes: c } });
+        showErrors(r.errors);
+        $("#save").disabled = !r.valid;
+        $("#diff-card").hidden = !r.diff; $("#diff").textContent = r.diff;
+        status.className = r.valid ? "" : "err";
+        status.textContent = r.valid ? `${Object.keys(c).length} change(s), valid; not saved yet` : "Fix the marked values before saving.";
+        state.checked = (state.checked || 0) + 1;
+      }, 250);
+      inputs.forEach((i) => i.addEventListener("input", check));
+      $("#revert").addEventListener("click", () => { inputs.forEach((i) => { i.value = i.dataset.initial; }); check(); });
+      form.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        status.className = ""; status.textContent = "saving…";
+        try {
+          const r = await api("/api/settings", { method: "POST", json: { changes: changes() } });
+          inputs.forEach((i) => { i.dataset.initial = i.value; });
+          state.dirty = false; $("#save").disabled = true; $("#revert").disabled = true;
+          inputs.forEach((i) => i.closest(".field").classList.remove("changed"));
+          status.className = "ok";
+          status.textContent = `Saved (backup ${r.backup}).` + (r.applied_to.length ? ` Applied to ${r.applied_to.join(", ")}` : "") +
+            (r.replan ? (r.replan.status === "ok" ? "; replanned." : `; replan: ${r.replan.error}.`) : ".") +
+            (r.restart_needed_for.length ? ` Restart needed for: ${r.restart_needed_for.join(", ")}.` : "");
+          state.saved = r;
+        } catch (e) {
+          status.className = "err";
+          if (e.status === 401 || e.status === 403) status.textContent = "Refused: sign in as admin first.";
+          else status.textContent = `Not saved: ${e.message}`;
+        }
+      });
+      window.addEventListener("beforeunload", (ev) => { if (state.dirty) { ev.preventDefault(); ev.returnValue = ""; } });
+      return loadOverview();
+    },
+    forecast() {
+      bindRetrain();
+      const load = async () => {
+        const m = await api("/api/models");
+        const f = m.forecast_in_use;
+        $("#fc-model").textContent = f ? f.model_id : "no forecast yet";
+        $("#fc-notes").textContent = f ? (f.fallback ? "Fallback: " : "") + f.notes.join("; ") : "";
+        $("#current").innerHTML = Object.entries(m.current).map(([k, r]) => `<dt>${esc(k)}</dt><dd>${r ? esc(r.model_id) +
+          (r.metrics && r.metrics.score != null ? ` (score ${fmt(r.metrics.score, 4)})` : "") : "none approved"}</dd>`).join("");
+        $("#runs tbody").innerHTML = m.runs.map((r) => `<tr><td>${esc(localTime(r.updated_at))}</td><td>${esc(r.target)}</td>` +
+          `<td>${esc(r.status)}</td><td>${esc(r.model_id || "")}</td><td>${esc((r.detail || "").slice(0, 120))}</td></tr>`).join("") || "<tr><td colspan=5>no runs yet</td></tr>";
+      };
+      on("forecast", debounce(load, 500));
+      return Promise.all([load(), loadOverview()]);
+    },
+    money() {
+      const load = async () => {
+        const m = await api("/api/money?days=31");
+        $("#mtd-realized").textContent = money(m.month_to_date.realized);
+        $("#mtd-nobattery").textContent = money(m.month_to_date.no_battery);
+        $("#mtd-saving").textContent = money(m.month_to_date.saving);
+        const keys = [["realized", "realized", "#2563eb"], ["no_battery", "no battery", "#9ca3af"], ["oracle", "oracle", "#16a34a"]];
+        const max = Math.max(0.01, ...m.days.flatMap((d) => keys.map(([k]) => Math.abs(d[k] || 0))));
+        $("#bars").innerHTML = m.days.slice().reverse().map((d) => `<div class="day"><div class="dlabel">${esc(d.day)}` +
+          `${d.saving != null ? ` <span class="muted">saved ${fmt(d.saving)} ${CUR}</span>` : ""}</div>` +
+          keys.map(([k, label, color]) => d[k] == null ? "" : `<div class="bar"><span class="blabel">${label}</span>` +
+            `<span class="btrack"><span class="bfill${d[k] < 0 ? " neg" : ""}" style="width:${(100 * Math.abs(d[k]) / max).toFixed(1)}%;background:${color}"></span></span>` +
+            `<span class="bval">${fmt(d[k])}</span></div>`).join("") + "</div>").join("") || "<p class=muted>No measured days yet.</p>";
+      };
+      return Promise.all([load(), loadOverview()]);
+    },
+    admin() {
+      bindRetrain();
+      const tables = async () => {
+        const t = await api("/api/admin/tables");
+        $("#tables").innerHTML = Object.entries(t.rows).map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join("");
+      };
+      const logs = async () => {
+        try {
+          const res = await fetch(BASE + "/api/admin/logs?lines=300", { headers: { "X-CSRF-Token": state.csrf } });
+          if (res.ok) { const el = $("#log"); el.textContent = await res.text(); el.scrollTop = el.scrollHeight; }
+        } catch (e) { console.warn(e); }
+      };
+      $("#log-refresh").onclick = logs;
+      $("#log-download").onclick = async () => {
+        const res = await fetch(BASE + "/api/admin/logs?lines=2000&download=true", { headers: { "X-CSRF-Token": state.csrf } });
+        if (!res.ok) { $("#log").textContent = "Sign in as admin to read the log."; return; }
+        const a = document.createElement("a"); a.href = URL.createObjectURL(await res.blob()); a.download = "darkstar.log"; a.click();
+      };
+      const live = debounce(() => state.csrf && logs(), 2000);
+      on("error", live); on("plan", live);
+      return Promise.all([tables(), state.csrf ? logs() : null, loadOverview()]);
     },
   };
+  function bindRetrain() {
+    document.querySelectorAll("button[data-retrain]").forEach((btn) => btn.addEventListener("click", async () => {
+      const out = $("#retrain-result");
+      out.className = ""; out.textContent = "asking…";
+      try {
+        await api(`/api/retrain/${btn.dataset.retrain}`, { method: "POST" });
+        out.className = "ok"; out.textContent = `${btn.dataset.retrain}: retraining started; results appear under Training runs.`;
+      } catch (e) { out.className = "err"; out.textContent = e.status === 401 ? "Refused: sign in as admin first." : `Refused: ${e.message}`; }
+    }));
+  }
   state.ready = (pages[body.dataset.page] ? pages[body.dataset.page]() : loadOverview())
     .then(() => { state.loaded = true; })
     .catch((e) => { console.warn("load failed", e); state.loadError = String(e); });
   connect();
-  if (body.dataset.page === "settings" && window.darkstarSettings) window.darkstarSettings(state);
 })();
