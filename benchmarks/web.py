@@ -96,6 +96,7 @@ def web_process_rss(demo: Any, loads: int, browser: Any, workdir: Path) -> tuple
     site["mqtt"] = {"embedded": False, "host": "127.0.0.1", "port": demo.site.mqtt.port}
     site["database"] = {"url": demo.site.database.url.get_secret_value()}
     site["http"] = {"ports": {**demo.site.http.ports, "dashboard": port}}
+    demo.web.mqtt.stop()  # the standalone web app takes over the same MQTT client id
     site_file = workdir / "web-site.yaml"
     site_file.write_text(yaml.safe_dump(site))
     proc = subprocess.Popen([sys.executable, "-m", "services.web", "--site", str(site_file)], cwd=ROOT,
