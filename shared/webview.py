@@ -166,7 +166,7 @@ def days_money(site: SiteConfig, obs: pd.DataFrame, prices: pd.DataFrame) -> lis
         part = obs[days == day]
         cost, without, saving = measured_money(site, part, prices)
         out.append({"day": day.isoformat(), "realized": cost, "no_battery": without, "saving": saving,
-                    "slots_measured": int(len(part[MEASURED].dropna()))})
+                    "slots_measured": len(part[MEASURED].dropna())})
     return out
 
 
@@ -186,7 +186,7 @@ def today_money(
     obs = observations[(observations.index >= day_start) & (observations.index < floor_slot(now_ts))] \
         if observations is not None and not observations.empty else pd.DataFrame()
     if not obs.empty and all(c in obs.columns for c in MEASURED):
-        out["slots_measured"] = int(len(obs[MEASURED].dropna()))
+        out["slots_measured"] = len(obs[MEASURED].dropna())
         out["so_far"], out["no_battery_so_far"], out["saving_so_far"] = measured_money(site, obs, prices)
     elif obs.empty:
         out["so_far"] = out["no_battery_so_far"] = out["saving_so_far"] = 0.0
