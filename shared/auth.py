@@ -37,7 +37,9 @@ PrincipalKind = Literal["service", "user", "admin"]
 SERVICE_GRANTS: dict[str, tuple[str, ...]] = {
     "forecaster": ("publish:prices", "publish:weather", "publish:forecast"),
     "planner": ("publish:plan",),
-    "executor": ("publish:telemetry", "publish:observations", "publish:executor_state"),
+    # with EV chargers: the car's state as planner context, and a replan when the car deviates (docs/ev.md)
+    "executor": ("publish:telemetry", "publish:observations", "publish:executor_state",
+                 "context:ev_plugged", "context:ev_soc_frac", "context:ev_target_kwh", "command:planner/replan"),
     "oracle": ("publish:oracle_result",),
     "trainer": ("publish:trainer_run",),
     "dashboard": (),

@@ -71,3 +71,24 @@ def test_deep_negative_prices_still_get_battery_binaries(instances):
     assert result.stats.binaries >= 48  # battery directions up to the last deep slot, plus the grid's
     assert not ((f["charge_kw"] > 1e-6) & (f["discharge_kw"] > 1e-6)).any()
     assert np.isfinite(result.stats.objective)
+
+
+def test_stored_energy_is_not_exported_for_nothing():
+    """CityLearn: export paid 0. A full battery before a sunny day once went to the grid for
+    nothing (a money tie with wear 0, resolved toward a flat profile) and was bought back later at
+    0.22-0.54 USD/kWh; with the example site's wear the tie is gone: keeping the energy is cheaper."""
+    from pathlib import Path
+
+    from shared.config import load_site_config
+    from shared.sitedata import load_site_data
+
+    root = Path(__file__).resolve().parents[1]
+    site = load_site_config(root / "examples" / "citylearn-home.yaml", environ={})
+    assert site.battery.wear_cost_per_kwh > 0
+    frame = load_site_data(root / "examples" / "data" / "citylearn_building_3.csv.gz").frame  # with wear 0: 1.45 kWh exported
+    for start in ("2017-07-03T06:00-08:00", "2017-07-10T06:00-08:00"):
+        inputs = inputs_from_recorded(frame, site, start, 48, soc_kwh=site.battery.capacity_kwh)
+        f = solve_plan(inputs, site).slots
+        exported_from_battery = np.minimum(f["discharge_kw"], f["export_kw"]).sum() * 0.25
+        assert exported_from_battery < 1e-6, (start, exported_from_battery)
+        assert not (f["reason_code"] == "discharge_export").any()

@@ -430,35 +430,3 @@ def score_models(
     if not losses:
         raise ForecastError("no observations in the held-back period to score models on")
     return float(np.mean(losses))
-
-
-def replace_if_better(
-    current: ForecastModels | None,
-    candidate: ForecastModels,
-    held_back: pd.DataFrame,
-    weather: pd.DataFrame | None,
-    issue_times: list[pd.Timestamp],
-) -> tuple[ForecastModels, dict[str, Any]]:
-    """Keep ``current`` unless ``candidate`` scores better on held-back data it never trained on.
-
-    ``held_back`` must also contain the ~10 days before the first issue time (for lags).
-    Returns the chosen model set and a small report (scores, which one won, why).
-    """
-    first_issue = min(pd.Timestamp(t) for t in issue_times)
-    trained_to = pd.Timestamp(candidate.card["train_to"])
-    if trained_to > first_issue:
-        raise ForecastError(
-            f"candidate {candidate.model_id} was trained up to {trained_to}, after the held-back period starts"
-            f" ({first_issue}): its score would be optimistic"
-        )
-    cand = score_models(candidate, held_back, weather, issue_times)
-    if current is None:
-        return candidate, {"chosen": candidate.model_id, "candidate_score": cand, "current_score": None,
-                           "reason": "no current model"}
-    cur = score_models(current, held_back, weather, issue_times)
-    better = cand < cur
-    chosen = candidate if better else current
-    return chosen, {
-        "chosen": chosen.model_id, "candidate_score": cand, "current_score": cur,
-        "reason": "candidate has lower pinball loss" if better else "current model is at least as good",
-    }
