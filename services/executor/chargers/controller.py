@@ -249,11 +249,18 @@ class ChargerRunner:
         self._stop: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None  # a poke and the periodic tick never interleave
         self.started = threading.Event()
+        self.setup_error: BaseException | None = None
 
     def start(self) -> None:
+        """Start the thread; raise when the setup (e.g. the OCPP server's port) fails, so the start fails."""
         self._thread = threading.Thread(target=self._main, name="executor-chargers", daemon=True)
         self._thread.start()
-        self.started.wait(10.0)
+        if not self.started.wait(15.0):
+            raise RuntimeError("EV chargers did not start within 15 s")
+        if self.setup_error is not None:
+            self._thread.join(5.0)
+            self._thread = None
+            raise RuntimeError(f"EV chargers could not start: {self.setup_error}") from self.setup_error
 
     def _main(self) -> None:
         asyncio.set_event_loop(self.aio)
@@ -268,6 +275,14 @@ class ChargerRunner:
         try:
             if self.setup is not None:
                 await self.setup()
+        except Exception as err:  # noqa: BLE001 - handed to the starting thread
+            self.setup_error = err
+            if self.teardown is not None:
+                try:
+                    await self.teardown()
+                except Exception:  # noqa: BLE001 - the setup error is the one to report
+                    log.exception("EV chargers: clean-up after a failed start failed")
+            return
         finally:
             self.started.set()
         try:
