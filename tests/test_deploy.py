@@ -147,7 +147,13 @@ def test_every_service_folder_runs_in_its_own_container_from_the_one_image(compo
             "migrate": {"condition": "service_completed_successfully"},
         }
         assert svc["restart"] == "unless-stopped"
-        assert "healthcheck" not in svc or svc["healthcheck"].get("disable") is not True
+        assert svc["user"] == "10001:10001"
+        assert "/readyz" in " ".join(svc["healthcheck"]["test"])  # ready, not merely alive
+    # The forecaster loads what the trainer approves: one models volume, mounted where both look.
+    def models_mount(name: str) -> set[str]:
+        return {str(v) for v in services[name]["volumes"] if "/app/var/models" in str(v)}
+
+    assert models_mount("trainer") == models_mount("forecaster") and models_mount("trainer")
     assert services["migrate"]["command"] == ["darkstar", "db", "upgrade"]
     assert services["migrate"]["restart"] == "no"
     for infra in ("mosquitto", "db"):
@@ -620,19 +626,37 @@ def test_image_installs_from_the_lock_file_and_runs_as_non_root():
     assert builder.count("uv sync --frozen") == 2
     users = re.findall(r"^USER (\S+)", runtime, flags=re.MULTILINE)
     assert users and users[-1].split(":")[0] not in {"root", "0"}
-    assert "/healthz" in runtime and "HEALTHCHECK" in runtime
+    assert "/readyz" in runtime and "HEALTHCHECK" in runtime
+
+
+def _expand_extras(extras: list[str], defined: dict[str, list[str]]) -> set[str]:
+    """``all`` -> every extra it names through ``darkstar[...]`` references, recursively."""
+    out: set[str] = set()
+    todo = list(extras)
+    while todo:
+        extra = todo.pop()
+        if extra in out:
+            continue
+        out.add(extra)
+        for req in defined.get(extra, []):
+            if req.startswith("darkstar["):
+                todo.extend(req[len("darkstar["):-1].split(","))
+    return out
 
 
 def test_image_default_extras_exist_and_cover_every_service(compose: dict[str, Any]):
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    defined = set(pyproject["project"]["optional-dependencies"])
+    optional = pyproject["project"]["optional-dependencies"]
+    defined = set(optional)
     docker_default = (
         re.search(r"^ARG EXTRAS=(\S+)", _dockerfile_stages()["builder"], re.MULTILINE).group(1).split(",")
     )
     compose_default = compose["services"]["planner"]["build"]["args"]["EXTRAS"].split(",")
     for extras in (docker_default, compose_default):
         assert set(extras) <= defined, f"unknown extras {set(extras) - defined}"
-        assert {*SERVICES, "postgres", "mysql"} <= set(extras)
+        # every runtime dependency: each service's extra, both drivers, the plots, the web app
+        assert {*SERVICES, "postgres", "mysql", "plot", "embedded"} <= _expand_extras(extras, optional)
+        assert "dev" not in _expand_extras(extras, optional)
 
 
 def test_dockerignore_keeps_what_the_image_needs():

@@ -62,7 +62,9 @@ def test_a_trained_model_replaces_the_baseline_and_is_saved(tmp_path: Path, embe
     try:
         report = service.train(now)
         assert report["trained"] and service.models is not None
-        assert (tmp_path / "models" / f"aurora_{site.site_id}.pkl").exists()
+        # the trainer's artifact names: aurora_v1_<last day>_<hash>.pkl with its card
+        saved = list((tmp_path / "models").glob("aurora_v1_20250819_*.pkl"))
+        assert len(saved) == 1 and saved[0].with_name(saved[0].name.replace(".pkl", ".card.json")).exists()
         # trained strictly on the past
         assert pd.Timestamp(service.models.card["train_to"]) <= pd.Timestamp(now)
         service.start()

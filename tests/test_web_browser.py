@@ -27,7 +27,7 @@ PAGES = ("/", "/control", "/forecast", "/money", "/settings", "/admin-tools", "/
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with demo_with_web(tmp_path_factory.mktemp("web") / "demo", accel=60.0) as running:
+    with demo_with_web(tmp_path_factory.mktemp("web") / "demo", accel=120.0) as running:
         yield running
 
 

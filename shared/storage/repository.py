@@ -586,6 +586,15 @@ class Store:
         with self._read() as conn:
             return [r._asdict() for r in conn.execute(query.order_by(t.c.ts.desc()).limit(limit))]
 
+    def forecasts_between(self, site_id: str, start: datetime, end: datetime) -> pd.DataFrame:
+        """Every issued forecast's slots with ``slot_start`` in [start, end) (with ``issued_at``), for evaluation."""
+        t = m.Forecast.__table__
+        cols = [t.c.slot_start, t.c.issued_at, t.c.model_id, *(t.c[f] for f in _FORECAST_FIELDS)]
+        frame = self._frame(select(*cols).where(t.c.site_id == site_id, t.c.slot_start >= _utc(start),
+                                                t.c.slot_start < _utc(end)), [c.name for c in cols])
+        frame["issued_at"] = pd.to_datetime(frame["issued_at"], utc=True)
+        return frame
+
     def execution_log_between(self, site_id: str, start: datetime, end: datetime,
                               system_id: str = m.LIVE, limit: int = 5000) -> list[dict[str, Any]]:
         """Executor decisions (what was written, success, error) with ``ts`` in [start, end), newest first."""
