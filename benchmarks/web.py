@@ -56,12 +56,13 @@ def first_load(browser: Any, url: str) -> tuple[int, float, dict[str, int]]:
     return sum(per.values()), first_chart_ms, per
 
 
-def plan_update(browser: Any, demo: Any, plans: int) -> list[float]:
+def plan_update(browser: Any, demo: Any, plans: int, timeout_s: float = 300.0) -> list[float]:
+    """Publish-to-redraw times (ms) of the next ``plans`` plans (the demo replans by itself; a replan
+    command is sent too, so plans come at least every few seconds)."""
     context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
     page.goto(demo.url + "/")
     page.wait_for_function("window.darkstar && window.darkstar.loaded && window.darkstar.live")
-    web = demo.web
     published: dict[str, float] = {}
     planner = next(s for s in demo.stack.services if s.name == "planner")
     original = planner.publish
@@ -72,21 +73,18 @@ def plan_update(browser: Any, demo: Any, plans: int) -> list[float]:
         original(kind, msg, **parts)
 
     planner.publish = timed_publish
-    out = []
+    out: dict[str, float] = {}
+    deadline = time.monotonic() + timeout_s
     try:
-        for _ in range(plans):
-            version = page.evaluate("window.darkstar.chartVersion")
-            result = web.send_command("planner", "replan", {}, timeout_s=60)
-            if result is None or result.status != "ok":
-                continue
-            plan_id = result.data["plan_id"]
-            page.wait_for_function(f"window.darkstar.chartVersion > {version} && window.darkstar.planId === "
-                                   f"{json.dumps(plan_id)}", timeout=30000)
-            out.append(page.evaluate("window.darkstar.lastChartAt") - published[plan_id])
+        while len(out) < plans and time.monotonic() < deadline:
+            demo.web.send_command("planner", "replan", {}, timeout_s=60)
+            page.wait_for_timeout(1500)
+            drawn = page.evaluate("window.darkstar.chartAtByPlan || {}")
+            out.update({pid: at - published[pid] for pid, at in drawn.items() if pid in published})
     finally:
         planner.publish = original
         context.close()
-    return out
+    return list(out.values())[:plans]
 
 
 def web_process_rss(demo: Any, loads: int, browser: Any, workdir: Path) -> tuple[float, float]:
@@ -98,23 +96,26 @@ def web_process_rss(demo: Any, loads: int, browser: Any, workdir: Path) -> tuple
     site["mqtt"] = {"embedded": False, "host": "127.0.0.1", "port": demo.site.mqtt.port}
     site["database"] = {"url": demo.site.database.url.get_secret_value()}
     site["http"] = {"ports": {**demo.site.http.ports, "dashboard": port}}
+    demo.web.mqtt.stop()  # the standalone web app takes over the same MQTT client id
     site_file = workdir / "web-site.yaml"
     site_file.write_text(yaml.safe_dump(site))
+    log_file = (workdir / "web-standalone.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "services.web", "--site", str(site_file)], cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL)
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=log_file)
     try:
         url = f"http://127.0.0.1:{port}"
         import httpx
 
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 240  # start-up includes the migration check in a child process
         while True:
             try:
                 if httpx.get(url + "/api/plan", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the standalone web app did not get a plan within 60 s")
+            if time.monotonic() > deadline or proc.poll() is not None:
+                tail = (workdir / "web-standalone.log").read_text()[-2000:]
+                raise RuntimeError(f"the standalone web app did not serve a plan within 240 s:\n{tail}")
             time.sleep(0.5)
         start_rss = _rss_mb(proc.pid)
         context = browser.new_context(viewport=DESKTOP)
@@ -127,7 +128,8 @@ def web_process_rss(demo: Any, loads: int, browser: Any, workdir: Path) -> tuple
         return start_rss, _rss_mb(proc.pid)
     finally:
         proc.terminate()
-        proc.wait(20)
+        proc.wait(60)
+        log_file.close()
 
 
 def _rss_mb(pid: int) -> float:
@@ -147,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             chromium() as browser:
         loads = [first_load(browser, demo.url) for _ in range(args.loads)]
         updates = plan_update(browser, demo, args.plans)
+        print(json.dumps({"first_load_bytes": loads[-1][0], "first_chart_ms": [round(x[1]) for x in loads],
+                          "plan_to_chart_ms": [round(u) for u in updates]}), file=sys.stderr)
         rss_start, rss_after = web_process_rss(demo, args.loads, browser, Path(tmp))
     bytes_total, _, per_file = loads[-1]
     result = {

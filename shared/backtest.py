@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,15 @@ import pandas as pd
 from shared.config import SiteConfig
 from shared.cost import CostBreakdown, adjusted_money, captured_frac, end_soc_value, plan_cost
 from shared.forecast.replay import AuroraForecast, ForecastKind, make_forecaster
-from shared.oracle import Actuals, actuals, battery_pv_site, capacity_state_before, oracle_range, range_index
+from shared.oracle import (
+    Actuals,
+    OracleRun,
+    actuals,
+    battery_pv_site,
+    capacity_state_before,
+    oracle_range,
+    range_index,
+)
 from shared.progress import Progress
 from shared.simulator import Rule, money, no_battery_flows, replay
 from shared.slots import SLOT, local_day_bounds
@@ -102,6 +110,8 @@ class BacktestResult:
     end_soc_value_per_kwh: float  # shared.cost.stored_energy_value_per_kwh over the range
     notes: list[str] = field(default_factory=list)
     curves: dict[str, pd.Series] = field(default_factory=dict)
+    risk: str = "balanced"
+    oracle_run: OracleRun | None = None  # for reuse by another forecaster's run of the same range
 
     def adjusted(self, strategy: str) -> float:
         """Money of ``strategy`` (realized, self_consumption, oracle, baseline) with its stored-energy
@@ -129,7 +139,7 @@ class BacktestResult:
         socs = {"realized": self.soc_end_kwh, "self_consumption": self.rule_soc_end_kwh,
                 "oracle": self.oracle_soc_end_kwh}
         return {
-            "site_id": self.site_id, "currency": self.currency, "forecast": self.forecast,
+            "site_id": self.site_id, "currency": self.currency, "forecast": self.forecast, "risk": self.risk,
             "from": self.date_from.isoformat(), "to": self.date_to.isoformat(), "days": len(self.per_day),
             "replan_minutes": self.replan_minutes,
             "realized_cost": r(money(self.realized)), "baseline_cost": r(money(self.baseline)),
@@ -164,8 +174,14 @@ def run_backtest(
     progress: Progress | None = None,
     forecast_kwargs: dict[str, Any] | None = None,
     rule: Rule = "executor",
+    risk: Literal["cautious", "balanced", "bold"] | None = None,
+    oracle_run: OracleRun | None = None,
 ) -> BacktestResult:
-    """Closed-loop MPC over the local days ``date_from`` .. ``date_to`` (inclusive); see module doc."""
+    """Closed-loop MPC over the local days ``date_from`` .. ``date_to`` (inclusive); see module doc.
+
+    ``risk`` overrides ``planner.risk`` (cautious plans on the forecaster's load p90 / PV p10 where
+    it has quantiles); ``oracle_run`` reuses an oracle of the same range and start SoC (comparing
+    forecasters in one run)."""
     from shared.optimize import PlanInputs, solve_plan
 
     t_start = time.perf_counter()
@@ -202,9 +218,12 @@ def run_backtest(
             raise PriceError(f"no price for {plan_index[n_priced].isoformat()} (needed to plan at {now.isoformat()})")
         plan_index, prices = plan_index[:n_priced], prices.iloc[:n_priced]
         load_fc, pv_fc = forecaster.forecast(now, plan_index)
+        quantiles = forecaster.quantiles(now, plan_index)
         state = capacity_state_before(imports, now, site) if site.tariff.capacity.enabled else None
         inputs = PlanInputs(index=plan_index, load_kw=load_fc, pv_kw=pv_fc, prices=prices, soc_kwh=soc,
-                            capacity_state=state, previous_battery_kw=previous)
+                            capacity_state=state, previous_battery_kw=previous, risk=risk,
+                            load_p90_kw=None if quantiles is None else quantiles[0],
+                            pv_p10_kw=None if quantiles is None else quantiles[1])
         t0 = time.perf_counter()
         plan = solve_plan(inputs, site)
         solve_s += time.perf_counter() - t0
@@ -229,7 +248,9 @@ def run_backtest(
     baseline = plan_cost(base_flows, act.prices, site)
     sc_flows = self_consumption_flows(act, site, soc0)
     self_consumption = plan_cost(sc_flows, act.prices, site)
-    orc = oracle_range(frame, site, date_from, date_to, soc_kwh=soc0)
+    reuse = oracle_run is not None and oracle_run.days[0].day == date_from and oracle_run.days[-1].day == date_to \
+        and abs(oracle_run.soc_start_kwh - soc0) < 1e-9
+    orc = oracle_run if reuse else oracle_range(frame, site, date_from, date_to, soc_kwh=soc0)
 
     per_day = []
     days_real = daily_costs(flows, act.prices, site)
@@ -264,6 +285,7 @@ def run_backtest(
         replan_minutes=replan_minutes, flows=flows, prices=act.prices, realized=realized, baseline=baseline,
         self_consumption=self_consumption, oracle=orc.cost, per_day=per_day, runtime_s=time.perf_counter() - t_start,
         replans=replans, solve_s_total=solve_s, fallback_plans=fallbacks, soc_start_kwh=soc0,
+        risk=risk or site.planner.risk, oracle_run=orc,
         soc_end_kwh=soc, oracle_soc_end_kwh=orc.soc_end_kwh, rule_soc_end_kwh=float(sc_flows["soc_kwh"].iloc[-1]),
         end_soc_value_per_kwh=orc.value_per_kwh, notes=notes, curves=curves,
     )

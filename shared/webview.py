@@ -135,16 +135,48 @@ def _cost(flows: pd.DataFrame, prices: pd.DataFrame, site: SiteConfig) -> float 
     return round(breakdown.import_cost - breakdown.export_revenue, 4)
 
 
+MEASURED = ["import_kwh", "export_kwh", "charge_kwh", "discharge_kwh"]
+
+
+def measured_money(site: SiteConfig, obs: pd.DataFrame, prices: pd.DataFrame
+                   ) -> tuple[float | None, float | None, float | None]:
+    """(cost, cost without a battery, saving) of measured slots: import cost minus export revenue.
+
+    Without a battery the same home would have exchanged ``import - export - charge + discharge``
+    with the grid in each slot. None where a price is missing.
+    """
+    obs = obs[MEASURED].dropna()
+    measured = pd.DataFrame({"import_kw": obs["import_kwh"] / SLOT_HOURS,
+                             "export_kw": obs["export_kwh"] / SLOT_HOURS}, index=obs.index)
+    net_kw = (obs["import_kwh"] - obs["export_kwh"] - obs["charge_kwh"] + obs["discharge_kwh"]) / SLOT_HOURS
+    without = pd.DataFrame({"import_kw": net_kw.clip(lower=0), "export_kw": (-net_kw).clip(lower=0)},
+                           index=obs.index)
+    cost, cost_without = _cost(measured, prices, site), _cost(without, prices, site)
+    saving = round(cost_without - cost, 4) if cost is not None and cost_without is not None else None
+    return cost, cost_without, saving
+
+
+def days_money(site: SiteConfig, obs: pd.DataFrame, prices: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per local day of measured slots: realized cost, the same day without a battery, the saving."""
+    if obs is None or obs.empty or not all(c in obs.columns for c in MEASURED):
+        return []
+    out = []
+    days = obs.index.tz_convert(site.tz).date
+    for day in sorted(set(days)):
+        part = obs[days == day]
+        cost, without, saving = measured_money(site, part, prices)
+        out.append({"day": day.isoformat(), "realized": cost, "no_battery": without, "saving": saving,
+                    "slots_measured": len(part[MEASURED].dropna())})
+    return out
+
+
 def today_money(
     site: SiteConfig, now: datetime, plan: PlanMsg | None, prices: pd.DataFrame, observations: pd.DataFrame
 ) -> dict[str, Any]:
     """Today's import cost minus export revenue: measured so far, planned for the rest, without a battery.
 
     ``prices``: ``import/export_price_per_kwh`` per 15-minute slot (UTC index); ``observations``:
-    measured slots of today (``import_kwh``, ``export_kwh``, ``charge_kwh``, ``discharge_kwh``).
-    Without a battery the same home would have imported (or exported) the measured grid exchange
-    minus what the battery took (``import - export - charge + discharge``) in each slot.
-    None where a price or a measurement is missing: no money is guessed. The capacity fee is
+    measured slots of today, priced by :func:`measured_money`. None where a price or a measurement is missing: no money is guessed. The capacity fee is
     a monthly figure and is not in these per-day numbers.
     """
     now_ts = as_utc(now)
@@ -153,19 +185,9 @@ def today_money(
                            "saving_so_far": None, "planned_rest": None, "planned_day": None, "slots_measured": 0}
     obs = observations[(observations.index >= day_start) & (observations.index < floor_slot(now_ts))] \
         if observations is not None and not observations.empty else pd.DataFrame()
-    needed = ["import_kwh", "export_kwh", "charge_kwh", "discharge_kwh"]
-    if not obs.empty and all(c in obs.columns for c in needed):
-        obs = obs[needed].dropna()
-        out["slots_measured"] = int(len(obs))
-        measured = pd.DataFrame({"import_kw": obs["import_kwh"] / SLOT_HOURS,
-                                 "export_kw": obs["export_kwh"] / SLOT_HOURS}, index=obs.index)
-        net_kw = (obs["import_kwh"] - obs["export_kwh"] - obs["charge_kwh"] + obs["discharge_kwh"]) / SLOT_HOURS
-        without = pd.DataFrame({"import_kw": net_kw.clip(lower=0), "export_kw": (-net_kw).clip(lower=0)},
-                               index=obs.index)
-        out["so_far"] = _cost(measured, prices, site)
-        out["no_battery_so_far"] = _cost(without, prices, site)
-        if out["so_far"] is not None and out["no_battery_so_far"] is not None:
-            out["saving_so_far"] = round(out["no_battery_so_far"] - out["so_far"], 4)
+    if not obs.empty and all(c in obs.columns for c in MEASURED):
+        out["slots_measured"] = len(obs[MEASURED].dropna())
+        out["so_far"], out["no_battery_so_far"], out["saving_so_far"] = measured_money(site, obs, prices)
     elif obs.empty:
         out["so_far"] = out["no_battery_so_far"] = out["saving_so_far"] = 0.0
     if plan is not None:
@@ -282,3 +304,42 @@ def history_frame(observations: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFr
         frame = frame.join(prices[list(PRICE_FIELDS)], how="outer")
     frame.index.name = "slot_start"
     return frame.replace({np.nan: None})
+
+
+def forecast_vs_actual(site: SiteConfig, forecasts: pd.DataFrame, observations: pd.DataFrame,
+                       start: datetime, end: datetime) -> dict[str, Any]:
+    """Per slot: the forecast as it was known before the slot (the newest issued at or before its
+    start), what was measured, and the naive forecast (the same slot a day earlier); per local day
+    the mean absolute error (kW) of the p50 and of the naive forecast, for load and PV."""
+    index = pd.date_range(as_utc(start), as_utc(end), freq=SLOT, inclusive="left")
+    cols: dict[str, pd.Series] = {}
+    if forecasts is not None and not forecasts.empty:
+        known = forecasts[forecasts["issued_at"] <= forecasts.index]
+        known = known.sort_values("issued_at").groupby(level=0).last()
+        for field in FORECAST_FIELDS:
+            cols[field] = known[field].reindex(index)
+    measured = pd.DataFrame(index=index)
+    for name in ("load", "pv"):
+        kw = (observations[f"{name}_kwh"] / SLOT_HOURS) if observations is not None and \
+            f"{name}_kwh" in observations.columns else pd.Series(dtype=float)
+        cols[f"{name}_measured_kw"] = kw.reindex(index)
+        cols[f"{name}_naive_kw"] = kw.reindex(index - timedelta(days=1)).set_axis(index)
+        measured[name] = cols[f"{name}_measured_kw"]
+    days = []
+    local = index.tz_convert(site.tz).date
+    for day in sorted(set(local)):
+        mask = local == day
+        row: dict[str, Any] = {"day": day.isoformat()}
+        for name in ("load", "pv"):
+            actual = cols[f"{name}_measured_kw"][mask]
+            for label, pred in (("mae", cols.get(f"{name}_p50_kw")), ("naive_mae", cols[f"{name}_naive_kw"])):
+                err = (pred[mask] - actual).abs().dropna() if pred is not None else pd.Series(dtype=float)
+                row[f"{name}_{label}_kw"] = round(float(err.mean()), 3) if len(err) else None
+        days.append(row)
+    names = [*FORECAST_FIELDS, "load_measured_kw", "pv_measured_kw", "load_naive_kw", "pv_naive_kw"]
+    return {
+        "x": [int(ts.timestamp()) for ts in index],
+        "series": {n: [None if pd.isna(v) else round(float(v), 3) for v in cols[n]] if n in cols else [None] * len(index)
+                   for n in names},
+        "days": days, "timezone": site.location.timezone,
+    }

@@ -3,36 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
 
+from services.demo.chargepoint import SimCar, SimChargePoint
 from services.executor.chargers.controller import ChargerController
 from services.executor.chargers.ocpp import CentralSystem, OcppCharger
-from services.demo.chargepoint import SimCar, SimChargePoint
+from shared.clock import ManualClock
 from shared.config import EVConfig, OcppServerConfig
 from shared.contracts import CostBreakdown, PlanMsg, PlanSlot, SolverStats
 
 SLOT = timedelta(minutes=15)
 PASSWORD = "correct horse"
-
-
-class StepClock:
-    """Simulated time moved only by ``advance`` (the controller, charge point and plan share it)."""
-
-    def __init__(self, start: datetime):
-        self._now = start
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, seconds: float) -> datetime:
-        self._now += timedelta(seconds=seconds)
-        return self._now
-
-    def wall_seconds(self, sim_seconds: float) -> float:
-        return 0.05
 
 
 def ev_config(phases: int = 3, max_current_a: float = 16.0, fallback_a: float = 6.0, **charger: Any) -> EVConfig:
@@ -53,7 +38,7 @@ def ev_plan(start: datetime, ev_kw: list[float], *, valid_for: timedelta = timed
 
 @dataclass
 class Rig:
-    clock: StepClock
+    clock: ManualClock
     system: CentralSystem
     cp: SimChargePoint
     controller: ChargerController
@@ -80,7 +65,7 @@ async def settle(cp: SimChargePoint, rounds: int = 3) -> None:
 @asynccontextmanager
 async def ocpp_rig(ev: EVConfig, start: datetime, *, soc_frac: float = 0.3, telemetry: Any = None,
                    guard: bool = False) -> AsyncIterator[Rig]:
-    clock = StepClock(start)
+    clock = ManualClock(start)
     system = CentralSystem(OcppServerConfig(host="127.0.0.1", port=0), {ev.charger.identity: ev.charger})
     await system.start()
     cp = SimChargePoint(ev.charger.identity, f"ws://127.0.0.1:{system.port}/ocpp/{ev.charger.identity}", PASSWORD,

@@ -61,8 +61,9 @@ def test_following_the_planner_is_deterministic_and_the_reward_is_minus_the_mone
     prices = env.prices
     imp = np.array([i["import_kw"] for i in infos])
     exp = np.array([i["export_kw"] for i in infos])
+    wear = site.battery.wear_cost_per_kwh * sum(abs(i["battery_kw"]) for i in infos) * 0.25
     money = float(np.dot(imp * 0.25, prices["import_price_per_kwh"]) - np.dot(exp * 0.25, prices["export_price_per_kwh"]))
-    assert -r1.sum() == pytest.approx(money, abs=0.005)  # wear is 0 on this site
+    assert -r1.sum() == pytest.approx(money + wear, abs=0.005)
     # following the planner beats having no battery on this day
     base = plan_cost(no_battery_flows(env.load_kw, env.pv_kw, env.index, env.site), prices, env.site)
     assert -r1.sum() < base.import_cost - base.export_revenue
@@ -91,5 +92,5 @@ def test_a_charge_override_costs_more_than_idling_at_the_same_slot(env_parts):
     env.reset(options={"day": DAY})
     _, charge, *_ = env.step(np.array([4.0], dtype=np.float32))
     price = float(env.prices["import_price_per_kwh"].iloc[0])
-    # at night with no PV, 4 kW of charging is bought at the slot's import price
-    assert idle - charge == pytest.approx(4.0 * 0.25 * price, abs=1e-9)
+    # at night with no PV, 4 kW of charging is bought at the slot's import price, plus its wear
+    assert idle - charge == pytest.approx(4.0 * 0.25 * (price + site.battery.wear_cost_per_kwh), abs=1e-9)

@@ -23,8 +23,9 @@ import pytest
 from services.executor.chargers.base import ChargeCommand
 from services.executor.chargers.controller import ChargerController
 from services.executor.chargers.evcc import EvccCharger
+from shared.clock import ManualClock
 from shared.config import EVConfig
-from tests.ev_helpers import StepClock, ev_plan
+from tests.ev_helpers import ev_plan
 
 STATE = json.loads((Path(__file__).parent / "fixtures" / "evcc" / "state.json").read_text())
 START = datetime(2026, 1, 12, 22, 0, tzinfo=timezone.utc)
@@ -120,7 +121,7 @@ def test_reads_plugged_soc_and_power_from_the_loadpoint(evcc: EvccStandIn) -> No
 def test_plan_power_becomes_mode_now_at_the_slots_current_and_no_power_mode_off(evcc: EvccStandIn) -> None:
     async def scenario() -> None:
         ev = evcc_ev(evcc.url)
-        clock = StepClock(START)
+        clock = ManualClock(START)
         plan = [ev_plan(START, [6.9, 0.0])]
         controller = ChargerController(ev, EvccCharger("car", ev.charger), clock=clock, plan=lambda: plan[0])
         await controller.tick()
@@ -153,7 +154,7 @@ def test_fallback_hands_evcc_its_own_plan_and_a_minimum_current(evcc: EvccStandI
 def test_evcc_unreachable_is_a_disconnected_charger_not_a_guess(evcc: EvccStandIn) -> None:
     async def scenario() -> None:
         ev = evcc_ev(evcc.url)
-        controller = ChargerController(ev, EvccCharger("car", ev.charger), clock=StepClock(START),
+        controller = ChargerController(ev, EvccCharger("car", ev.charger), clock=ManualClock(START),
                                        plan=lambda: ev_plan(START, [6.9]))
         evcc.down = True
         decision = await controller.tick()

@@ -17,16 +17,17 @@ import paho.mqtt.client as paho
 import pytest
 
 from services.web.browser import PHONE, chromium, chromium_path, demo_with_web
+from shared.mqtt import bus_login
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(chromium_path() is None, reason="needs Chromium (apt-get install chromium)")]
-PAGES = ("/", "/control", "/settings", "/docs")
+PAGES = ("/", "/control", "/forecast", "/money", "/settings", "/admin-tools", "/docs")
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with demo_with_web(tmp_path_factory.mktemp("web") / "demo", accel=60.0) as running:
+    with demo_with_web(tmp_path_factory.mktemp("web") / "demo", accel=120.0) as running:
         yield running
 
 
@@ -116,6 +117,7 @@ def _bus_states(demo: Any) -> tuple[paho.Client, list[dict[str, Any]]]:
     seen: list[dict[str, Any]] = []
     client = paho.Client(paho.CallbackAPIVersion.VERSION2)
     client.on_message = lambda c, u, m: seen.append(json.loads(m.payload))
+    client.username_pw_set(*bus_login(demo.site.mqtt, "test-observer"))  # nobody anonymous on the bus
     client.connect("127.0.0.1", demo.site.mqtt.port)
     client.subscribe(f"{demo.site.mqtt.base_topic}/{demo.site.site_id}/executor/state", qos=1)
     client.loop_start()
@@ -165,7 +167,7 @@ def test_a_session_cookie_without_the_csrf_token_is_refused(page, demo):
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
 
 
-@pytest.mark.parametrize("path", ["/", "/control", "/settings"])
+@pytest.mark.parametrize("path", ["/", "/control", "/money", "/settings", "/admin-tools"])
 def test_phone_viewport_has_no_horizontal_scroll(browser, demo, path):
     context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
     for page in _watched(context):

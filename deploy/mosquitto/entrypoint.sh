@@ -12,7 +12,7 @@ set -eu
 
 passwd_file="${MOSQUITTO_PASSWD_FILE:-/mosquitto/run/passwd}"
 health_file="${MOSQUITTO_HEALTH_FILE:-/mosquitto/run/healthcheck.pw}"
-users="${DARKSTAR_MQTT_USERS:-forecaster planner executor trainer oracle homeassistant}"
+users="${DARKSTAR_MQTT_USERS:-forecaster planner executor trainer oracle web homeassistant}"
 run_user="${MOSQUITTO_RUN_USER-mosquitto}"
 
 umask 077

@@ -1,7 +1,7 @@
 """``darkstar plan``: plan from recorded data, or run the reference benchmark.
 
     darkstar plan --site SITE.yaml --data FILE.csv --start ISO --hours 48 [--soc-kwh X] [--json] [--plot out.png]
-    darkstar plan --benchmark [--json] [--days N]
+    darkstar plan --benchmark [--json] [--days N] [--no-ev | --negative]
 
 Exit code: 0 a plan proven within ``planner.mip_gap`` (status ``optimal``) or ``relaxed``;
 1 a fallback plan; 2 bad input; 3 a ``feasible`` plan the time limit stopped before it was
@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--days", type=int, default=20, help="benchmark: number of start days (>= 20 for the report)")
     parser.add_argument("--no-ev", action="store_true",
                         help="benchmark: the example site as it is (heater + capacity tariff, no EV)")
+    parser.add_argument("--negative", action="store_true",
+                        help="benchmark: days with negative import prices (real SE3/SE4 2023-2024 prices)")
 
 
 def _num(value: float) -> float | None:
@@ -307,7 +309,13 @@ def run_benchmark(days: int = 20, progress: bool = True, time_limit_s: float | N
 
 def run(args: argparse.Namespace) -> int:
     if args.benchmark:
-        report = run_benchmark(days=args.days, progress=True, time_limit_s=args.time_limit, ev=not args.no_ev)
+        if args.negative:
+            from services.planner.negative_benchmark import run_negative_benchmark
+
+            report = run_negative_benchmark(battery_pv_only(reference_site(ev=False)), reference_data_path(),
+                                            progress=True, time_limit_s=args.time_limit)
+        else:
+            report = run_benchmark(days=args.days, progress=True, time_limit_s=args.time_limit, ev=not args.no_ev)
         if args.json:
             json.dump({k: (_num(v) if isinstance(v, float) else v) for k, v in report.items()}, sys.stdout)
             sys.stdout.write("\n")

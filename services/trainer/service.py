@@ -157,7 +157,7 @@ class TrainerService(Service):
 
     def run_job(self, kinds: list[str], date_from: date | None = None, date_to: date | None = None) -> list[dict[str, Any]]:
         """Train each kind now (in the caller's thread); returns the reports."""
-        from shared.antares.training import new_run_id
+        from shared.training import new_run_id
 
         out = []
         for kind in kinds:
@@ -196,7 +196,8 @@ class TrainerService(Service):
             log.exception("trainer: could not publish trainer/run")
 
     def _train(self, kind: str, run_id: str, date_from: date | None, date_to: date | None):
-        from shared.antares.training import train_antares, train_aurora
+        from shared.antares.training import train_antares
+        from shared.training import train_aurora
 
         cfg = self.site.trainer
         now = pd.Timestamp(self.clock.now())

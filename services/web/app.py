@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
-from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from starlette.middleware.gzip import GZipMiddleware
 
 from services.web.auth import COOKIE, SESSION_S, Sessions, require_action
+from services.web.insight import add_insight_routes
 from services.web.settings import add_settings_routes
 from shared.auth import principal_from_token
 from shared.contracts import ForecastMsg, PlanMsg, PricesMsg
@@ -37,7 +38,8 @@ HERE = Path(__file__).parent
 PREFIX_RE = re.compile(r"^(/[A-Za-z0-9_\-.~]+)*/?$")
 KEEPALIVE_S = 15.0
 EXECUTOR_ACTIONS = ("force_charge", "force_export", "stop", "heat", "pause", "resume", "cancel")
-PAGES = {"overview": "Overview", "control": "Control", "settings": "Settings"}
+PAGES = {"overview": ("Overview", "/"), "control": ("Control", "/control"), "forecast": ("Forecast", "/forecast"),
+         "money": ("Money", "/money"), "settings": ("Settings", "/settings"), "admin": ("Admin", "/admin-tools")}
 
 
 def base_path(request: Request) -> str:
@@ -98,6 +100,7 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
         return page("control", request)
 
     add_settings_routes(app, web, sessions, page)
+    add_insight_routes(app, web, sessions, page)
 
     # ------------------------------------------------------------------ read API
     def latest_or_404(kind: str) -> dict[str, Any]:
@@ -204,7 +207,7 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
                 while not await request.is_disconnected():
                     try:
                         yield await asyncio.wait_for(client[1].get(), KEEPALIVE_S)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         yield ": keepalive\n\n"
             finally:
                 web.hub.unsubscribe(client)

@@ -12,9 +12,9 @@ import collections
 import json
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from fastapi import FastAPI
@@ -97,6 +97,7 @@ class WebService(Service):
         self._waiting: dict[str, tuple[threading.Event, list[CommandResultMsg]]] = {}
         # set by the embedded stack: hands a saved site to the running services that can take it
         self.site_hook: Callable[[SiteConfig], list[str]] | None = None
+        self.on_close: list[Callable[[], None]] = []  # e.g. detach the log tail's handler
 
     def subscriptions(self) -> list[str]:
         return [*self.inputs, "error", "command_result", "oracle_result", "trainer_run"]
@@ -130,6 +131,10 @@ class WebService(Service):
         finally:
             self._waiting.pop(msg.correlation_id, None)
         return box[0] if box else None
+
+    def on_stop(self) -> None:
+        for close in self.on_close:
+            close()
 
     def apply_site(self, site: SiteConfig, changed: list[str]) -> tuple[list[str], list[str]]:
         """(services that took the saved site, changed keys that need a restart to take effect)."""

@@ -35,6 +35,11 @@ class Forecaster:
     def forecast(self, now: pd.Timestamp, index: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
+    def quantiles(self, now: pd.Timestamp, index: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray] | None:
+        """(load p90, PV p10) of the forecast just made for ``index`` (what ``planner.risk: cautious``
+        plans on), or None when the forecaster has no quantiles."""
+        return None
+
 
 class PerfectForecast(Forecaster):
     name = "perfect"
@@ -104,6 +109,7 @@ class AuroraForecast(Forecaster):
         self.trained_at: pd.Timestamp | None = None
         self.current: pd.DataFrame | None = None
         self.issued_at: pd.Timestamp | None = None
+        self.quantiles_ok = False  # the last forecast came from the models (not the naive start)
         self.naive = NaiveForecast(frame)
         self.train_s: list[float] = []
         self.forecast_s: list[float] = []
@@ -132,7 +138,9 @@ class AuroraForecast(Forecaster):
             note = f"aurora: naive forecast until {self.min_train.days} days of history exist"
             if note not in self.notes:
                 self.notes.append(note)
+            self.quantiles_ok = False
             return self.naive.forecast(now, index)
+        self.quantiles_ok = True
         if self.models is None or now - self.trained_at >= self.retrain:
             self._train(now)
         covered = self.current is not None and index[-1] in self.current.index
@@ -148,6 +156,13 @@ class AuroraForecast(Forecaster):
         fc = self.current.reindex(index)
         return (np.nan_to_num(fc["load_p50_kw"].to_numpy(dtype=float)),
                 np.nan_to_num(fc["pv_p50_kw"].to_numpy(dtype=float)))
+
+    def quantiles(self, now: pd.Timestamp, index: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray] | None:
+        if not self.quantiles_ok or self.current is None:
+            return None
+        fc = self.current.reindex(index)
+        return (np.nan_to_num(fc["load_p90_kw"].to_numpy(dtype=float)),
+                np.nan_to_num(fc["pv_p10_kw"].to_numpy(dtype=float)))
 
 
 def make_forecaster(kind: ForecastKind, frame: pd.DataFrame, site: SiteConfig, act: Actuals, **kwargs) -> Forecaster:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pulp
 
+from shared.config import BatteryConfig
 from shared.cost import billed_capacity, hour_groups, period_key, stored_energy_value_per_kwh
 from shared.optimize.model import EQ, GE, LE, Model
 
@@ -86,6 +87,13 @@ class Grid(Component):
         pv_floor = 0.0 if site.pv.curtailment_allowed else m.pv_kw
         imp_ub = np.clip(m.load_kw - pv_floor + flexible_kw, 0.0, grid.max_import_kw)
         exp_ub = np.clip(m.pv_kw - m.load_kw + (b.max_discharge_kw if b else 0.0), 0.0, max_export)
+        if site.pv.curtailment_allowed:
+            # Exporting at a price <= 0 never beats curtailing the PV instead (free): some optimal plan
+            # exports only what the battery gives beyond the load (making room for a later negative
+            # import price). Tighter bounds where import+export would pay (import price < export
+            # price <= 0) make their direction binaries' LP relaxation much tighter.
+            unpaid = m.export_price <= 0
+            exp_ub = np.where(unpaid, np.clip((b.max_discharge_kw if b else 0.0) - m.load_kw, 0.0, max_export), exp_ub)
         self.imp = m.slot_vars("grid_import_kw", 0.0, imp_ub)
         self.exp = m.slot_vars("grid_export_kw", 0.0, exp_ub)
         m.shared["grid_import_kw"], m.shared["grid_export_kw"] = self.imp, self.exp
@@ -107,14 +115,20 @@ class Grid(Component):
         tie = np.abs(m.import_price - m.export_price) < 1e-9
         m.cost("tie_break", [(v, TIE_BREAK_PER_KWH * dt) for t in np.flatnonzero(tie)
                              for v in (self.imp.vars[t], self.exp.vars[t]) if v is not None])
-        self.binary_slots = []
+        self.binary_slots: list[int] = []
+        self.direction: dict[int, pulp.LpVariable] = {}
         for t in range(m.T):
             i, e = self.imp.vars[t], self.exp.vars[t]
             if i is not None and e is not None and m.import_price[t] < m.export_price[t]:
-                z = m.var(f"grid_direction_t{t:03d}", binary=True)  # 1 = exporting
+                z = self.direction[t] = m.var(f"grid_direction_t{t:03d}", binary=True)  # 1 = exporting
                 m.row(f"grid_import_only_if_not_exporting_t{t:03d}", [(i, 1.0), (z, imp_ub[t])], LE, imp_ub[t])
                 m.row(f"grid_export_only_if_exporting_t{t:03d}", [(e, 1.0), (z, -exp_ub[t])], LE, 0.0)
                 self.binary_slots.append(t)
+
+    def incumbent_fix(self, m: Model, x: np.ndarray, bus_dual: np.ndarray, on_above: float) -> dict[int, float]:
+        """Each direction binary the way the LP relaxation's net exchange points."""
+        return {self.direction[t].index: float(x[self.exp.vars[t].index] > x[self.imp.vars[t].index])
+                for t in self.binary_slots}
 
     def extract(self, m: Model, x: np.ndarray) -> None:
         m.columns["import_kw"] = self.imp.value(x)
@@ -146,6 +160,14 @@ class PV(Component):
 
 
 # --------------------------------------------------------------------------- battery
+
+
+def burn_threshold_per_kwh(b: BatteryConfig) -> float:
+    """What taking one kWh off the bus by charging and discharging at once costs in wear:
+    w * (1 + eta) / (1 - eta), eta the round trip (w the tie-break when the site has no wear)."""
+    eta = b.charge_efficiency * b.discharge_efficiency
+    w = b.wear_cost_per_kwh if b.wear_cost_per_kwh > 0 else TIE_BREAK_PER_KWH
+    return w * (1 + eta) / (1 - eta) if eta < 1 else 0.0
 
 
 class Battery(Component):
@@ -211,7 +233,13 @@ class Battery(Component):
         # import price is negative (being paid to import needs room). Without curtailment, PV is
         # forced in, so room also pays before PV that must be exported at a cost or beyond the
         # export limit. Every slot up to the last such reason gets a binary; none after it.
-        reason = m.import_price < 0
+        # Being paid p per kWh imported makes burning pay only beyond its wear: charging c and
+        # discharging c*eta at once (eta = round trip) takes c*(1 - eta) kWh off the bus and costs
+        # w*c*(1 + eta) of wear, and making room by burning stored energy to import it again later
+        # costs the same per kWh (docs/planner.md). So only import prices below -burn_threshold
+        # are a reason: with the example sites' wear that is no real negative price (SE3/SE4
+        # 2023-2024 >= -0.075 EUR/kWh incl. VAT against 0.195), and the MILP becomes an LP.
+        reason = m.import_price < -burn_threshold_per_kwh(b)
         if not m.site.pv.curtailment_allowed:
             max_export = m.site.grid.max_export_kw if m.site.tariff.export_enabled else 0.0
             reason = reason | ((m.pv_kw > 0) & (m.export_price < 0)) | (m.pv_kw - m.load_kw > max_export)
@@ -219,12 +247,18 @@ class Battery(Component):
         if reason.any():
             sink_wanted[: int(np.flatnonzero(reason)[-1]) + 1] = True
         self.binary_slots = []
+        self.direction = {}
         for t in np.flatnonzero(sink_wanted):
-            z = m.var(f"battery_direction_t{t:03d}", binary=True)  # 1 = charging
+            z = self.direction[int(t)] = m.var(f"battery_direction_t{t:03d}", binary=True)  # 1 = charging
             m.row(f"battery_discharge_only_if_not_charging_t{t:03d}", [(self.dis.vars[t], 1.0), (z, b.max_discharge_kw)],
                   LE, b.max_discharge_kw)
             m.row(f"battery_charge_only_if_charging_t{t:03d}", [(self.ch.vars[t], 1.0), (z, -b.max_charge_kw)], LE, 0.0)
             self.binary_slots.append(int(t))
+
+    def incumbent_fix(self, m: Model, x: np.ndarray, bus_dual: np.ndarray, on_above: float) -> dict[int, float]:
+        """Each direction binary the way the LP relaxation's net battery power points."""
+        return {self.direction[t].index: float(x[self.ch.vars[t].index] >= x[self.dis.vars[t].index])
+                for t in self.binary_slots}
 
     def extract(self, m: Model, x: np.ndarray) -> None:
         m.columns["charge_kw"] = self.ch.value(x)

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pandas as pd
+import tenacity
 
 from shared.slots import SLOT, expand_to_slots
 
@@ -31,6 +32,14 @@ class SourceUnavailable(SourceError):
 
 class NoDataYet(SourceError):
     """The source answered but has no data for the request yet (e.g. tomorrow before the auction)."""
+
+
+class _Retry(Exception):
+    """A failure worth retrying (network error, 429, 5xx); ``retry_after_s`` from the server."""
+
+    def __init__(self, why: str, retry_after_s: float = 0.0) -> None:
+        super().__init__(why)
+        self.retry_after_s = retry_after_s
 
 
 class SourceParseError(SourceError):
@@ -116,27 +125,34 @@ class SourceClient:
         return value
 
     def get(self, url: str, params: dict[str, Any], what: str) -> httpx.Response:
-        """GET with retries on network errors, 429 and 5xx; other 4xx raise at once."""
-        delay = self.backoff_s
-        last = ""
-        for attempt in range(self.retries + 1):
+        """GET with retries on network errors, 429 and 5xx (tenacity: exponential back-off capped at
+        ``max_backoff_s``, at least the server's ``Retry-After``); other 4xx return at once."""
+        def attempt() -> httpx.Response:
             try:
                 resp = self.http.get(url, params=params)
             except httpx.HTTPError as err:  # DNS, connect, read timeout...
-                last = f"{type(err).__name__}"
-            else:
-                if resp.status_code not in RETRY_STATUS:
-                    self._ok()
-                    return resp
-                last = f"HTTP {resp.status_code}"
+                raise _Retry(type(err).__name__) from None
+            if resp.status_code in RETRY_STATUS:
                 retry_after = resp.headers.get("Retry-After")
-                if retry_after and retry_after.isdigit():
-                    delay = max(delay, float(retry_after))
-            if attempt < self.retries:
-                self.sleep(min(delay, self.max_backoff_s))
-                delay *= 2
-        self._failed(f"{self.name}: {what}: {last} after {self.retries + 1} attempts")
-        raise SourceUnavailable(self.last_error)
+                raise _Retry(f"HTTP {resp.status_code}", float(retry_after) if retry_after and retry_after.isdigit() else 0.0)
+            return resp
+
+        backoff = tenacity.wait_exponential(multiplier=self.backoff_s, max=self.max_backoff_s)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            err = state.outcome.exception() if state.outcome is not None else None
+            server_s = err.retry_after_s if isinstance(err, _Retry) else 0.0
+            return min(max(backoff(state), server_s), self.max_backoff_s)
+
+        retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(self.retries + 1), wait=wait,
+                                     retry=tenacity.retry_if_exception_type(_Retry), sleep=self.sleep, reraise=True)
+        try:
+            resp = retrying(attempt)
+        except _Retry as err:
+            self._failed(f"{self.name}: {what}: {err} after {self.retries + 1} attempts")
+            raise SourceUnavailable(self.last_error) from None
+        self._ok()
+        return resp
 
     def _ok(self) -> None:
         self.consecutive_failures = 0

@@ -266,6 +266,7 @@
     if (!state.firstChartMs) state.firstChartMs = performance.now();  // since navigation start
     state.chartVersion = (state.chartVersion || 0) + 1;
     state.planId = d.plan_id;
+    (state.chartAtByPlan = state.chartAtByPlan || {})[d.plan_id] = state.chartAtByPlan[d.plan_id] || state.lastChartAt;
   }
 
   // ------------------------------------------------------------------ pages
@@ -391,7 +392,91 @@
       window.addEventListener("beforeunload", (ev) => { if (state.dirty) { ev.preventDefault(); ev.returnValue = ""; } });
       return loadOverview();
     },
+    forecast() {
+      bindRetrain();
+      const load = async () => {
+        const m = await api("/api/models");
+        const f = m.forecast_in_use;
+        $("#fc-model").textContent = f ? f.model_id : "no forecast yet";
+        $("#fc-notes").textContent = f ? (f.fallback ? "Fallback: " : "") + f.notes.join("; ") : "";
+        $("#current").innerHTML = Object.entries(m.current).map(([k, r]) => `<dt>${esc(k)}</dt><dd>${r ? esc(r.model_id) +
+          (r.metrics && r.metrics.score != null ? ` (score ${fmt(r.metrics.score, 4)})` : "") : "none approved"}</dd>`).join("");
+        $("#runs tbody").innerHTML = m.runs.map((r) => `<tr><td>${esc(localTime(r.updated_at))}</td><td>${esc(r.target)}</td>` +
+          `<td>${esc(r.status)}</td><td>${esc(r.model_id || "")}</td><td>${esc((r.detail || "").slice(0, 120))}</td></tr>`).join("") || "<tr><td colspan=5>no runs yet</td></tr>";
+      };
+      const accuracy = async () => {
+        const a = await api("/api/forecast/accuracy?days=7");
+        const defs = [
+          ["load_p10_kw", S("Load p10", "kW", "rgba(220,38,38,0.3)", { width: 0.5 })],
+          ["load_p50_kw", S("Load forecast", "kW", "#dc2626")],
+          ["load_p90_kw", S("Load p90", "kW", "rgba(220,38,38,0.3)", { width: 0.5 })],
+          ["load_measured_kw", S("Load measured", "kW", "#7f1d1d", { width: 2 })],
+          ["pv_p10_kw", S("PV p10", "kW", "rgba(245,158,11,0.35)", { width: 0.5 })],
+          ["pv_p50_kw", S("PV forecast", "kW", "#f59e0b")],
+          ["pv_p90_kw", S("PV p90", "kW", "rgba(245,158,11,0.35)", { width: 0.5 })],
+          ["pv_measured_kw", S("PV measured", "kW", "#b45309", { width: 2 })],
+        ];
+        const el = $("#chart-accuracy");
+        if (!state.accuracy) {
+          state.accuracy = makeChart(el, defs, el.clientWidth < 600 ? 260 : 320, [xAxis, { scale: "kW", label: "kW", size: 46 }],
+            [{ series: [3, 1], fill: "rgba(220,38,38,0.10)" }, { series: [7, 5], fill: "rgba(245,158,11,0.15)" }]);
+        }
+        state.accuracy.setData([a.x, ...defs.map(([k]) => a.series[k])]);
+        $("#mae tbody").innerHTML = a.days.slice().reverse().map((d) => `<tr><td>${esc(d.day)}</td><td>${fmt(d.load_mae_kw, 3)}</td>` +
+          `<td>${fmt(d.load_naive_mae_kw, 3)}</td><td>${fmt(d.pv_mae_kw, 3)}</td><td>${fmt(d.pv_naive_mae_kw, 3)}</td></tr>`).join("");
+      };
+      on("forecast", debounce(load, 500));
+      return Promise.all([load(), accuracy(), loadOverview()]);
+    },
+    money() {
+      const load = async () => {
+        const m = await api("/api/money?days=31");
+        $("#mtd-realized").textContent = money(m.month_to_date.realized);
+        $("#mtd-nobattery").textContent = money(m.month_to_date.no_battery);
+        $("#mtd-saving").textContent = money(m.month_to_date.saving);
+        const keys = [["realized", "realized", "#2563eb"], ["no_battery", "no battery", "#9ca3af"], ["oracle", "oracle", "#16a34a"]];
+        const max = Math.max(0.01, ...m.days.flatMap((d) => keys.map(([k]) => Math.abs(d[k] || 0))));
+        $("#bars").innerHTML = m.days.slice().reverse().map((d) => `<div class="day"><div class="dlabel">${esc(d.day)}` +
+          `${d.saving != null ? ` <span class="muted">saved ${fmt(d.saving)} ${CUR}</span>` : ""}</div>` +
+          keys.map(([k, label, color]) => d[k] == null ? "" : `<div class="bar"><span class="blabel">${label}</span>` +
+            `<span class="btrack"><span class="bfill${d[k] < 0 ? " neg" : ""}" style="width:${(100 * Math.abs(d[k]) / max).toFixed(1)}%;background:${color}"></span></span>` +
+            `<span class="bval">${fmt(d[k])}</span></div>`).join("") + "</div>").join("") || "<p class=muted>No measured days yet.</p>";
+      };
+      return Promise.all([load(), loadOverview()]);
+    },
+    admin() {
+      bindRetrain();
+      const tables = async () => {
+        const t = await api("/api/admin/tables");
+        $("#tables").innerHTML = Object.entries(t.rows).map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join("");
+      };
+      const logs = async () => {
+        try {
+          const res = await fetch(BASE + "/api/admin/logs?lines=300", { headers: { "X-CSRF-Token": state.csrf } });
+          if (res.ok) { const el = $("#log"); el.textContent = await res.text(); el.scrollTop = el.scrollHeight; }
+        } catch (e) { console.warn(e); }
+      };
+      $("#log-refresh").onclick = logs;
+      $("#log-download").onclick = async () => {
+        const res = await fetch(BASE + "/api/admin/logs?lines=2000&download=true", { headers: { "X-CSRF-Token": state.csrf } });
+        if (!res.ok) { $("#log").textContent = "Sign in as admin to read the log."; return; }
+        const a = document.createElement("a"); a.href = URL.createObjectURL(await res.blob()); a.download = "darkstar.log"; a.click();
+      };
+      const live = debounce(() => state.csrf && logs(), 2000);
+      on("error", live); on("plan", live);
+      return Promise.all([tables(), state.csrf ? logs() : null, loadOverview()]);
+    },
   };
+  function bindRetrain() {
+    document.querySelectorAll("button[data-retrain]").forEach((btn) => btn.addEventListener("click", async () => {
+      const out = $("#retrain-result");
+      out.className = ""; out.textContent = "asking…";
+      try {
+        await api(`/api/retrain/${btn.dataset.retrain}`, { method: "POST" });
+        out.className = "ok"; out.textContent = `${btn.dataset.retrain}: retraining started; results appear under Training runs.`;
+      } catch (e) { out.className = "err"; out.textContent = e.status === 401 ? "Refused: sign in as admin first." : `Refused: ${e.message}`; }
+    }));
+  }
   state.ready = (pages[body.dataset.page] ? pages[body.dataset.page]() : loadOverview())
     .then(() => { state.loaded = true; })
     .catch((e) => { console.warn("load failed", e); state.loadError = String(e); });
