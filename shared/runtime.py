@@ -70,7 +70,7 @@ def migrate_database(url: str) -> None:
                           capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-        raise RuntimeError(f"database migration failed:\n{tail}")
+        raise RuntimeError(f"database migration failed ({proc.returncode}):\n{tail}")
 
 
 def open_store(site: SiteConfig) -> Any:

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from shared import auth
 from shared.config import HTTPConfig, load_site_config, yaml_load
 from shared.contracts import TOPICS, topic
 
@@ -43,26 +44,14 @@ MQTT_USERS = [*SERVICES, "homeassistant"]
 UV_VERSION = "0.13.8"
 SITE_ID = "se4-home"
 
-# DESIGN §3: who may publish each topic kind (a key of shared.contracts.TOPICS). "{service}" means
-# "the service named in the topic itself" (its status, its command replies); "services" means any service.
-OWNERS: dict[str, str | set[str]] = {
-    "prices": {"forecaster"},
-    "weather": {"forecaster"},
-    "forecast": {"forecaster"},
-    "observations": {"forecaster"},
-    "plan": {"planner"},
-    "telemetry": {"executor"},
-    "executor_state": {"executor"},
-    "price_now": {"forecaster"},
-    "energy_totals": {"executor"},
-    "oracle_result": {"oracle"},
-    "trainer_run": {"trainer"},
-    "context": {"homeassistant", "web"},
-    "command": {"homeassistant", "web"},  # the web app, for a user shared/auth.py signed in
-    "command_result": "{service}",
-    "status": "{service}",
-    "error": "services",
-}
+# Who may publish what is shared/auth.py's rule (the same one the embedded broker enforces);
+# the compose ACL must say exactly that for the service users and the default Home Assistant user.
+
+
+def _principal(user: str) -> auth.Principal:
+    if user in SERVICES:
+        return auth.service_principal(user)
+    return auth.Principal(user, frozenset(auth.HOME_ASSISTANT_GRANTS))
 
 
 # --------------------------------------------------------------------------- docker-compose
@@ -379,33 +368,20 @@ def _concrete_topics() -> list[tuple[str, str, dict[str, str]]]:
     return out
 
 
-# Narrow grants beyond the owner table: the executor's EV charger publishes the car's context
-# (ev_plugged, ev_soc_frac, ev_target_kwh) and asks the planner for a replan when it changes.
-EXTRA_GRANTS = {("executor", "command", "planner", "replan")}
-
-
-def _may_publish(user: str, kind: str, parts: dict[str, str]) -> bool:
-    if (user, kind, parts.get("service"), parts.get("action")) in EXTRA_GRANTS:
-        return True
-    owner = OWNERS[kind]
-    if owner == "{service}":
-        return user == parts["service"]
-    if owner == "services":
-        return user in SERVICES
-    return user in owner
+def _may_publish(user: str, name: str) -> bool:
+    return auth.may_publish(_principal(user), "darkstar", "homeassistant", name)
 
 
 def test_every_contract_topic_has_an_owner():
-    assert set(TOPICS) == set(OWNERS), (
-        "a new topic in shared/contracts.py needs an owner here and in deploy/mosquitto/acl"
-    )
+    orphans = {kind for kind, name, _ in _concrete_topics() if not any(_may_publish(u, name) for u in MQTT_USERS)}
+    assert not orphans, "a new topic in shared/contracts.py needs an owner in shared/auth.py and deploy/mosquitto/acl"
 
 
 @pytest.mark.parametrize("user", MQTT_USERS)
 def test_acl_lets_each_user_write_exactly_its_own_topics(acl: dict[str, list[AclRule]], user: str):
     wrong = []
     for kind, name, parts in _concrete_topics():
-        expected = _may_publish(user, kind, parts)
+        expected = _may_publish(user, name)
         if acl_allows(acl, user, "write", name) != expected:
             wrong.append(f"{name}: {'should' if expected else 'must not'} be writable")
     assert not wrong, f"user {user}:\n  " + "\n  ".join(wrong)
