@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
-from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -34,6 +35,7 @@ from shared.webview import banners, chart_data, history_frame, now_card, today_m
 if TYPE_CHECKING:
     from services.web.service import WebService
 
+log = logging.getLogger("darkstar.web")
 HERE = Path(__file__).parent
 PREFIX_RE = re.compile(r"^(/[A-Za-z0-9_\-.~]+)*/?$")
 KEEPALIVE_S = 15.0
@@ -87,7 +89,7 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
         try:
             return getattr(web.store, fn)(web.site.site_id, *args)
         except Exception:  # noqa: BLE001 - a page without history still shows the plan
-            web.m_tick_errors.inc()
+            log.warning("web: reading %s from the database failed", fn, exc_info=True)
             return pd.DataFrame()
 
     # ------------------------------------------------------------------ pages
@@ -207,7 +209,7 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
                 while not await request.is_disconnected():
                     try:
                         yield await asyncio.wait_for(client[1].get(), KEEPALIVE_S)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         yield ": keepalive\n\n"
             finally:
                 web.hub.unsubscribe(client)
