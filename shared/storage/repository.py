@@ -350,7 +350,8 @@ class Store:
         (site_id, kind, who, what, why, data, ts). Returns the event id."""
         if isinstance(event, ErrorEventMsg):
             row = {"site_id": event.site_id, "ts": event.ts, "kind": "error", "who": event.who,
-                   "what": event.what[:255], "why": event.why, "payload_excerpt": event.payload_excerpt, "data": None}
+                   "what": event.what[:255], "why": event.why, "payload_excerpt": event.payload_excerpt,
+                   "data": {"count": event.count} if event.count > 1 else None}  # stored aggregated
         elif event is not None:
             row = {"site_id": event.site_id, "ts": getattr(event, "ts", None) or _now(), "kind": event.KIND,
                    "who": fields.get("who", "unknown"), "what": fields.get("what", event.KIND),
