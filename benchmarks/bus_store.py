@@ -68,7 +68,7 @@ def measure(mqtt: dict, n: int, workdir: Path) -> dict[str, float]:
     recorder = TimedRecorder(site, store=store)
     recorder.start()
     assert recorder.mqtt.wait_connected(10)
-    publisher = MqttClient(MQTTConfig(**mqtt), site.site_id, "bench", persistent_session=False)
+    publisher = MqttClient(MQTTConfig(**mqtt), site.site_id, "executor", persistent_session=False)  # observations are the executor's
     publisher.start()
     assert publisher.wait_connected(10)
     t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -125,11 +125,12 @@ def main() -> int:
     args = parser.parse_args()
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        broker = EmbeddedBroker("127.0.0.1", free_port())
+        mqtt = {"embedded": True, "host": "127.0.0.1", "port": free_port(), "credentials_file": f"{tmp}/creds.json"}
+        broker = EmbeddedBroker(MQTTConfig(**mqtt))
         broker.start()
         try:
             print("embedded broker ...", file=sys.stderr)
-            emb = measure({"embedded": True, "host": "127.0.0.1", "port": broker.port}, args.n, Path(tmp))
+            emb = measure(mqtt, args.n, Path(tmp))
         finally:
             broker.stop()
         results.update({f"embedded_{k}": v for k, v in emb.items()})

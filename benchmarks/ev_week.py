@@ -20,7 +20,7 @@ import json
 import platform
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +87,6 @@ async def week(args: argparse.Namespace) -> dict[str, Any]:
             last_plan_at, planned_context = now, ctx
         decision = await controller.tick()
         await asyncio.sleep(0.002)
-        slot = pd.Timestamp(now).floor("15min")
-        price = float(frame["import_price"].get(slot, float("nan"))) if "import_price" in frame else float("nan")
         rows.append({"ts": now, "soc": car.soc_frac, "power_kw": cp.power_kw, "plugged": cp.plugged,
                      "limit_kw": decision.command.limit_kw if decision.command else None, "source": decision.source})
         clock.advance(args.step_s)

@@ -96,23 +96,26 @@ def web_process_rss(demo: Any, loads: int, browser: Any, workdir: Path) -> tuple
     site["mqtt"] = {"embedded": False, "host": "127.0.0.1", "port": demo.site.mqtt.port}
     site["database"] = {"url": demo.site.database.url.get_secret_value()}
     site["http"] = {"ports": {**demo.site.http.ports, "dashboard": port}}
+    demo.web.mqtt.stop()  # the standalone web app takes over the same MQTT client id
     site_file = workdir / "web-site.yaml"
     site_file.write_text(yaml.safe_dump(site))
+    log_file = (workdir / "web-standalone.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "services.web", "--site", str(site_file)], cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL)
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=log_file)
     try:
         url = f"http://127.0.0.1:{port}"
         import httpx
 
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 240  # start-up includes the migration check in a child process
         while True:
             try:
                 if httpx.get(url + "/api/plan", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the standalone web app did not get a plan within 60 s")
+            if time.monotonic() > deadline or proc.poll() is not None:
+                tail = (workdir / "web-standalone.log").read_text()[-2000:]
+                raise RuntimeError(f"the standalone web app did not serve a plan within 240 s:\n{tail}")
             time.sleep(0.5)
         start_rss = _rss_mb(proc.pid)
         context = browser.new_context(viewport=DESKTOP)
@@ -125,7 +128,8 @@ def web_process_rss(demo: Any, loads: int, browser: Any, workdir: Path) -> tuple
         return start_rss, _rss_mb(proc.pid)
     finally:
         proc.terminate()
-        proc.wait(20)
+        proc.wait(60)
+        log_file.close()
 
 
 def _rss_mb(pid: int) -> float:
@@ -145,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             chromium() as browser:
         loads = [first_load(browser, demo.url) for _ in range(args.loads)]
         updates = plan_update(browser, demo, args.plans)
+        print(json.dumps({"first_load_bytes": loads[-1][0], "first_chart_ms": [round(x[1]) for x in loads],
+                          "plan_to_chart_ms": [round(u) for u in updates]}), file=sys.stderr)
         rss_start, rss_after = web_process_rss(demo, args.loads, browser, Path(tmp))
     bytes_total, _, per_file = loads[-1]
     result = {

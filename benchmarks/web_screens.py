@@ -21,7 +21,8 @@ sys.path.insert(0, str(ROOT))
 
 from services.web.browser import DESKTOP, PHONE, chromium, demo_with_web  # noqa: E402
 
-PAGES = {"overview": "/", "control": "/control", "settings": "/settings"}
+PAGES = {"overview": "/", "control": "/control", "forecast": "/forecast", "money": "/money", "settings": "/settings",
+         "admin": "/admin-tools"}
 
 
 def shoot(url: str, out: Path, token: str | None) -> list[Path]:
@@ -41,7 +42,7 @@ def shoot(url: str, out: Path, token: str | None) -> list[Path]:
                 page.wait_for_function("window.darkstar && (window.darkstar.loaded || window.darkstar.loadError)")
                 page.wait_for_timeout(400)  # the chart sizes itself to the layout
                 target = out / f"web-{name}-{size_name}.png"
-                page.screenshot(path=str(target), full_page=name != "settings")
+                page.screenshot(path=str(target), full_page=name in ("overview", "control"))
                 written.append(target)
             context.close()
     return written

@@ -35,6 +35,8 @@ def port_problems(site: SiteConfig) -> list[str]:
     wanted = [(site.http.host, port, f"http.ports.{name}") for name, port in site.http.ports.items()]
     if site.mqtt.embedded:
         wanted.append((site.mqtt.host, site.mqtt.port, "mqtt.port"))
+    if any(ev.charger.type == "ocpp" for ev in site.evs) and site.executor.ocpp.port:
+        wanted.append((site.executor.ocpp.host, site.executor.ocpp.port, "executor.ocpp.port"))
     messages = [port_in_use_message(host, port, key) for host, port, key in wanted]
     return [m for m in messages if m]
 

@@ -44,7 +44,7 @@ class Stack:
 
     def start(self) -> None:
         if self.with_broker:
-            self.broker = EmbeddedBroker(self.site.mqtt.host, self.site.mqtt.port)
+            self.broker = EmbeddedBroker(self.site.mqtt, self.site.auth.users)
             self.broker.start()
         self.store = open_store(self.site)
         self.services = [

@@ -13,7 +13,9 @@ Actions are plain strings:
 - ``publish:<kind>``               publish a contract topic (``publish:plan``, ``publish:telemetry``);
                                    per-service kinds carry the service: ``publish:status/<service>``,
                                    ``publish:command_result/<service>``
-- ``publish:discovery``            Home Assistant discovery payloads
+- ``publish:discovery``            Home Assistant discovery payloads (``<prefix>/.../config``)
+- ``publish:ha_status``            Home Assistant's own birth/will on ``<prefix>/status``
+- ``publish:external``             any topic outside Darkstar's base and the discovery prefix
 
 A grant is an :func:`fnmatch` pattern over actions (``command:executor/*``, ``context:*``, ``*``).
 Subscribing (reading) is allowed to every authenticated principal; anonymous is nobody.
@@ -22,12 +24,12 @@ Subscribing (reading) is allowed to every authenticated principal; anonymous is 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Literal
 
-from shared.config import SiteConfig
+from shared.config import SiteConfig, UserConfig
 from shared.contracts import kind_of_topic
 
 PrincipalKind = Literal["service", "user", "admin"]
@@ -35,10 +37,10 @@ PrincipalKind = Literal["service", "user", "admin"]
 # What each service publishes (DESIGN §3): only the planner publishes the plan, only the executor its
 # telemetry and state. A service missing here gets only the common grants below; add new services here.
 SERVICE_GRANTS: dict[str, tuple[str, ...]] = {
-    "forecaster": ("publish:prices", "publish:weather", "publish:forecast"),
+    "forecaster": ("publish:prices", "publish:price_now", "publish:weather", "publish:forecast", "publish:observations"),
     "planner": ("publish:plan",),
     # with EV chargers: the car's state as planner context, and a replan when the car deviates (docs/ev.md)
-    "executor": ("publish:telemetry", "publish:observations", "publish:executor_state",
+    "executor": ("publish:telemetry", "publish:observations", "publish:executor_state", "publish:energy_totals",
                  "context:ev_plugged", "context:ev_soc_frac", "context:ev_target_kwh", "command:planner/replan"),
     "oracle": ("publish:oracle_result",),
     "trainer": ("publish:trainer_run",),
@@ -46,6 +48,10 @@ SERVICE_GRANTS: dict[str, tuple[str, ...]] = {
     # the web app sends commands and context on behalf of a signed-in user it has checked with require()
     "web": ("command:*", "context:*"),
 }
+
+# What the ``homeassistant`` user of the compose Mosquitto may do (deploy/mosquitto/acl), and the
+# grants to give a Home Assistant entry in ``auth.users`` for the embedded broker.
+HOME_ASSISTANT_GRANTS: tuple[str, ...] = ("context:*", "command:*", "publish:ha_status")
 
 
 def _service_common(name: str) -> tuple[str, ...]:
@@ -119,7 +125,7 @@ def principal_from_token(site: SiteConfig, token: str | None) -> Principal | Non
 
 
 def principal_from_mqtt_user(
-    site: SiteConfig, username: str | None, service_names: Iterable[str] = ()
+    users: Sequence[UserConfig], username: str | None, service_names: Iterable[str] = ()
 ) -> Principal | None:
     """The principal behind an MQTT username the broker has already authenticated.
 
@@ -130,7 +136,7 @@ def principal_from_mqtt_user(
         return None
     if username in set(service_names) or username in SERVICE_GRANTS:
         return service_principal(username)
-    for user in site.auth.users:
+    for user in users:
         if user.name == username:
             return Principal(user.name, frozenset(user.grants), "user")
     return None
@@ -145,12 +151,15 @@ def check_password(expected: Mapping[str, str], username: str | None, password: 
     return matches and stored is not None
 
 
-def topic_action(base_topic: str, discovery_prefix: str, topic_name: str) -> str | None:
-    """The action publishing ``topic_name`` means; None for topics outside Darkstar's namespace."""
-    if topic_name.startswith(discovery_prefix.rstrip("/") + "/"):
+def topic_action(base_topic: str, discovery_prefix: str, topic_name: str) -> str:
+    """The action publishing ``topic_name`` means."""
+    prefix = discovery_prefix.rstrip("/")
+    if topic_name == f"{prefix}/status":
+        return "publish:ha_status"
+    if topic_name.startswith(prefix + "/"):
         return "publish:discovery"
     if not topic_name.startswith(base_topic.rstrip("/") + "/"):
-        return None
+        return "publish:external"  # another system's topics on a shared broker: only by grant
     found = kind_of_topic(base_topic, topic_name)
     if found is None:
         return "publish:unknown"  # under our base but no contract topic: nobody is granted it by default
@@ -165,8 +174,5 @@ def topic_action(base_topic: str, discovery_prefix: str, topic_name: str) -> str
 
 
 def may_publish(principal: Principal | None, base_topic: str, discovery_prefix: str, topic_name: str) -> bool:
-    """The topic ACL used by the broker: Darkstar topics by grant; others to any authenticated client."""
-    if principal is None:
-        return False
-    action = topic_action(base_topic, discovery_prefix, topic_name)
-    return True if action is None else authorize(principal, action)
+    """The topic ACL used by the broker: every publish needs a grant (nobody anonymous)."""
+    return authorize(principal, topic_action(base_topic, discovery_prefix, topic_name))

@@ -1,8 +1,16 @@
 """The embedded MQTT broker (amqtt) for the one-process ``darkstar up`` mode.
 
-It listens on loopback only, on a port that does not clash with a real broker on 1883
+It listens on loopback by default, on a port that does not clash with a real broker on 1883
 (11883 by default), and runs in its own thread with its own event loop so the rest of the
 stack can be plain threads.
+
+Nobody anonymous: every client logs in, services with the per-service credentials of
+shared/buscreds.py, other home systems as ``auth.users``; what each may publish is decided
+by shared/auth.py (the same rule as HTTP /admin and the web app). A bind address other than
+loopback is refused unless TLS is on or ``mqtt.allow_insecure_lan`` says so (config check).
+
+amqtt 0.12 delivers, on every (re)connect, the retained messages matching *any* client's
+subscription to the connecting client; shared/broker_amqtt.py fixes that (and holds the plugins).
 """
 
 from __future__ import annotations
@@ -11,9 +19,15 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from shared.asyncthread import LoopThread
+from shared.auth import SERVICE_GRANTS, Principal, check_password, may_publish, principal_from_mqtt_user
+from shared.buscreds import load_credentials
+from shared.config import ConfigError, MQTTConfig, UserConfig
 
 log = logging.getLogger("darkstar.broker")
 
@@ -26,18 +40,61 @@ def port_is_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
+class BusGate:
+    """Who may log in to the embedded broker and what each may publish (shared/auth.py decides)."""
+
+    def __init__(self, cfg: MQTTConfig, users: Sequence[UserConfig]) -> None:
+        taken = sorted({u.name for u in users} & set(SERVICE_GRANTS))
+        if taken:
+            raise ConfigError(f"auth.users: {', '.join(taken)} is a Darkstar service's login; choose another name")
+        self.cfg = cfg
+        self.users = list(users)
+        self._creds: dict[str, str] = {}
+        self._creds_mtime: float | None = None
+
+    def _credentials(self) -> dict[str, str]:
+        path = Path(self.cfg.credentials_file)
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            mtime = None
+        if mtime != self._creds_mtime:  # a service started for the first time and added itself
+            self._creds = load_credentials(path)
+            self._creds_mtime = mtime
+        # configured users never shadow a service's generated credentials
+        return {**{u.name: u.password.get_secret_value() for u in self.users}, **self._creds}
+
+    def authenticate(self, username: str | None, password: str | None) -> bool:
+        return check_password(self._credentials(), username, password)
+
+    def principal(self, username: str | None) -> Principal | None:
+        self._credentials()  # refresh the generated service logins
+        return principal_from_mqtt_user(self.users, username, self._creds.keys())
+
+    def may_publish(self, username: str | None, topic_name: str) -> bool:
+        return may_publish(self.principal(username), self.cfg.base_topic, self.cfg.discovery_prefix, topic_name)
+
+
 class EmbeddedBroker:
-    def __init__(self, host: str = "127.0.0.1", port: int = 11883) -> None:
-        self.host = host
-        self.port = port
+    def __init__(self, cfg: MQTTConfig, users: Sequence[UserConfig] = ()) -> None:
+        self.cfg = cfg
+        self.host = cfg.host
+        self.port = cfg.port
+        self.gate = BusGate(cfg, users)
         self._broker: Any = None
         self._thread = LoopThread("embedded-broker")
 
     def _config(self) -> dict[str, Any]:
+        listener: dict[str, Any] = {"type": "tcp", "bind": f"{self.host}:{self.port}"}
+        if self.cfg.tls:
+            listener.update(ssl=True, certfile=str(self.cfg.certfile), keyfile=str(self.cfg.keyfile))
         return {
-            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+            "listeners": {"default": listener},
             "timeout_disconnect_delay": 0,
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            "plugins": {
+                "shared.broker_amqtt.GateAuthPlugin": {"gate": self.gate},
+                "shared.broker_amqtt.GateTopicPlugin": {"gate": self.gate},
+            },
         }
 
     def start(self, timeout_s: float = 10.0) -> None:
@@ -47,9 +104,9 @@ class EmbeddedBroker:
             )
 
         async def boot() -> None:
-            from amqtt.broker import Broker  # imported here: only the embedded mode needs amqtt
+            from shared.broker_amqtt import ConformingBroker  # only the embedded mode needs amqtt
 
-            self._broker = Broker(self._config())
+            self._broker = ConformingBroker(self._config())
             await self._broker.start()
 
         self._thread.start(boot, timeout_s)

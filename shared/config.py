@@ -11,6 +11,7 @@ the reason, and never echoes a secret.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -314,6 +315,27 @@ class MQTTConfig(_Strict):
     base_topic: str = Field("darkstar", pattern=r"^[A-Za-z0-9_\-/]+$")
     discovery_prefix: str = "homeassistant"
     share_group: str | None = Field(None, description="MQTT 5 shared-subscription group for fleet replicas")
+    credentials_file: Path = Field(Path("var/mqtt-credentials.json"),
+                                   description="per-service passwords for the embedded broker, generated, owner-only")
+    allow_insecure_lan: bool = Field(False, description="let the embedded broker listen beyond loopback without TLS")
+
+    @model_validator(mode="after")
+    def _safe_bind(self) -> MQTTConfig:
+        if self.embedded and not _is_loopback(self.host) and not self.tls and not self.allow_insecure_lan:
+            raise ValueError(f"the embedded broker would listen on {self.host} without TLS: use 127.0.0.1, "
+                             "set tls (with certfile/keyfile) or allow_insecure_lan: true")
+        if self.embedded and self.tls and not (self.certfile and self.keyfile):
+            raise ValueError("an embedded broker with tls needs certfile and keyfile")
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class UserConfig(_Strict):
@@ -430,6 +452,8 @@ class ExecutorSettings(_Strict):
     import_guard: Literal["auto", "on", "off"] = Field(
         "auto", description="cap a fixed-command slot's import at the plan's (auto: with a capacity tariff)")
     import_guard_margin_kw: float = Field(0.2, ge=0, description="tolerated import above the plan's")
+    max_override_s: float = Field(86400.0, gt=0, le=7 * 86400,
+                                  description="longest pause or quick action a command may ask for (s)")
     ocpp: OcppServerConfig = Field(default_factory=OcppServerConfig)
 
 
@@ -513,6 +537,23 @@ class TrainerSettings(_Strict):
                                                "forecaster.replay_data, else the database")
 
 
+class PlausibilityConfig(_Strict):
+    """Bounds beyond which a bus message cannot be true at this site (shared/plausibility.py)."""
+
+    power_margin_frac: float = Field(0.25, ge=0, le=2, description="tolerance over fuse/inverter/battery limits")
+    # EU day-ahead clearing is bounded to [-0.5, 4] EUR/kWh (harmonised min/max clearing price);
+    # with grid fees and VAT on top, a consumer price outside [-1, 6] is a broken feed, not a market.
+    price_min_per_kwh: float = -1.0
+    price_max_per_kwh: float = 6.0
+    live_window_s: float = Field(600.0, gt=0, description="how far a live timestamp may be from now")
+
+    @model_validator(mode="after")
+    def _band(self) -> PlausibilityConfig:
+        if self.price_min_per_kwh >= self.price_max_per_kwh:
+            raise ValueError("price_min_per_kwh must be below price_max_per_kwh")
+        return self
+
+
 class SiteConfig(_Strict):
     site_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")
     name: str = ""
@@ -527,6 +568,7 @@ class SiteConfig(_Strict):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     http: HTTPConfig = Field(default_factory=HTTPConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    plausibility: PlausibilityConfig = Field(default_factory=PlausibilityConfig)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     forecaster: ForecasterSettings = Field(default_factory=ForecasterSettings)

@@ -12,6 +12,7 @@ fields. Consumers catch it, report it and keep running.
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from dataclasses import dataclass
@@ -51,7 +52,9 @@ class ContractError(ValueError):
 class Message(BaseModel):
     """Base of every payload: the schema tag, the site and when it was made."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # no NaN/Infinity in any float, no string longer than a few kB (a bus is not a file store)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, allow_inf_nan=False,
+                              str_max_length=4096)
     KIND: ClassVar[str] = ""
     MAJOR: ClassVar[int] = 1
 
@@ -384,6 +387,7 @@ class ErrorEventMsg(Message):
     what: str = Field(description="topic or operation concerned")
     why: str = Field(description="readable reason; never a secret")
     payload_excerpt: str | None = Field(None, max_length=300)
+    count: int = Field(1, ge=1, description="occurrences of this (what, why) since its last report")
 
 
 class OracleResultMsg(Message):
@@ -479,13 +483,62 @@ def _excerpt(payload: bytes | str) -> str:
     return text[:200]
 
 
+MAX_PAYLOAD_BYTES = 2_000_000  # a week of 15-min plan slots is ~300 kB
+MAX_JSON_DEPTH = 16
+MAX_INT_DIGITS = 18
+_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _json_depth(raw: bytes) -> int:
+    """Deepest nesting of ``raw``, counted before parsing (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for match in _STRUCTURE.finditer(raw):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"integer with {len(text)} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} overflows (NaN and Infinity are refused)")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number (NaN and Infinity are refused)")
+
+
+def _parse_bounded(payload: bytes | str, what: str) -> Any:
+    """json.loads with limits checked first: size, nesting depth, integer digits, no NaN/Infinity."""
+    raw = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else bytes(payload)
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise ContractError(what, f"payload of {len(raw)} bytes is larger than {MAX_PAYLOAD_BYTES}")
+    depth = _json_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise ContractError(what, f"JSON nested {depth} deep (at most {MAX_JSON_DEPTH})")
+    try:
+        return json.loads(raw, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ContractError(what, f"not valid UTF-8 JSON ({err})") from None
+    except (ValueError, RecursionError) as err:
+        raise ContractError(what, f"refused JSON: {err}") from None
+
+
 def decode(payload: bytes | str, expected_kind: str | None = None) -> Message:
     """Parse and validate a JSON payload; raise ContractError saying what is wrong and where."""
     what = expected_kind or "payload"
-    try:
-        data = json.loads(payload)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ContractError(what, f"not valid UTF-8 JSON ({err})") from None
+    data = _parse_bounded(payload, what)
     if not isinstance(data, dict):
         raise ContractError(what, f"payload must be a JSON object, got {type(data).__name__}")
     schema = data.get("schema")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import socket
 import ssl
 import threading
@@ -20,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -27,12 +29,14 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
+from shared.buscreds import service_password
 from shared.config import MQTTConfig
 from shared.contracts import STATUS_OFFLINE, STATUS_ONLINE, TOPICS, Message, encode, topic
 
 log = logging.getLogger("darkstar.mqtt")
 
 Handler = Callable[[str, bytes, bool], None]  # (topic, payload, retained)
+RECONNECT_MAX_S = 5.0
 SESSION_EXPIRY_S = 3600  # MQTT 5: keep the session (and its queued QoS-1 messages) across restarts
 _STOP = object()
 
@@ -54,7 +58,7 @@ def detect_protocol(cfg: MQTTConfig, timeout_s: float = 3.0) -> int:
     done = threading.Event()
     probe = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"darkstar-probe-{uuid.uuid4().hex[:8]}",
                         protocol=paho.MQTTv5)
-    _apply_auth_tls(probe, cfg)
+    _apply_auth_tls(probe, cfg, bus_login(cfg, "probe"))  # not embedded here: configured login only
 
     def on_connect(client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         result["reason"] = reason
@@ -75,9 +79,20 @@ def detect_protocol(cfg: MQTTConfig, timeout_s: float = 3.0) -> int:
     return paho.MQTTv311
 
 
-def _apply_auth_tls(client: paho.Client, cfg: MQTTConfig) -> None:
+def bus_login(cfg: MQTTConfig, service: str) -> tuple[str | None, str | None]:
+    """(username, password) a service logs in with: the configured ones, else (embedded broker)
+    the service's own generated credentials, so every service, old or new, is authenticated."""
     if cfg.username:
-        client.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password else None)
+        return cfg.username, cfg.password.get_secret_value() if cfg.password else None
+    if cfg.embedded:
+        return service, service_password(Path(cfg.credentials_file), service)
+    return None, None
+
+
+def _apply_auth_tls(client: paho.Client, cfg: MQTTConfig, login: tuple[str | None, str | None]) -> None:
+    username, password = login
+    if username:
+        client.username_pw_set(username, password)
     if cfg.tls:
         client.tls_set(
             ca_certs=str(cfg.ca_certs) if cfg.ca_certs else None,
@@ -132,9 +147,9 @@ class MqttClient:
         if not v5:
             kwargs["clean_session"] = not self.persistent_session
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, **kwargs)
-        _apply_auth_tls(client, self.cfg)
+        _apply_auth_tls(client, self.cfg, bus_login(self.cfg, self.service))
         client.will_set(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        _jitter_reconnect(client)
         client.max_queued_messages_set(10000)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -264,6 +279,7 @@ class MqttClient:
                 self._subscribed.set()
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        _jitter_reconnect(client)
         was = self._connected.is_set()
         self._connected.clear()
         self._subscribed.clear()
@@ -301,6 +317,11 @@ class MqttClient:
             client = self._client
             if client is not None and message.qos > 0:
                 client.ack(message.mid, message.qos)
+
+
+def _jitter_reconnect(client: paho.Client) -> None:
+    """Back-off from a random start up to 5 s, so services do not all reconnect at the same moment."""
+    client.reconnect_delay_set(min_delay=random.uniform(0.1, 1.0), max_delay=RECONNECT_MAX_S)  # type: ignore[arg-type]
 
 
 def _strip_share(topic_filter: str) -> str:

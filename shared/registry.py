@@ -124,6 +124,22 @@ class ModelRegistry:
         """The newest approved model of ``kind`` (None when there is none)."""
         return self.store.latest_approved_model(kind, self.site_id)
 
+    def decide(self, kind: str, score: float, current_score: float | None = None, max_score: float | None = None,
+               max_score_reason: str = "") -> tuple[bool, str]:
+        """The approval rule (lower score is better): (approved, reason). ``submit`` applies it;
+        a trainer may ask first (Aurora refits a candidate only when it will be approved)."""
+        current = self.current(kind)
+        if max_score is not None and score > max_score:
+            return False, f"score {score:.6g} above the ceiling {max_score:.6g} ({max_score_reason})"
+        if current is None:
+            return True, "no approved model yet"
+        ref = current_score if current_score is not None else current.metrics.get("score")
+        if ref is None:
+            return False, f"approved model {current.model_id} has no score to compare with"
+        if score < ref:
+            return True, f"score {score:.6g} < {ref:.6g} of {current.model_id}"
+        return False, f"score {score:.6g} is not better than {ref:.6g} of {current.model_id}"
+
     def submit(self, kind: str, model_id: str, artifact_path: str | Path, metrics: dict[str, Any], *,
                score: float, current_score: float | None = None, run_id: str | None = None,
                max_score: float | None = None, max_score_reason: str = "") -> Decision:
@@ -142,18 +158,7 @@ class ModelRegistry:
         previous = current.model_id if current else None
         if current is not None and current.model_id == model_id:
             return Decision(current, True, "same model already approved", previous)
-        if max_score is not None and score > max_score:
-            approved, reason = False, f"score {score:.6g} above the ceiling {max_score:.6g} ({max_score_reason})"
-        elif current is None:
-            approved, reason = True, "no approved model yet"
-        else:
-            ref = current_score if current_score is not None else current.metrics.get("score")
-            if ref is None:
-                approved, reason = False, f"approved model {current.model_id} has no score to compare with"
-            elif score < ref:
-                approved, reason = True, f"score {score:.6g} < {ref:.6g} of {current.model_id}"
-            else:
-                approved, reason = False, f"score {score:.6g} is not better than {ref:.6g} of {current.model_id}"
+        approved, reason = self.decide(kind, score, current_score, max_score, max_score_reason)
         record = self.store.register_model(self.site_id, kind, model_id,
                                            stored_artifact_path(self.model_dir, artifact_path),
                                            {**metrics, "score": score, "decision": reason},

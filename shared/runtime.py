@@ -23,6 +23,7 @@ from typing import Any
 import uvicorn
 
 from shared.config import ConfigError, SiteConfig, load_site_config
+from shared.logsummary import summarise_library_logs
 
 log = logging.getLogger("darkstar")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +33,11 @@ DEFAULT_SITE = PROJECT_ROOT / "examples" / "se4-home.yaml"
 def setup_logging(level: str | None = None) -> None:
     level = (level or os.environ.get("DARKSTAR_LOG_LEVEL") or "INFO").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("transitions", "amqtt", "uvicorn.access", "pymodbus", "alembic", "httpx"):
+    for noisy in ("transitions", "amqtt", "uvicorn.access", "alembic", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Modbus: raw frames only at DEBUG; otherwise errors summarised (what, how often, since when).
+    logging.getLogger("pymodbus").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    summarise_library_logs("pymodbus.logging", "Modbus")
 
 
 def add_site_argument(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -66,7 +70,7 @@ def migrate_database(url: str) -> None:
                           capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-        raise RuntimeError(f"database migration failed:\n{tail}")
+        raise RuntimeError(f"database migration failed ({proc.returncode}):\n{tail}")
 
 
 def open_store(site: SiteConfig) -> Any:

@@ -36,10 +36,13 @@ from shared.contracts import (
     ErrorEventMsg,
     Message,
     decode_for_topic,
+    kind_of_topic,
     payload_excerpt,
 )
+from shared.errorevents import ErrorThrottle
 from shared.homeassistant import Entity, discovery_messages, status_entity
 from shared.mqtt import MqttClient
+from shared.plausibility import SiteLimits, implausible
 from shared.version import darkstar_version
 
 log = logging.getLogger("darkstar.service")
@@ -94,6 +97,8 @@ class Service:
         self.latest: dict[str, Message] = {}
         self.started_at: datetime | None = None
         self.commands: dict[str, CommandHandler] = {}
+        self.limits = SiteLimits(site)
+        self.errors = ErrorThrottle(self._emit_error)
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._lock = threading.RLock()
@@ -151,6 +156,7 @@ class Service:
         self.mqtt.on_connected = self.publish_discovery
         self.mqtt.start()
         self.on_start()
+        threading.Thread(target=self._flush_errors_loop, name=f"errors-{self.name}", daemon=True).start()
         if self.tick_s:
             self._ticker = threading.Thread(target=self._tick_loop, name=f"tick-{self.name}", daemon=True)
             self._ticker.start()
@@ -161,6 +167,7 @@ class Service:
         if self._ticker is not None:
             self._ticker.join(30)
         self.on_stop()
+        self.errors.flush(force=True)  # counts held back are reported before going offline
         self.mqtt.stop()
         log.info("%s stopped", self.name)
 
@@ -189,10 +196,16 @@ class Service:
         try:
             _site, kind, parts, msg = decode_for_topic(self.site.mqtt.base_topic, topic_name, payload)
         except ContractError as err:
-            self.m_rejected.labels(kind=topic_name.rsplit("/", 1)[-1]).inc()
+            found = kind_of_topic(self.site.mqtt.base_topic, topic_name)
+            self.m_rejected.labels(kind=found[1] if found else "unknown").inc()  # bounded label set
             self.report_error(topic_name, err.why, payload)
             return
         if not isinstance(msg, Message):
+            return
+        why = implausible(kind, msg, self.limits, self.clock.now())
+        if why is not None:  # contract-valid but impossible here: reported, never stored or acted on
+            self.m_rejected.labels(kind=kind).inc()
+            self.report_error(topic_name, f"implausible: {why}", payload)
             return
         self.m_received.labels(kind=kind).inc()
         with self._lock:
@@ -213,8 +226,16 @@ class Service:
         self.m_published.labels(kind=kind).inc()
 
     def report_error(self, what: str, why: str, payload: bytes | str | None) -> None:
-        """Publish an ``events/error`` message (who, what, why) and log it; never raises."""
-        log.warning("%s rejected %s: %s", self.name, what, why)
+        """Report a rejection or failure on ``events/error``; never raises, never floods.
+
+        Repeats of the same (topic, reason) within a minute are counted, not sent: the next
+        event for it carries ``count`` (shared/errorevents.py), and the log says it once too.
+        """
+        self.errors.report(what, why, payload)
+
+    def _emit_error(self, what: str, why: str, payload: bytes | str | None, count: int) -> None:
+        repeats = f" ({count} times since the last report)" if count > 1 else ""
+        log.warning("%s rejected %s: %s%s", self.name, what, why[:300], repeats)
         try:
             event = ErrorEventMsg(
                 site_id=self.site.site_id,
@@ -222,12 +243,17 @@ class Service:
                 what=what[:200],
                 why=why[:1000],
                 payload_excerpt=payload_excerpt(payload) if payload is not None else None,
+                count=count,
             )
             self.publish("error", event)
         except RuntimeError as err:  # not connected (starting or stopping): the log line above stands
             log.debug("%s: error event not published: %s", self.name, err)
         except Exception:  # noqa: BLE001 - reporting must never take the service down
             log.exception("%s: could not publish error event", self.name)
+
+    def _flush_errors_loop(self) -> None:
+        while not self._stop.wait(5.0):
+            self.errors.flush()
 
     def context_value(self, name: str, default: Any = None) -> Any:
         """Current value of a context item, or ``default`` when unset or expired."""
@@ -254,6 +280,11 @@ class Service:
         self.publish("command_result", result, service=self.name, action=action)
 
     def run_command(self, action: str, msg: CommandMsg) -> CommandResultMsg:
+        result = self._run_command(action, msg)
+        self._record_command(action, msg, result)
+        return result
+
+    def _run_command(self, action: str, msg: CommandMsg) -> CommandResultMsg:
         handler = self.commands.get(action)
         base = {"site_id": self.site.site_id, "correlation_id": msg.correlation_id}
         if handler is None:
@@ -265,6 +296,22 @@ class Service:
             log.exception("%s: command %s failed", self.name, action)
             return CommandResultMsg(**base, status="error", error=f"{type(err).__name__}: {err}")
         return CommandResultMsg(**base, status="ok", data=data)
+
+    def _record_command(self, action: str, msg: CommandMsg, result: CommandResultMsg) -> None:
+        """Who asked for what and why, and how it ended: a log line and a ``command`` event row."""
+        who = msg.issued_by or "unnamed sender"
+        why = msg.reason or "no reason given"
+        log.info("%s: command %s by %s (%s): %s%s", self.name, action, who, why, result.status,
+                 f" ({result.error})" if result.error else "")
+        if self.store is None or not hasattr(self.store, "store_event"):
+            return
+        try:
+            self.store.store_event(site_id=self.site.site_id, kind="command", who=who[:64],
+                                   what=f"{self.name}/{action}", why=why,
+                                   data={"args": msg.args, "ttl_s": msg.ttl_s, "correlation_id": msg.correlation_id,
+                                         "status": result.status, "error": result.error})
+        except Exception:  # noqa: BLE001 - a database hiccup must not turn a done command into an error
+            log.exception("%s: could not record command %s", self.name, action)
 
     def dashboard_url(self) -> str:
         """The web app's address, shown in HA as the device's configuration URL."""

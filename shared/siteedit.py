@@ -88,7 +88,7 @@ def _default(info: Any) -> Any:
     if info.is_required():
         return None
     value = info.default_factory() if info.default_factory is not None else info.default
-    if isinstance(value, BaseModel) or isinstance(value, SecretStr):
+    if isinstance(value, (BaseModel, SecretStr)):
         return None
     return value.isoformat(timespec="minutes") if isinstance(value, time) else value
 

@@ -166,7 +166,7 @@ def days_money(site: SiteConfig, obs: pd.DataFrame, prices: pd.DataFrame) -> lis
         part = obs[days == day]
         cost, without, saving = measured_money(site, part, prices)
         out.append({"day": day.isoformat(), "realized": cost, "no_battery": without, "saving": saving,
-                    "slots_measured": int(len(part[MEASURED].dropna()))})
+                    "slots_measured": len(part[MEASURED].dropna())})
     return out
 
 
@@ -186,7 +186,7 @@ def today_money(
     obs = observations[(observations.index >= day_start) & (observations.index < floor_slot(now_ts))] \
         if observations is not None and not observations.empty else pd.DataFrame()
     if not obs.empty and all(c in obs.columns for c in MEASURED):
-        out["slots_measured"] = int(len(obs[MEASURED].dropna()))
+        out["slots_measured"] = len(obs[MEASURED].dropna())
         out["so_far"], out["no_battery_so_far"], out["saving_so_far"] = measured_money(site, obs, prices)
     elif obs.empty:
         out["so_far"] = out["no_battery_so_far"] = out["saving_so_far"] = 0.0
@@ -304,3 +304,42 @@ def history_frame(observations: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFr
         frame = frame.join(prices[list(PRICE_FIELDS)], how="outer")
     frame.index.name = "slot_start"
     return frame.replace({np.nan: None})
+
+
+def forecast_vs_actual(site: SiteConfig, forecasts: pd.DataFrame, observations: pd.DataFrame,
+                       start: datetime, end: datetime) -> dict[str, Any]:
+    """Per slot: the forecast as it was known before the slot (the newest issued at or before its
+    start), what was measured, and the naive forecast (the same slot a day earlier); per local day
+    the mean absolute error (kW) of the p50 and of the naive forecast, for load and PV."""
+    index = pd.date_range(as_utc(start), as_utc(end), freq=SLOT, inclusive="left")
+    cols: dict[str, pd.Series] = {}
+    if forecasts is not None and not forecasts.empty:
+        known = forecasts[forecasts["issued_at"] <= forecasts.index]
+        known = known.sort_values("issued_at").groupby(level=0).last()
+        for field in FORECAST_FIELDS:
+            cols[field] = known[field].reindex(index)
+    measured = pd.DataFrame(index=index)
+    for name in ("load", "pv"):
+        kw = (observations[f"{name}_kwh"] / SLOT_HOURS) if observations is not None and \
+            f"{name}_kwh" in observations.columns else pd.Series(dtype=float)
+        cols[f"{name}_measured_kw"] = kw.reindex(index)
+        cols[f"{name}_naive_kw"] = kw.reindex(index - timedelta(days=1)).set_axis(index)
+        measured[name] = cols[f"{name}_measured_kw"]
+    days = []
+    local = index.tz_convert(site.tz).date
+    for day in sorted(set(local)):
+        mask = local == day
+        row: dict[str, Any] = {"day": day.isoformat()}
+        for name in ("load", "pv"):
+            actual = cols[f"{name}_measured_kw"][mask]
+            for label, pred in (("mae", cols.get(f"{name}_p50_kw")), ("naive_mae", cols[f"{name}_naive_kw"])):
+                err = (pred[mask] - actual).abs().dropna() if pred is not None else pd.Series(dtype=float)
+                row[f"{name}_{label}_kw"] = round(float(err.mean()), 3) if len(err) else None
+        days.append(row)
+    names = [*FORECAST_FIELDS, "load_measured_kw", "pv_measured_kw", "load_naive_kw", "pv_naive_kw"]
+    return {
+        "x": [int(ts.timestamp()) for ts in index],
+        "series": {n: [None if pd.isna(v) else round(float(v), 3) for v in cols[n]] if n in cols else [None] * len(index)
+                   for n in names},
+        "days": days, "timezone": site.location.timezone,
+    }

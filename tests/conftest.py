@@ -62,7 +62,7 @@ def make_site(tmp_path: Path, mqtt: dict[str, Any], **overrides: Any) -> SiteCon
         "location": {"latitude": 55.4, "longitude": 13.2, "timezone": "Europe/Stockholm"},
         "battery": {"capacity_kwh": 10, "max_charge_kw": 5, "max_discharge_kw": 5},
         "pv": {"arrays": [{"kwp": 5}]},
-        "mqtt": mqtt,
+        "mqtt": {"credentials_file": str(tmp_path / "mqtt-credentials.json"), **mqtt},
         "database": {"url": f"sqlite:///{tmp_path / 'darkstar.db'}"},
         "http": {"admin_token": "test-admin-token"},
     }
@@ -90,10 +90,30 @@ def citylearn() -> tuple[SiteConfig, Any]:
             load_site_data(EXAMPLE_DATA / "citylearn_building_1.csv.gz").frame)
 
 
-@pytest.fixture
-def embedded_broker() -> Iterator[EmbeddedBroker]:
-    broker = EmbeddedBroker("127.0.0.1", free_port())
+# The test harness logs in to the embedded broker as a user granted everything (it plays Home
+# Assistant, the planner, a forger...); services log in with their generated credentials.
+TESTER = ("tester", "tester-password-not-secret")
+
+
+def embedded_mqtt(workdir: Path, port: int | None = None) -> dict[str, Any]:
+    """MQTT settings of an embedded broker on a free port with its credentials file under ``workdir``."""
+    return {"embedded": True, "host": "127.0.0.1", "port": port or free_port(),
+            "credentials_file": str(workdir / "mqtt-credentials.json")}
+
+
+def start_embedded_broker(mqtt: dict[str, Any], users: list[dict[str, Any]] | None = None) -> EmbeddedBroker:
+    from shared.config import MQTTConfig, UserConfig
+
+    tester = {"name": TESTER[0], "password": TESTER[1], "grants": ["*"]}
+    broker = EmbeddedBroker(MQTTConfig(**mqtt), [UserConfig(**u) for u in [tester, *(users or [])]])
+    broker.mqtt = mqtt  # type: ignore[attr-defined]
     broker.start()
+    return broker
+
+
+@pytest.fixture
+def embedded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    broker = start_embedded_broker(embedded_mqtt(tmp_path_factory.mktemp("bus")))
     yield broker
     broker.stop()
 
@@ -110,8 +130,7 @@ def mosquitto() -> dict[str, Any]:
 def broker_mqtt(request: pytest.FixtureRequest) -> dict[str, Any]:
     """MQTT settings for a real broker: the embedded amqtt one, then the machine's Mosquitto."""
     if request.param == "embedded":
-        broker = request.getfixturevalue("embedded_broker")
-        return {"embedded": True, "host": broker.host, "port": broker.port}
+        return dict(request.getfixturevalue("embedded_broker").mqtt)
     return request.getfixturevalue("mosquitto")
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, AsyncIterator
+from typing import Any
 
+from services.demo.chargepoint import SimCar, SimChargePoint
 from services.executor.chargers.controller import ChargerController
 from services.executor.chargers.ocpp import CentralSystem, OcppCharger
-from services.demo.chargepoint import SimCar, SimChargePoint
 from shared.clock import ManualClock
 from shared.config import EVConfig, OcppServerConfig
 from shared.contracts import CostBreakdown, PlanMsg, PlanSlot, SolverStats

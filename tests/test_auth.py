@@ -43,7 +43,7 @@ def test_only_the_planner_publishes_the_plan_and_only_the_executor_telemetry(tmp
     assert may_publish(service_principal("executor"), base, disc, telemetry)
     assert may_publish(service_principal("executor"), base, disc, f"darkstar/{site.site_id}/executor/state")
     assert not may_publish(service_principal("planner"), base, disc, telemetry)
-    ha = principal_from_mqtt_user(site, "homeassistant")
+    ha = principal_from_mqtt_user(site.auth.users, "homeassistant")
     assert not may_publish(ha, base, disc, plan)
     # a service may report its own status and command results, not another's
     assert may_publish(service_principal("planner"), base, disc, f"darkstar/{site.site_id}/planner/status")
@@ -53,14 +53,14 @@ def test_only_the_planner_publishes_the_plan_and_only_the_executor_telemetry(tmp
 
 def test_commands_only_from_granted_users(tmp_path: Path) -> None:
     site = _site(tmp_path)
-    ha = principal_from_mqtt_user(site, "homeassistant")
-    viewer = principal_from_mqtt_user(site, "viewer")
+    ha = principal_from_mqtt_user(site.auth.users, "homeassistant")
+    viewer = principal_from_mqtt_user(site.auth.users, "viewer")
     cmd = f"darkstar/{site.site_id}/cmd/executor/force_export"
     assert may_publish(ha, "darkstar", "homeassistant", cmd)
     assert not may_publish(viewer, "darkstar", "homeassistant", cmd)
     assert not may_publish(ha, "darkstar", "homeassistant", f"darkstar/{site.site_id}/cmd/planner/replan")
     assert not may_publish(service_principal("planner"), "darkstar", "homeassistant", cmd)
-    assert principal_from_mqtt_user(site, "stranger") is None
+    assert principal_from_mqtt_user(site.auth.users, "stranger") is None
     with pytest.raises(AuthError, match="unauthenticated client may not command:executor/pause"):
         require(None, "command:executor/pause")
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from shared import auth
 from shared.config import HTTPConfig, load_site_config, yaml_load
 from shared.contracts import TOPICS, topic
 
@@ -43,26 +44,14 @@ MQTT_USERS = [*SERVICES, "homeassistant"]
 UV_VERSION = "0.13.8"
 SITE_ID = "se4-home"
 
-# DESIGN §3: who may publish each topic kind (a key of shared.contracts.TOPICS). "{service}" means
-# "the service named in the topic itself" (its status, its command replies); "services" means any service.
-OWNERS: dict[str, str | set[str]] = {
-    "prices": {"forecaster"},
-    "weather": {"forecaster"},
-    "forecast": {"forecaster"},
-    "observations": {"forecaster"},
-    "plan": {"planner"},
-    "telemetry": {"executor"},
-    "executor_state": {"executor"},
-    "price_now": {"forecaster"},
-    "energy_totals": {"executor"},
-    "oracle_result": {"oracle"},
-    "trainer_run": {"trainer"},
-    "context": {"homeassistant", "web"},
-    "command": {"homeassistant", "web"},  # the web app, for a user shared/auth.py signed in
-    "command_result": "{service}",
-    "status": "{service}",
-    "error": "services",
-}
+# Who may publish what is shared/auth.py's rule (the same one the embedded broker enforces);
+# the compose ACL must say exactly that for the service users and the default Home Assistant user.
+
+
+def _principal(user: str) -> auth.Principal:
+    if user in SERVICES:
+        return auth.service_principal(user)
+    return auth.Principal(user, frozenset(auth.HOME_ASSISTANT_GRANTS))
 
 
 # --------------------------------------------------------------------------- docker-compose
@@ -158,7 +147,13 @@ def test_every_service_folder_runs_in_its_own_container_from_the_one_image(compo
             "migrate": {"condition": "service_completed_successfully"},
         }
         assert svc["restart"] == "unless-stopped"
-        assert "healthcheck" not in svc or svc["healthcheck"].get("disable") is not True
+        assert svc["user"] == "10001:10001"
+        assert "/readyz" in " ".join(svc["healthcheck"]["test"])  # ready, not merely alive
+    # The forecaster loads what the trainer approves: one models volume, mounted where both look.
+    def models_mount(name: str) -> set[str]:
+        return {str(v) for v in services[name]["volumes"] if "/app/var/models" in str(v)}
+
+    assert models_mount("trainer") == models_mount("forecaster") and models_mount("trainer")
     assert services["migrate"]["command"] == ["darkstar", "db", "upgrade"]
     assert services["migrate"]["restart"] == "no"
     for infra in ("mosquitto", "db"):
@@ -373,26 +368,20 @@ def _concrete_topics() -> list[tuple[str, str, dict[str, str]]]:
     return out
 
 
-def _may_publish(user: str, kind: str, parts: dict[str, str]) -> bool:
-    owner = OWNERS[kind]
-    if owner == "{service}":
-        return user == parts["service"]
-    if owner == "services":
-        return user in SERVICES
-    return user in owner
+def _may_publish(user: str, name: str) -> bool:
+    return auth.may_publish(_principal(user), "darkstar", "homeassistant", name)
 
 
 def test_every_contract_topic_has_an_owner():
-    assert set(TOPICS) == set(OWNERS), (
-        "a new topic in shared/contracts.py needs an owner here and in deploy/mosquitto/acl"
-    )
+    orphans = {kind for kind, name, _ in _concrete_topics() if not any(_may_publish(u, name) for u in MQTT_USERS)}
+    assert not orphans, "a new topic in shared/contracts.py needs an owner in shared/auth.py and deploy/mosquitto/acl"
 
 
 @pytest.mark.parametrize("user", MQTT_USERS)
 def test_acl_lets_each_user_write_exactly_its_own_topics(acl: dict[str, list[AclRule]], user: str):
     wrong = []
     for kind, name, parts in _concrete_topics():
-        expected = _may_publish(user, kind, parts)
+        expected = _may_publish(user, name)
         if acl_allows(acl, user, "write", name) != expected:
             wrong.append(f"{name}: {'should' if expected else 'must not'} be writable")
     assert not wrong, f"user {user}:\n  " + "\n  ".join(wrong)
@@ -637,19 +626,37 @@ def test_image_installs_from_the_lock_file_and_runs_as_non_root():
     assert builder.count("uv sync --frozen") == 2
     users = re.findall(r"^USER (\S+)", runtime, flags=re.MULTILINE)
     assert users and users[-1].split(":")[0] not in {"root", "0"}
-    assert "/healthz" in runtime and "HEALTHCHECK" in runtime
+    assert "/readyz" in runtime and "HEALTHCHECK" in runtime
+
+
+def _expand_extras(extras: list[str], defined: dict[str, list[str]]) -> set[str]:
+    """``all`` -> every extra it names through ``darkstar[...]`` references, recursively."""
+    out: set[str] = set()
+    todo = list(extras)
+    while todo:
+        extra = todo.pop()
+        if extra in out:
+            continue
+        out.add(extra)
+        for req in defined.get(extra, []):
+            if req.startswith("darkstar["):
+                todo.extend(req[len("darkstar["):-1].split(","))
+    return out
 
 
 def test_image_default_extras_exist_and_cover_every_service(compose: dict[str, Any]):
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    defined = set(pyproject["project"]["optional-dependencies"])
+    optional = pyproject["project"]["optional-dependencies"]
+    defined = set(optional)
     docker_default = (
         re.search(r"^ARG EXTRAS=(\S+)", _dockerfile_stages()["builder"], re.MULTILINE).group(1).split(",")
     )
     compose_default = compose["services"]["planner"]["build"]["args"]["EXTRAS"].split(",")
     for extras in (docker_default, compose_default):
         assert set(extras) <= defined, f"unknown extras {set(extras) - defined}"
-        assert {*SERVICES, "postgres", "mysql"} <= set(extras)
+        # every runtime dependency: each service's extra, both drivers, the plots, the web app
+        assert {*SERVICES, "postgres", "mysql", "plot", "embedded"} <= _expand_extras(extras, optional)
+        assert "dev" not in _expand_extras(extras, optional)
 
 
 def test_dockerignore_keeps_what_the_image_needs():

@@ -23,8 +23,8 @@ import pytest
 from services.executor.chargers.base import ChargeCommand
 from services.executor.chargers.controller import ChargerController
 from services.executor.chargers.evcc import EvccCharger
-from shared.config import EVConfig
 from shared.clock import ManualClock
+from shared.config import EVConfig
 from tests.ev_helpers import ev_plan
 
 STATE = json.loads((Path(__file__).parent / "fixtures" / "evcc" / "state.json").read_text())

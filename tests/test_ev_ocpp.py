@@ -250,3 +250,44 @@ def test_import_guard_cuts_the_ev_when_the_house_takes_more_than_planned() -> No
             assert rig.cp.limit_a() == pytest.approx(10.4)
 
     run(scenario())
+
+
+def test_a_malformed_message_is_answered_reported_and_the_session_goes_on() -> None:
+    async def scenario() -> None:
+        async with ocpp_rig(ev_config(), START) as rig:
+            errors: list[tuple[str, str]] = []
+            rig.system.on_error = lambda what, why: errors.append((what, why))
+            ws = rig.cp._connection
+            await ws.send('[2,"bad-1","MeterValues",{"connectorId":"one","meterValue":[]}]')  # wrong type
+            # the charge point's receive loop queues answers: a CallError to the bad call comes back
+            answer = await asyncio.wait_for(rig.cp._response_queue.get(), 5)
+            assert type(answer).__name__ == "CallError" and answer.unique_id == "bad-1"
+            await ws.send("this is not OCPP")
+            await asyncio.sleep(0.2)
+            assert [w for w, _ in errors] == ["ocpp/cp-garage", "ocpp/cp-garage"]
+            assert "MeterValues rejected" in errors[0][1] and "not an OCPP-J message" in errors[1][1]
+            await rig.cp.plug()  # the session carries on
+            assert (await rig.controller.charger.read()).plugged
+
+    run(scenario())
+
+
+def test_an_ocpp_port_in_use_fails_the_start_loudly() -> None:
+    import socket
+
+    from services.executor.chargers import build_chargers
+    from shared.clock import ManualClock
+    from shared.config import site_config_from_dict
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        site = site_config_from_dict({
+            "site_id": "ev-port", "location": {"latitude": 55.4, "longitude": 13.2},
+            "evs": [ev_config().model_dump(mode="json") | {"charger": {**ev_config().charger.model_dump(mode="json"),
+                                                                      "password": PASSWORD}}],
+            "executor": {"ocpp": {"host": "127.0.0.1", "port": port}}}, environ={})
+        chargers = build_chargers(site, ManualClock(START))
+        with pytest.raises(RuntimeError, match="EV chargers could not start"):
+            chargers.runner.start()

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from shared.config import load_site_config
-from shared.forecast import FORECAST_COLUMNS, ForecastError, ForecastModels, replace_if_better
+from shared.forecast import FORECAST_COLUMNS, ForecastError, ForecastModels
 from shared.forecast.evaluate import walk_forward, weather_from_forecast_columns
 from shared.forecast.solar import solar_geometry
 from shared.sitedata import load_site_data
@@ -135,22 +135,6 @@ def test_save_load_round_trip_keeps_id_and_forecast(tmp_path, citylearn, trained
     again = ForecastModels.load(path)
     assert again.model_id == trained.model_id
     pd.testing.assert_frame_equal(_forecast(again, frame, weather), _forecast(trained, frame, weather))
-
-
-def test_replace_only_if_better_on_held_back_data(citylearn, trained):
-    site, frame, weather = citylearn
-    held = [ISSUE + timedelta(days=d) for d in range(3)]
-    corrupted = frame.loc[frame.index < ISSUE].copy()
-    corrupted["load_kw"] *= 3.0  # e.g. a meter configured with the wrong scale
-    corrupted["pv_kw"] *= 0.3
-    weak = ForecastModels.train(corrupted, weather.loc[weather.index < ISSUE], site, num_rounds=30)
-    chosen, report = replace_if_better(trained, weak, frame, weather, held)
-    assert chosen is trained and report["candidate_score"] > report["current_score"]
-    chosen, report = replace_if_better(weak, trained, frame, weather, held)
-    assert chosen is trained
-    leaky = ForecastModels.train(frame, weather, site, num_rounds=2)
-    with pytest.raises(ForecastError, match="held-back"):
-        replace_if_better(trained, leaky, frame, weather, held)
 
 
 def test_short_walk_forward_on_real_data_beats_naive_pv_baseline():

@@ -56,13 +56,15 @@ def test_before_the_auction_only_today_is_published_and_after_it_tomorrow_too(tm
 
 
 def test_a_trained_model_replaces_the_baseline_and_is_saved(tmp_path: Path, embedded_broker):
-    mqtt = {"embedded": True, "host": embedded_broker.host, "port": embedded_broker.port}
+    mqtt = dict(embedded_broker.mqtt)
     now = datetime(2025, 8, 20, 10, 0, tzinfo=timezone.utc)
     site, store, service = make(tmp_path, mqtt, now, history_days=30)
     try:
         report = service.train(now)
         assert report["trained"] and service.models is not None
-        assert (tmp_path / "models" / f"aurora_{site.site_id}.pkl").exists()
+        # the trainer's artifact names: aurora_v1_<last day>_<hash>.pkl with its card
+        saved = list((tmp_path / "models").glob("aurora_v1_20250819_*.pkl"))
+        assert len(saved) == 1 and saved[0].with_name(saved[0].name.replace(".pkl", ".card.json")).exists()
         # trained strictly on the past
         assert pd.Timestamp(service.models.card["train_to"]) <= pd.Timestamp(now)
         service.start()
@@ -76,7 +78,7 @@ def test_a_trained_model_replaces_the_baseline_and_is_saved(tmp_path: Path, embe
 
 
 def test_too_little_history_is_said_not_guessed(tmp_path: Path, embedded_broker):
-    mqtt = {"embedded": True, "host": embedded_broker.host, "port": embedded_broker.port}
+    mqtt = dict(embedded_broker.mqtt)
     now = datetime(2025, 7, 2, 20, 0, tzinfo=timezone.utc)  # the recording starts on 2025-07-02 15:00
     site, store, service = make(tmp_path, mqtt, now, history_days=9)
     try:

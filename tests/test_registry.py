@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from shared.antares.training import train_aurora
 from shared.config import load_site_config
 from shared.contracts import TrainerRunMsg
 from shared.registry import ModelRegistry, artifact_prefix, write_card
 from shared.sitedata import load_site_data
 from shared.storage import Store
+from shared.training import train_aurora
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,17 +15,19 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from services.planner.service import PlannerService
 from shared.contracts import TOPICS, CommandMsg, PriceSlot, PricesMsg, decode, encode, kind_of_topic
-from tests.conftest import ROOT, make_site, running, wait_for
+from tests.conftest import ROOT, TESTER, make_site, running, wait_for
 
 
 class Watcher:
     """A plain MQTT client that records everything under a filter (what Home Assistant would see)."""
 
-    def __init__(self, host: str, port: int, *topic_filters: str) -> None:
+    def __init__(self, host: str, port: int, *topic_filters: str, login: tuple[str, str] | None = TESTER) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+        if login is not None:
+            self.client.username_pw_set(*login)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, r, p: c.subscribe([(t, 1) for t in topic_filters])
         self.client.on_subscribe = lambda c, u, mid, r, p: self.subscribed.set()

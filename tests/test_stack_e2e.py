@@ -60,9 +60,9 @@ def stack(tmp_path: Path, broker_mqtt):
     running.stop()
 
 
-def test_a_price_message_published_by_one_service_is_stored_by_another(stack):
+def test_a_price_message_published_by_its_owner_is_stored_by_the_recorder(stack):
     site_id = stack.site.site_id
-    planner = next(s for s in stack.services if s.name == "planner")
+    planner = next(s for s in stack.services if s.name == "forecaster")  # only the forecaster may publish prices
     msg = PricesMsg(site_id=site_id, area="SE4", currency="EUR", resolution_minutes=15, source="test",
                     slots=[PriceSlot(start=T0 + timedelta(minutes=15 * i), spot_per_kwh=-0.05 + 0.01 * i,
                                      import_price_per_kwh=0.1 + 0.01 * i, export_price_per_kwh=-0.05)
@@ -127,7 +127,7 @@ def test_qos1_messages_survive_a_mosquitto_restart(tmp_path: Path, private_mosqu
 
 
 def test_embedded_broker_restart_is_survived(tmp_path: Path, embedded_broker):
-    mqtt = {"embedded": True, "host": embedded_broker.host, "port": embedded_broker.port}
+    mqtt = dict(embedded_broker.mqtt)
     with recorder_and_publisher(tmp_path, mqtt) as (site, store, recorder, publisher):
         embedded_broker.stop()
         wait_for(lambda: not recorder.mqtt.connected)

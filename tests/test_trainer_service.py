@@ -28,7 +28,7 @@ def rig(tmp_path: Path, embedded_broker):
     data = yaml_load((ROOT / "examples" / "citylearn-home.yaml").read_text())
     data.update({
         "site_id": f"t-{uuid.uuid4().hex[:10]}",
-        "mqtt": {"host": embedded_broker.host, "port": embedded_broker.port},
+        "mqtt": dict(embedded_broker.mqtt),
         "database": {"url": f"sqlite:///{tmp_path / 'darkstar.db'}"},
         "http": {"admin_token": "test-admin-token"},
         "trainer": {"data": str(DATA), "history_days": 5, "kinds": ["antares"], "validation_frac": 0.3,

@@ -17,6 +17,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from services.web.browser import PHONE, chromium, chromium_path, demo_with_web
+from shared.mqtt import bus_login
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.slow,
@@ -26,7 +27,7 @@ PAGES = ("/", "/control", "/forecast", "/money", "/settings", "/admin-tools", "/
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with demo_with_web(tmp_path_factory.mktemp("web") / "demo", accel=60.0) as running:
+    with demo_with_web(tmp_path_factory.mktemp("web") / "demo", accel=120.0) as running:
         yield running
 
 
@@ -116,6 +117,7 @@ def _bus_states(demo: Any) -> tuple[paho.Client, list[dict[str, Any]]]:
     seen: list[dict[str, Any]] = []
     client = paho.Client(paho.CallbackAPIVersion.VERSION2)
     client.on_message = lambda c, u, m: seen.append(json.loads(m.payload))
+    client.username_pw_set(*bus_login(demo.site.mqtt, "test-observer"))  # nobody anonymous on the bus
     client.connect("127.0.0.1", demo.site.mqtt.port)
     client.subscribe(f"{demo.site.mqtt.base_topic}/{demo.site.site_id}/executor/state", qos=1)
     client.loop_start()

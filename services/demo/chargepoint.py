@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 import websockets
 from ocpp.routing import after, on
@@ -52,6 +54,19 @@ class SimCar:
     soc_frac: float = 0.3
     max_kw: float = 11.0  # onboard charger
     efficiency: float = 0.9  # battery energy per metered kWh
+
+
+def _reported(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """After-hooks run as detached tasks: a lost connection or a slow answer is logged, not left unretrieved."""
+
+    @functools.wraps(hook)
+    async def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            await hook(*args, **kwargs)
+        except (TimeoutError, websockets.exceptions.ConnectionClosed) as err:
+            log.warning("simulated charge point: %s failed: %s", hook.__name__, type(err).__name__)
+
+    return run
 
 
 def profile_limit_a(profile: dict[str, Any], now: datetime, tx_start: datetime | None) -> float | None:
@@ -241,6 +256,7 @@ class SimChargePoint(_OcppChargePoint):
             status=RemoteStartStopStatus.accepted if ok else RemoteStartStopStatus.rejected)
 
     @after(Action.remote_start_transaction)
+    @_reported
     async def after_remote_start(self, id_tag: str, **_: Any) -> None:
         if not (self.plugged and self.transaction_id is None):
             return
@@ -263,6 +279,7 @@ class SimChargePoint(_OcppChargePoint):
             status=RemoteStartStopStatus.accepted if ok else RemoteStartStopStatus.rejected)
 
     @after(Action.remote_stop_transaction)
+    @_reported
     async def after_remote_stop(self, transaction_id: int) -> None:
         if transaction_id == self.transaction_id:
             self.step()
@@ -283,6 +300,7 @@ class SimChargePoint(_OcppChargePoint):
         return call_result.SetChargingProfile(status=ChargingProfileStatus.accepted)
 
     @after(Action.set_charging_profile)
+    @_reported
     async def after_set_charging_profile(self, **_: Any) -> None:
         await self.tick()
 
@@ -299,6 +317,7 @@ class SimChargePoint(_OcppChargePoint):
             status=ClearChargingProfileStatus.accepted if gone else ClearChargingProfileStatus.unknown)
 
     @after(Action.clear_charging_profile)
+    @_reported
     async def after_clear_charging_profile(self, **_: Any) -> None:
         await self.tick()
 

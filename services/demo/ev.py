@@ -108,7 +108,7 @@ class DemoCar:
                     await self.cp.connect()
                 await self.day.follow(self.cp, self.clock.now().astimezone(self.site.tz))
                 await self.cp.tick()
-            except (OSError, asyncio.TimeoutError) as err:
+            except (TimeoutError, OSError) as err:
                 log.debug("demo charge point: %s; retrying", err)
             except Exception as err:  # noqa: BLE001 - a closed socket mid-message: reconnect next round
                 log.info("demo charge point: %s: %s; reconnecting", type(err).__name__, err)

@@ -58,6 +58,10 @@ class QuickAction:
 class Overrides:
     paused: bool = False
     quick: QuickAction | None = None
+    paused_until: datetime | None = None  # every pause ends (executor.max_override_s at most)
+
+    def is_paused(self, now: datetime) -> bool:
+        return self.paused and (self.paused_until is None or now < self.paused_until)
 
     def active_quick(self, now: datetime) -> QuickAction | None:
         if self.quick is not None and now < self.quick.expires_at:
@@ -84,6 +88,7 @@ class ControlSettings:
     supported_modes: tuple[str, ...] = ("charge", "discharge", "self_consumption", "hold")
     import_guard: bool = False
     import_guard_margin_kw: float = 0.2
+    max_override_s: float = 86400.0
 
     @classmethod
     def for_device(cls, site: object, inverter: object) -> ControlSettings:
@@ -118,6 +123,7 @@ class ControlSettings:
             max_discharge_kw=max_discharge_kw,
             export_limit_kw=export,
             telemetry_stale_s=ex.telemetry_stale_s,
+            max_override_s=ex.max_override_s,
             write_threshold_kw=ex.write_threshold_kw,
             shadow=ex.shadow_mode,
             heat_kw=heaters[0].power_kw if heaters else None,
@@ -413,7 +419,7 @@ def decide(
     guards -> clamp and write threshold. ``last_written`` is the intent the device holds as far as
     we know (None when unknown); ``must_rewrite`` forces a write (reconnect, failed or unverified write)."""
     situation = assess(telemetry, plan, now, settings)
-    if overrides.paused:
+    if overrides.is_paused(now):
         return Decision(None, "pause", "manual pause: the executor writes nothing", situation.alarms,
                         planned=situation.slot, plan_id=situation.plan_id)
 

@@ -23,7 +23,7 @@ import json
 import logging
 import math
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -198,29 +198,32 @@ class ExecutorLoop:
         Raises ValueError with a readable reason for a bad command. Returns the new override state.
         """
         now = self.clock.now()
+        longest = self.settings.max_override_s
         if action == "pause":
-            self.overrides = Overrides(paused=True, quick=self.overrides.quick)
+            ttl = _ttl(longest if ttl_s is None else ttl_s, longest)  # a forgotten pause still ends
+            self.overrides = replace(self.overrides, paused=True, paused_until=now + timedelta(seconds=ttl))
         elif action == "resume":
             self.overrides = Overrides()
         elif action == "cancel":
-            self.overrides = Overrides(paused=self.overrides.paused)
+            self.overrides = replace(self.overrides, quick=None)
         elif action in QUICK_ACTIONS:
-            ttl = DEFAULT_TTL_S if ttl_s is None else float(ttl_s)
-            if not math.isfinite(ttl) or ttl <= 0 or ttl > 7 * 86400:
-                raise ValueError("ttl_s must be between 0 and 604800 seconds")
+            ttl = _ttl(min(DEFAULT_TTL_S, longest) if ttl_s is None else ttl_s, longest)
             if power_kw is not None and (not math.isfinite(power_kw) or power_kw < 0):
                 raise ValueError("power_kw must be a non-negative number")
             quick = QuickAction(action, expires_at=now + timedelta(seconds=ttl), power_kw=power_kw, started_at=now)
-            self.overrides = Overrides(paused=self.overrides.paused, quick=quick)
+            self.overrides = replace(self.overrides, quick=quick)
         else:
             raise ValueError(f"unknown executor command {action!r}; known: pause, resume, cancel, {', '.join(QUICK_ACTIONS)}")
         self._poke()
         return self.override_state()
 
     def override_state(self) -> dict[str, Any]:
-        quick = self.overrides.active_quick(self.clock.now())
+        now = self.clock.now()
+        quick = self.overrides.active_quick(now)
+        paused = self.overrides.is_paused(now)
         return {
-            "paused": self.overrides.paused,
+            "paused": paused,
+            "paused_until": self.overrides.paused_until.isoformat() if paused and self.overrides.paused_until else None,
             "override": None if quick is None else {
                 "kind": quick.kind, "expires_at": quick.expires_at.isoformat(), "power_kw": quick.power_kw
             },
@@ -359,8 +362,8 @@ class ExecutorLoop:
         decision = self.last_decision
         quick = self.overrides.active_quick(now)
         override = None
-        if self.overrides.paused:
-            override = OverrideInfo(kind="pause")
+        if self.overrides.is_paused(now):
+            override = OverrideInfo(kind="pause", expires_at=self.overrides.paused_until)
         elif quick is not None:
             override = OverrideInfo(kind=quick.kind, expires_at=quick.expires_at, power_kw=quick.power_kw)
         last_write = None
@@ -474,6 +477,14 @@ class ThreadedExecutor:
             self._aio.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout_s)
         self._thread = None
+
+
+def _ttl(ttl_s: float, longest_s: float) -> float:
+    """A command's time to live, refused (not clipped) beyond executor.max_override_s."""
+    ttl = float(ttl_s)
+    if not math.isfinite(ttl) or ttl <= 0 or ttl > longest_s:
+        raise ValueError(f"ttl_s must be more than 0 and at most {longest_s:g} s (executor.max_override_s)")
+    return ttl
 
 
 def ha_entities(site_id: str, ttl_s: float = DEFAULT_TTL_S) -> list[Any]:

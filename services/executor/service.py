@@ -24,7 +24,7 @@ import json
 import logging
 import math
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from fastapi import APIRouter
@@ -152,6 +152,10 @@ class ExecutorService(Service):
     # ------------------------------------------------------------------ bus input
     def handle(self, kind: str, parts: dict[str, str], msg: Message, retained: bool) -> None:
         if kind == "plan" and isinstance(msg, PlanMsg):
+            refused = plan_refusal(msg, self.clock.now(), self.site.planner.horizon_hours)
+            if refused:
+                self.report_error(self.mqtt.topic("plan"), refused, None)
+                return
             if self.loop is not None:
                 self.loop.set_plan(msg)
             self.ev.plan_changed()
@@ -191,7 +195,7 @@ class ExecutorService(Service):
             args = dict(msg.args)
             if action == "pause" and args.pop("paused", True) is False:  # the HA switch turned off
                 return {"action": "resume", **self.loop.command("resume")}
-            allowed = {"ttl_s", "power_kw"} if action in QUICK_ACTIONS else set()
+            allowed = {"ttl_s", "power_kw"} if action in QUICK_ACTIONS else {"ttl_s"} if action == "pause" else set()
             unknown = sorted(set(args) - allowed)
             if unknown:
                 raise ValueError(f"unknown argument(s) {', '.join(unknown)} for {action}; "
@@ -202,6 +206,8 @@ class ExecutorService(Service):
             power_kw = _number(args, "power_kw", action)
             if action in QUICK_ACTIONS:
                 state = self.loop.command(action, ttl_s=ttl_s, power_kw=power_kw)
+            elif action == "pause":
+                state = self.loop.command(action, ttl_s=ttl_s)
             else:
                 state = self.loop.command(action)
             return {"action": action, **state}
@@ -299,6 +305,24 @@ def _number(args: dict[str, Any], key: str, action: str) -> float | None:
     if not math.isfinite(number):
         raise ValueError(f"{action}: {key} must be finite, got {value!r}")
     return number
+
+
+PLAN_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def plan_refusal(plan: PlanMsg, now: datetime, horizon_hours: float) -> str | None:
+    """Why a (contract-valid) plan must not be followed, or None.
+
+    Who published it is the broker's business (only the planner's login may publish ``plan``,
+    shared/auth.py); this bounds what even a genuine-looking plan may claim in time.
+    """
+    if plan.created_at > now + PLAN_CLOCK_SKEW:
+        return f"plan {plan.plan_id} refused: created_at {plan.created_at.isoformat()} is in the future"
+    latest = plan.created_at + timedelta(hours=horizon_hours)
+    if plan.valid_until > latest:
+        return (f"plan {plan.plan_id} refused: valid_until {plan.valid_until.isoformat()} is beyond created_at "
+                f"+ the planner horizon ({horizon_hours:g} h, {latest.isoformat()})")
+    return None
 
 
 def execution_record(row: dict[str, Any], loop: ExecutorLoop | None = None, system_id: str = "live") -> Any:

@@ -32,8 +32,8 @@ from shared.contracts import (
     Message,
     ObservationMsg,
     PlanMsg,
-    PriceSlot,
     PriceNowMsg,
+    PriceSlot,
     PricesMsg,
     WeatherMsg,
     WeatherSlot,
@@ -259,19 +259,17 @@ class ForecasterService(Service):
                                            resolution_minutes=15, slots=slots))
 
     # ------------------------------------------------------------------ models
-    def _model_path(self) -> Path:
-        return Path(self.site.forecaster.model_dir) / f"aurora_{self.site.site_id}.pkl"
-
     def _load_saved_model(self) -> None:
-        path = self._model_path()
-        if path.exists():
+        """The newest Aurora artifact this forecaster saved (same names as the trainer's), if any."""
+        saved = sorted(Path(self.site.forecaster.model_dir).glob("aurora_v1_*.pkl"), key=lambda p: p.stat().st_mtime)
+        if saved:
             from shared.forecast.models import ForecastModels
 
             try:
-                self.models = ForecastModels.load(path)
+                self.models = ForecastModels.load(saved[-1])
                 log.info("loaded forecast model %s", self.models.model_id)
             except Exception as err:  # noqa: BLE001 - a broken file means retraining, not a crash
-                log.warning("could not load %s: %s; retraining", path, err)
+                log.warning("could not load %s: %s; retraining", saved[-1], err)
 
     def _load_registry_model(self) -> None:
         """Use the newest approved Aurora model of the registry (trained by the trainer) without a restart."""
@@ -282,7 +280,6 @@ class ForecasterService(Service):
             if rec is None or rec.model_id == self.registry_model_id:
                 return
             from shared.forecast.models import ForecastModels  # only when there is a model to load
-
             from shared.registry import resolve_artifact
 
             # the registry's files live in the trainer's models directory (one volume shared by both)
@@ -302,36 +299,33 @@ class ForecasterService(Service):
         return True
 
     def train(self, now: datetime) -> dict[str, Any]:
+        """Retrain on the last ``history_days`` whole local days the one way Aurora is trained
+        (:func:`shared.training.train_aurora`): the candidate replaces the model in use only if
+        it forecasts the held-back days better."""
         with self._training:
             days = self.site.forecaster.history_days
             history = self.world.history(now, days)
             weather = self.world.weather_history(now, days)
-            if history["load_kw"].notna().sum() < 9 * 96:
-                report = {"trained": False, "why": f"only {history['load_kw'].notna().sum() / 96:.1f} days of "
-                                                   "measured history; need 9"}
-                log.info("not training: %s", report["why"])
-                return report
-            split = floor_slot(now) - timedelta(days=HELD_BACK_DAYS)
-            from shared.forecast.models import ForecastError, ForecastModels, replace_if_better
+            date_to = pd.Timestamp(now).tz_convert(self.site.tz).date() - timedelta(days=1)
+            date_from = date_to - timedelta(days=days - 1)
+            from shared.forecast.models import ForecastError
+            from shared.training import train_aurora
 
             try:
-                candidate = ForecastModels.train(history.loc[history.index < split], weather, self.site)
-                issues = [split + timedelta(days=d) for d in range(0, HELD_BACK_DAYS - 2)]
-                chosen, report = replace_if_better(self.models, candidate, history, weather, issues)
-            except ForecastError as err:
-                self._problem("training", f"Aurora training failed: {err}")
-                return {"trained": False, "why": str(err)}
-            if chosen is candidate:
-                # the winner is refitted on everything up to now, so it sees the latest days too
-                final = ForecastModels.train(history, weather, self.site)
-                self.models = final
-                path = self._model_path()
-                path.parent.mkdir(parents=True, exist_ok=True)
-                final.save(path)
-                report["chosen"] = final.model_id
+                run = train_aurora(history, self.site, date_from, date_to, model_dir=self.site.forecaster.model_dir,
+                                   validation_days=HELD_BACK_DAYS, weather=weather, current=self.models)
+            except (ForecastError, ValueError) as err:
+                report = {"trained": False, "why": str(err)}
+                log.info("not training: %s", report["why"])
+                return report
+            report = {"trained": True, "candidate_score": run.metrics["pinball_loss"],
+                      "current_score": run.metrics.get("current_pinball_loss"), "reason": run.registry["reason"],
+                      "artifacts": run.artifacts}
+            if run.model is not None:
+                self.models = run.model
+                report["chosen"] = run.model.model_id
                 if self.mqtt.connected:
                     self.publish_forecast(self.clock.now())  # the better model is used at once
-            report["trained"] = True
             log.info("training: %s", json.dumps(report, default=str))
             return report
 

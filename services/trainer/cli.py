@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from shared.sitedata import load_site_data
 
     try:
-        from shared.antares.training import train_antares, train_aurora
+        from shared.antares.training import train_antares
+        from shared.training import train_aurora
     except ModuleNotFoundError as err:
         print(f"darkstar train: missing dependency {err.name!r}; install the trainer extra", file=sys.stderr)
         return 2

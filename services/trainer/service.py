@@ -71,7 +71,7 @@ class TrainerService(Service):
 
         try:
             tables = timescale_policies(self.store.engine)
-        except Exception:  # noqa: BLE001 - compression is an optimisation, not a reason to stop
+        except Exception:  # compression is an optimisation, not a reason to stop
             log.exception("trainer: could not add TimescaleDB compression policies")
             return
         if tables:
@@ -85,7 +85,7 @@ class TrainerService(Service):
 
         try:
             changed = relativize_registry_paths(self.store, self.site.trainer.model_dir)
-        except Exception:  # noqa: BLE001 - an old path only matters when that model is loaded
+        except Exception:  # an old path only matters when that model is loaded
             log.exception("trainer: could not rewrite registry paths")
             return
         if changed:
@@ -125,7 +125,7 @@ class TrainerService(Service):
         windows = RetentionWindows(cfg.execution_log_days, cfg.plans_days, cfg.forecasts_days, cfg.error_events_days)
         try:
             report = apply_retention(self.store.engine, self.site.site_id, now, windows)
-        except Exception as err:  # noqa: BLE001 - storage trouble must not stop training; retried tomorrow
+        except Exception as err:  # storage trouble must not stop training; retried tomorrow
             self.report_error("retention", f"retention run failed: {err}", None)
             return False
         log.info("%s", report.summary())
@@ -157,7 +157,7 @@ class TrainerService(Service):
 
     def run_job(self, kinds: list[str], date_from: date | None = None, date_to: date | None = None) -> list[dict[str, Any]]:
         """Train each kind now (in the caller's thread); returns the reports."""
-        from shared.antares.training import new_run_id
+        from shared.training import new_run_id
 
         out = []
         for kind in kinds:
@@ -196,7 +196,8 @@ class TrainerService(Service):
             log.exception("trainer: could not publish trainer/run")
 
     def _train(self, kind: str, run_id: str, date_from: date | None, date_to: date | None):
-        from shared.antares.training import train_antares, train_aurora
+        from shared.antares.training import train_antares
+        from shared.training import train_aurora
 
         cfg = self.site.trainer
         now = pd.Timestamp(self.clock.now())

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import collections
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from services.web.auth import Sessions, require_action
 from shared.slots import as_utc, local_day_bounds
-from shared.webview import days_money
+from shared.webview import days_money, forecast_vs_actual
 
 if TYPE_CHECKING:
     from services.web.service import WebService
@@ -76,6 +77,16 @@ def add_insight_routes(app: FastAPI, web: WebService, sessions: Sessions,
         return {"current": current, "runs": runs,
                 "forecast_in_use": None if forecast is None else {
                     "model_id": forecast.model_id, "fallback": forecast.fallback, "notes": forecast.notes}}
+
+    @app.get("/api/forecast/accuracy", tags=["read"])
+    def api_forecast_accuracy(days: int = Query(7, ge=1, le=31)) -> dict[str, Any]:
+        """Forecast vs measured over the last ``days`` local days: p10/p50/p90 as known before each
+        slot, the naive forecast (a day earlier), and per day the MAE of both (load, PV)."""
+        now = as_utc(web.clock.now())
+        start, _ = local_day_bounds(now.tz_convert(web.site.tz).date() - timedelta(days=days - 1), web.site.tz)
+        forecasts = store().forecasts_between(web.site.site_id, start, now)
+        obs = store().observations_between(web.site.site_id, start - timedelta(days=1), now)
+        return forecast_vs_actual(web.site, forecasts, obs, start, now)
 
     @app.post("/api/retrain/{service}", tags=["control"])
     def api_retrain(request: Request, service: str) -> dict[str, Any]:

@@ -12,9 +12,9 @@ import collections
 import json
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from fastapi import FastAPI

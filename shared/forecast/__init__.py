@@ -4,8 +4,7 @@ from shared.forecast.models import (
     FORECAST_COLUMNS,
     ForecastError,
     ForecastModels,
-    replace_if_better,
     score_models,
 )
 
-__all__ = ["FORECAST_COLUMNS", "ForecastError", "ForecastModels", "replace_if_better", "score_models"]
+__all__ = ["FORECAST_COLUMNS", "ForecastError", "ForecastModels", "score_models"]

@@ -17,6 +17,7 @@ import hashlib
 import json
 import pickle
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -121,8 +122,72 @@ class ForecastModels:
         all rows with the rounds found, so the models see the latest days too. ``None``: only with
         at least ``REFIT_MIN_DAYS`` of history (with less, the refit bands came out too narrow:
         SE4, 1-4 months, PV p10-p90 coverage 70 %).
+
+        Named steps (pvlib ModelChain style): :meth:`_training_grid` (features on the slot grid),
+        :meth:`_training_rows` (simulated issue times, calibration split), :meth:`_fit_load`,
+        :meth:`_fit_pv`, then the model card.
         """
         t0 = time.perf_counter()
+        grid, weather, shift, days, refit = cls._training_grid(history, weather, site, refit)
+        rows, cal_days = cls._training_rows(grid, site, issue_hours_local, horizon_hours, row_stride,
+                                            calibration_days, days)
+        ratios = rows.loc[rows["daylight"] > 0, "pv_ratio_3d"].dropna()
+        default_ratio = float(ratios.median()) if len(ratios) else 0.7
+        w_cols = [c for c in WEATHER_COLUMNS if c in rows.columns]
+
+        def fit(features: list[str], frame: pd.DataFrame, target: np.ndarray, rounds: int,
+                scale: np.ndarray | None = None) -> QuantileModel:
+            ok = np.isfinite(target)
+            cal = frame["_cal"].to_numpy()
+            x, y = frame.loc[ok & ~cal], target[ok & ~cal]
+            xc, yc = frame.loc[ok & cal], target[ok & cal]
+            cal_scale = None if scale is None else scale[ok & cal]
+            return QuantileModel(features=features, num_rounds=rounds).fit(x, y, xc, yc, refit=refit,
+                                                                           cal_scale=cal_scale)
+
+        t_features = time.perf_counter() - t0
+        load_fb, load_w = cls._fit_load(rows, weather, fit, num_rounds)
+        t_load = time.perf_counter() - t0 - t_features
+        pv_fb, pv_w = cls._fit_pv(rows, site, w_cols, default_ratio, fit, num_rounds)
+        models = cls(
+            location=site.location, pv=site.pv, load_weather=load_w, load_fallback=load_fb, pv_weather=pv_w,
+            pv_fallback=pv_fb, weather_shift_slots=shift, weather_columns=w_cols, default_pv_ratio=default_ratio,
+            use_load_weather=_beats(load_w, load_fb), use_pv_weather=_beats(pv_w, pv_fb),
+        )
+        train_s = time.perf_counter() - t0
+        index = pd.DatetimeIndex(history.index)
+        first, last = index.min(), index.max() + SLOT
+        fitted = (("load_weather", load_w), ("load_fallback", load_fb), ("pv_weather", pv_w), ("pv_fallback", pv_fb))
+        models.card = {
+            "name": MODEL_NAME,
+            "train_from": first.isoformat(),
+            "train_to": last.isoformat(),
+            "rows": int(len(rows)),
+            "rows_with_load": int(np.isfinite(rows["load_kw"]).sum()),
+            "issue_hours_local": list(issue_hours_local),
+            "row_stride": row_stride,
+            "refit": bool(refit),
+            "calibration_days": cal_days,
+            "weather_columns": w_cols,
+            "weather_shift_slots": shift,
+            "uses_weather": {"load": load_w is not None and models.use_load_weather,
+                             "pv": pv_w is not None and models.use_pv_weather},
+            "held_back_pinball_kw": {
+                name: (None if m is None or m.cal_pinball is None else round(m.cal_pinball, 4)) for name, m in fitted
+            },
+            "band_scales": {name: [round(m.scale_lo, 3), round(m.scale_hi, 3)] for name, m in fitted if m is not None},
+            "train_s": round(train_s, 3),
+            "stage_s": {"features": round(t_features, 2), "load": round(t_load, 2),
+                        "pv": round(train_s - t_features - t_load, 2)},
+        }
+        models.card["model_id"] = f"{MODEL_NAME}-{first:%Y%m%d}-{last:%Y%m%d}-{models._content_hash()}"
+        return models
+
+    @classmethod
+    def _training_grid(cls, history: pd.DataFrame, weather: pd.DataFrame | None, site: SiteConfig,
+                       refit: bool | None) -> tuple[pd.DataFrame, pd.DataFrame | None, int, float, bool]:
+        """Step 1: check the history, keep usable weather, detect its time shift, build the feature grid.
+        Returns (grid, weather or None, shift in slots, days of history, refit)."""
         if history.empty or "load_kw" not in history or "pv_kw" not in history:
             raise ForecastError("training history needs columns load_kw and pv_kw with data")
         index = pd.DatetimeIndex(history.index)
@@ -141,37 +206,32 @@ class ForecastModels:
             weather = None
         shift = cls._detect_weather_shift(history, weather, site) if has_irradiance(weather) else 0
         grid = prepare_grid(history, weather, site.location, site.pv, start, end, weather_shift_slots=shift)
+        return grid, weather, shift, days, refit
+
+    @staticmethod
+    def _training_rows(grid: pd.DataFrame, site: SiteConfig, issue_hours_local: tuple[int, ...], horizon_hours: int,
+                       row_stride: int, calibration_days: int, days: float) -> tuple[pd.DataFrame, int]:
+        """Step 2: one row per (simulated issue time, horizon step), the last days marked ``_cal``
+        (early stopping and band calibration). Returns (rows, calibration days)."""
         n_steps = horizon_hours * 4
         issue_pos = training_issue_positions(grid, site.location.tz, issue_hours_local, first_valid=7 * SLOTS_PER_DAY)
         if len(issue_pos) == 0:
             raise ForecastError("no training issue times fit in the history")
         rows = build_rows(grid, issue_pos, n_steps)
         rows = rows[(rows["pos"] < len(grid.index)) & (rows["horizon_h"] * 4 % max(row_stride, 1) == 0)]
-        cal_start = len(grid.index) - min(calibration_days, int(days * 0.25)) * SLOTS_PER_DAY
+        cal_days = min(calibration_days, int(days * 0.25))
+        cal_start = len(grid.index) - cal_days * SLOTS_PER_DAY
         is_cal = rows["issue_pos"].to_numpy() >= cal_start
         # rows issued before the held-back window whose targets fall inside it belong to neither set
         rows = rows[is_cal | (rows["pos"].to_numpy() < cal_start)]
         is_cal = rows["issue_pos"].to_numpy() >= cal_start
+        return rows.assign(_cal=is_cal).reset_index(drop=True), int(cal_days)
 
-        ratios = rows.loc[rows["daylight"] > 0, "pv_ratio_3d"].dropna()
-        default_ratio = float(ratios.median()) if len(ratios) else 0.7
+    @staticmethod
+    def _fit_load(rows: pd.DataFrame, weather: pd.DataFrame | None, fit: Callable[..., QuantileModel],
+                  num_rounds: int) -> tuple[QuantileModel, QuantileModel | None]:
+        """Step 3: the load models, calendar-and-lags (fallback) and with temperature when there is one."""
         context = [c for c in CONTEXT_COLUMNS if c in rows.columns]
-        w_cols = [c for c in WEATHER_COLUMNS if c in rows.columns]
-
-        def fit(features: list[str], frame: pd.DataFrame, target: np.ndarray, rounds: int,
-                scale: np.ndarray | None = None) -> QuantileModel:
-            ok = np.isfinite(target)
-            cal = frame["_cal"].to_numpy()
-            x, y = frame.loc[ok & ~cal], target[ok & ~cal]
-            xc, yc = frame.loc[ok & cal], target[ok & cal]
-            cal_scale = None if scale is None else scale[ok & cal]
-            return QuantileModel(features=features, num_rounds=rounds).fit(x, y, xc, yc, refit=refit,
-                                                                           cal_scale=cal_scale)
-
-        t_features = time.perf_counter() - t0
-        rows = rows.assign(_cal=is_cal)
-        rows = rows.reset_index(drop=True)
-        # --- load
         load_target = rows["load_kw"].to_numpy()
         load_fb = fit(LOAD_BASE_FEATURES + context, rows, load_target, num_rounds)
         load_w = None
@@ -179,64 +239,32 @@ class ForecastModels:
             has_t = rows["temp_c"].notna().to_numpy()
             sub = rows.loc[has_t]
             load_w = fit(LOAD_BASE_FEATURES + context + ["temp_c", "temp_mean_24h"], sub, load_target[has_t], num_rounds)
-        t_load = time.perf_counter() - t0 - t_features
-        # --- PV (daylight rows only: at night the forecast is zero by physics)
-        pv_fb = pv_w = None
-        if site.pv.arrays:
-            day = rows.loc[rows["daylight"] > 0]
-            # Fallback: model the clear-sky index pv / clear-sky pv (stationary over seasons and hours);
-            # the first and last minutes of daylight (tiny clear-sky power) carry no usable ratio.
-            min_cs = 0.02 * site.pv.kwp_total
-            fb = day.loc[day["cs_kw"] >= min_cs]
-            fb_rows = fb.assign(base_kw=_fallback_base(fb, default_ratio))
-            ratio_target = np.clip(fb["pv_kw"] / fb["cs_kw"], 0.0, 2.5).to_numpy()
-            pv_fb = fit(PV_BASE_FEATURES, fb_rows, ratio_target, num_rounds, scale=fb["cs_kw"].to_numpy())
-            if "phys_kw" in fb.columns:
-                # Weather model: same target, plus the physical estimate from the weather forecast
-                # (as a clear-sky index too), so it can only add what the weather really tells.
-                has_w = fb["phys_kw"].notna().to_numpy()
-                wd = fb_rows.loc[has_w]
-                w_rows = wd.assign(phys_index=wd["phys_kw"] / wd["cs_kw"])
-                feats = PV_BASE_FEATURES + ["phys_kw", "phys_index"] + [c for c in w_cols]
-                pv_w = fit(feats, w_rows, ratio_target[has_w], num_rounds, scale=wd["cs_kw"].to_numpy())
+        return load_fb, load_w
 
-        models = cls(
-            location=site.location, pv=site.pv, load_weather=load_w, load_fallback=load_fb, pv_weather=pv_w,
-            pv_fallback=pv_fb, weather_shift_slots=shift, weather_columns=w_cols, default_pv_ratio=default_ratio,
-            use_load_weather=_beats(load_w, load_fb), use_pv_weather=_beats(pv_w, pv_fb),
-        )
-        train_s = time.perf_counter() - t0
-        first, last = index.min(), index.max() + SLOT
-        models.card = {
-            "name": MODEL_NAME,
-            "train_from": first.isoformat(),
-            "train_to": last.isoformat(),
-            "rows": int(len(rows)),
-            "rows_with_load": int(np.isfinite(rows["load_kw"]).sum()),
-            "issue_hours_local": list(issue_hours_local),
-            "row_stride": row_stride,
-            "refit": bool(refit),
-            "calibration_days": int(min(calibration_days, int(days * 0.25))),
-            "weather_columns": w_cols,
-            "weather_shift_slots": shift,
-            "uses_weather": {"load": load_w is not None and models.use_load_weather,
-                             "pv": pv_w is not None and models.use_pv_weather},
-            "held_back_pinball_kw": {
-                name: (None if m is None or m.cal_pinball is None else round(m.cal_pinball, 4))
-                for name, m in (("load_weather", load_w), ("load_fallback", load_fb), ("pv_weather", pv_w),
-                                ("pv_fallback", pv_fb))
-            },
-            "band_scales": {
-                name: [round(m.scale_lo, 3), round(m.scale_hi, 3)]
-                for name, m in (("load_weather", load_w), ("load_fallback", load_fb), ("pv_weather", pv_w),
-                                ("pv_fallback", pv_fb)) if m is not None
-            },
-            "train_s": round(train_s, 3),
-            "stage_s": {"features": round(t_features, 2), "load": round(t_load, 2),
-                        "pv": round(train_s - t_features - t_load, 2)},
-        }
-        models.card["model_id"] = f"{MODEL_NAME}-{first:%Y%m%d}-{last:%Y%m%d}-{models._content_hash()}"
-        return models
+    @staticmethod
+    def _fit_pv(rows: pd.DataFrame, site: SiteConfig, w_cols: list[str], default_ratio: float,
+                fit: Callable[..., QuantileModel], num_rounds: int) -> tuple[QuantileModel | None, QuantileModel | None]:
+        """Step 4: the PV models on daylight rows (at night the forecast is zero by physics)."""
+        if not site.pv.arrays:
+            return None, None
+        day = rows.loc[rows["daylight"] > 0]
+        # Fallback: model the clear-sky index pv / clear-sky pv (stationary over seasons and hours);
+        # the first and last minutes of daylight (tiny clear-sky power) carry no usable ratio.
+        min_cs = 0.02 * site.pv.kwp_total
+        fb = day.loc[day["cs_kw"] >= min_cs]
+        fb_rows = fb.assign(base_kw=_fallback_base(fb, default_ratio))
+        ratio_target = np.clip(fb["pv_kw"] / fb["cs_kw"], 0.0, 2.5).to_numpy()
+        pv_fb = fit(PV_BASE_FEATURES, fb_rows, ratio_target, num_rounds, scale=fb["cs_kw"].to_numpy())
+        pv_w = None
+        if "phys_kw" in fb.columns:
+            # Weather model: same target, plus the physical estimate from the weather forecast
+            # (as a clear-sky index too), so it can only add what the weather really tells.
+            has_w = fb["phys_kw"].notna().to_numpy()
+            wd = fb_rows.loc[has_w]
+            w_rows = wd.assign(phys_index=wd["phys_kw"] / wd["cs_kw"])
+            feats = PV_BASE_FEATURES + ["phys_kw", "phys_index"] + [c for c in w_cols]
+            pv_w = fit(feats, w_rows, ratio_target[has_w], num_rounds, scale=wd["cs_kw"].to_numpy())
+        return pv_fb, pv_w
 
     @staticmethod
     def _detect_weather_shift(history: pd.DataFrame, weather: pd.DataFrame, site: SiteConfig) -> int:
@@ -430,35 +458,3 @@ def score_models(
     if not losses:
         raise ForecastError("no observations in the held-back period to score models on")
     return float(np.mean(losses))
-
-
-def replace_if_better(
-    current: ForecastModels | None,
-    candidate: ForecastModels,
-    held_back: pd.DataFrame,
-    weather: pd.DataFrame | None,
-    issue_times: list[pd.Timestamp],
-) -> tuple[ForecastModels, dict[str, Any]]:
-    """Keep ``current`` unless ``candidate`` scores better on held-back data it never trained on.
-
-    ``held_back`` must also contain the ~10 days before the first issue time (for lags).
-    Returns the chosen model set and a small report (scores, which one won, why).
-    """
-    first_issue = min(pd.Timestamp(t) for t in issue_times)
-    trained_to = pd.Timestamp(candidate.card["train_to"])
-    if trained_to > first_issue:
-        raise ForecastError(
-            f"candidate {candidate.model_id} was trained up to {trained_to}, after the held-back period starts"
-            f" ({first_issue}): its score would be optimistic"
-        )
-    cand = score_models(candidate, held_back, weather, issue_times)
-    if current is None:
-        return candidate, {"chosen": candidate.model_id, "candidate_score": cand, "current_score": None,
-                           "reason": "no current model"}
-    cur = score_models(current, held_back, weather, issue_times)
-    better = cand < cur
-    chosen = candidate if better else current
-    return chosen, {
-        "chosen": chosen.model_id, "candidate_score": cand, "current_score": cur,
-        "reason": "candidate has lower pinball loss" if better else "current model is at least as good",
-    }

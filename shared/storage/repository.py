@@ -350,7 +350,8 @@ class Store:
         (site_id, kind, who, what, why, data, ts). Returns the event id."""
         if isinstance(event, ErrorEventMsg):
             row = {"site_id": event.site_id, "ts": event.ts, "kind": "error", "who": event.who,
-                   "what": event.what[:255], "why": event.why, "payload_excerpt": event.payload_excerpt, "data": None}
+                   "what": event.what[:255], "why": event.why, "payload_excerpt": event.payload_excerpt,
+                   "data": {"count": event.count} if event.count > 1 else None}  # stored aggregated
         elif event is not None:
             row = {"site_id": event.site_id, "ts": getattr(event, "ts", None) or _now(), "kind": event.KIND,
                    "who": fields.get("who", "unknown"), "what": fields.get("what", event.KIND),
@@ -584,6 +585,15 @@ class Store:
             query = query.where(t.c.kind == kind)
         with self._read() as conn:
             return [r._asdict() for r in conn.execute(query.order_by(t.c.ts.desc()).limit(limit))]
+
+    def forecasts_between(self, site_id: str, start: datetime, end: datetime) -> pd.DataFrame:
+        """Every issued forecast's slots with ``slot_start`` in [start, end) (with ``issued_at``), for evaluation."""
+        t = m.Forecast.__table__
+        cols = [t.c.slot_start, t.c.issued_at, t.c.model_id, *(t.c[f] for f in _FORECAST_FIELDS)]
+        frame = self._frame(select(*cols).where(t.c.site_id == site_id, t.c.slot_start >= _utc(start),
+                                                t.c.slot_start < _utc(end)), [c.name for c in cols])
+        frame["issued_at"] = pd.to_datetime(frame["issued_at"], utc=True)
+        return frame
 
     def execution_log_between(self, site_id: str, start: datetime, end: datetime,
                               system_id: str = m.LIVE, limit: int = 5000) -> list[dict[str, Any]]:

@@ -75,6 +75,7 @@ def build_chargers(site: SiteConfig, clock: Any, *, http_client: Any = None, **c
         from services.executor.chargers.ocpp import CentralSystem
 
         central_system = CentralSystem(site.executor.ocpp, ocpp)  # type: ignore[arg-type]
+        central_system.on_error = callbacks.get("report")
     # The plan's ev_kw is the sum over EVs: each EV's part is its share of the charging power.
     total_kw = sum(site.evs[i].max_charge_kw for i in indices)
     controllers = [

@@ -17,8 +17,9 @@ import asyncio
 import logging
 import math
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from services.executor.chargers.base import ChargeCommand, Charger, ChargerError, ChargerReading
 from services.executor.chargers.control import (
@@ -161,7 +162,7 @@ class ChargerController:
                 await self.charger.apply(command)
                 self.sent, self.fell_back, self._refused = command, False, None
             self.error = None
-        except (ChargerError, asyncio.TimeoutError) as err:
+        except (TimeoutError, ChargerError) as err:
             self.error = str(err) or type(err).__name__
             alarms.add("charger_command_refused")
             log.warning("EV %s: %s", self.ev.name, self.error)
@@ -172,7 +173,7 @@ class ChargerController:
                 try:
                     await self.charger.fallback()
                     self.fell_back = True
-                except (ChargerError, asyncio.TimeoutError) as err2:
+                except (TimeoutError, ChargerError) as err2:
                     log.warning("EV %s: fallback failed too: %s", self.ev.name, err2)
 
     def _guard(self, now: datetime) -> GuardInput:
@@ -192,18 +193,19 @@ class ChargerController:
             return
         available = bool(reading.plugged) and not reading.faulted
         self._publish("ev_plugged", available)
-        if reading.soc_frac is not None:
-            self._publish("ev_soc_frac", round(reading.soc_frac, 3), step=0.01)
         need = needed_kwh(self.ev, reading.soc_frac, self._target_soc_frac())
-        if need is not None and available:
-            self._publish("ev_target_kwh", round(need, 2), step=TARGET_STEP_KWH)
+        moved = need is not None and available and self._publish("ev_target_kwh", round(need, 2), step=TARGET_STEP_KWH)
+        # The SoC goes out with the target (the planner replans once for both), or when first known.
+        if reading.soc_frac is not None and (moved or "ev_soc_frac" not in self._published):
+            self._publish("ev_soc_frac", round(reading.soc_frac, 3))
 
-    def _publish(self, name: str, value: Any, step: float | None = None) -> None:
+    def _publish(self, name: str, value: Any, step: float | None = None) -> bool:
         old = self._published.get(name)
         if old is not None and (old == value or (step is not None and abs(float(old) - float(value)) < step)):
-            return
+            return False
         self._published[name] = value
         self.publish_context(name, value)
+        return True
 
     def _check_deviation(self, now: datetime, decision: EvDecision, reading: ChargerReading, alarms: set[str]) -> None:
         """Measured power off the command in force for ``deviation_s``: replan once; above it: alarm too.
@@ -230,7 +232,7 @@ class ChargerController:
         try:
             await self.charger.fallback()
             self.fell_back = True
-        except (ChargerError, asyncio.TimeoutError) as err:
+        except (TimeoutError, ChargerError) as err:
             log.warning("EV %s: fallback at shut-down failed (%s); the charger's stored fallback applies "
                         "when Darkstar's profile expires", self.ev.name, err)
 
@@ -247,11 +249,18 @@ class ChargerRunner:
         self._stop: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None  # a poke and the periodic tick never interleave
         self.started = threading.Event()
+        self.setup_error: BaseException | None = None
 
     def start(self) -> None:
+        """Start the thread; raise when the setup (e.g. the OCPP server's port) fails, so the start fails."""
         self._thread = threading.Thread(target=self._main, name="executor-chargers", daemon=True)
         self._thread.start()
-        self.started.wait(10.0)
+        if not self.started.wait(15.0):
+            raise RuntimeError("EV chargers did not start within 15 s")
+        if self.setup_error is not None:
+            self._thread.join(5.0)
+            self._thread = None
+            raise RuntimeError(f"EV chargers could not start: {self.setup_error}") from self.setup_error
 
     def _main(self) -> None:
         asyncio.set_event_loop(self.aio)
@@ -266,6 +275,14 @@ class ChargerRunner:
         try:
             if self.setup is not None:
                 await self.setup()
+        except Exception as err:  # noqa: BLE001 - handed to the starting thread
+            self.setup_error = err
+            if self.teardown is not None:
+                try:
+                    await self.teardown()
+                except Exception:  # noqa: BLE001 - the setup error is the one to report
+                    log.exception("EV chargers: clean-up after a failed start failed")
+            return
         finally:
             self.started.set()
         try:
@@ -274,7 +291,7 @@ class ChargerRunner:
                 wait_s = self.clock.wall_seconds(self.tick_s) if hasattr(self.clock, "wall_seconds") else self.tick_s
                 try:
                     await asyncio.wait_for(self._stop.wait(), timeout=max(wait_s, 0.05))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             async with self._lock:

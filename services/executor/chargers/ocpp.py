@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 import websockets
+from ocpp.exceptions import OCPPError
+from ocpp.messages import unpack
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint as _OcppChargePoint
 from ocpp.v16 import call, call_result
@@ -125,7 +128,19 @@ class CentralSystemSession(_OcppChargePoint):
     async def route_message(self, raw_msg: str) -> None:
         self.state.last_message_at = _now()
         self.system.messages_in += 1
+        try:
+            unpack(raw_msg)
+        except OCPPError as err:  # the library would only log it
+            self.system.rejected(self.id, f"not an OCPP-J message: {type(err).__name__}: {err.description}")
+            return
         await super().route_message(raw_msg)
+
+    async def _handle_call(self, msg: Any) -> Any:
+        try:
+            return await super()._handle_call(msg)
+        except OCPPError as err:  # answered with a CallError by the library; also reported
+            self.system.rejected(self.id, f"{msg.action} rejected: {type(err).__name__}: {err.description}")
+            raise
 
     def _accepts(self, id_tag: str) -> bool:
         cfg = self.config
@@ -223,6 +238,8 @@ class CentralSystem:
         self.server = server
         self.chargers = chargers  # identity -> config (password, policy, connector, fallback)
         self.on_change = on_change
+        self.on_error: Callable[[str, str], None] | None = None  # (what, why): a rejected message
+        self.rejected_messages = 0
         self.sessions: dict[str, CentralSystemSession] = {}
         self.states: dict[str, SessionState] = {}
         self.next_transaction_id = 0
@@ -233,6 +250,13 @@ class CentralSystem:
 
     def state(self, identity: str) -> SessionState:
         return self.states.setdefault(identity, SessionState(identity))
+
+    def rejected(self, identity: str, why: str) -> None:
+        """A malformed or invalid message from a charge point: answered (CallError) or dropped, and reported."""
+        self.rejected_messages += 1
+        log.warning("ocpp %s: %s", identity, why)
+        if self.on_error is not None:
+            self.on_error(f"ocpp/{identity}", why)
 
     def notify(self, identity: str) -> None:
         if self.on_change is not None:

@@ -404,8 +404,29 @@
         $("#runs tbody").innerHTML = m.runs.map((r) => `<tr><td>${esc(localTime(r.updated_at))}</td><td>${esc(r.target)}</td>` +
           `<td>${esc(r.status)}</td><td>${esc(r.model_id || "")}</td><td>${esc((r.detail || "").slice(0, 120))}</td></tr>`).join("") || "<tr><td colspan=5>no runs yet</td></tr>";
       };
+      const accuracy = async () => {
+        const a = await api("/api/forecast/accuracy?days=7");
+        const defs = [
+          ["load_p10_kw", S("Load p10", "kW", "rgba(220,38,38,0.3)", { width: 0.5 })],
+          ["load_p50_kw", S("Load forecast", "kW", "#dc2626")],
+          ["load_p90_kw", S("Load p90", "kW", "rgba(220,38,38,0.3)", { width: 0.5 })],
+          ["load_measured_kw", S("Load measured", "kW", "#7f1d1d", { width: 2 })],
+          ["pv_p10_kw", S("PV p10", "kW", "rgba(245,158,11,0.35)", { width: 0.5 })],
+          ["pv_p50_kw", S("PV forecast", "kW", "#f59e0b")],
+          ["pv_p90_kw", S("PV p90", "kW", "rgba(245,158,11,0.35)", { width: 0.5 })],
+          ["pv_measured_kw", S("PV measured", "kW", "#b45309", { width: 2 })],
+        ];
+        const el = $("#chart-accuracy");
+        if (!state.accuracy) {
+          state.accuracy = makeChart(el, defs, el.clientWidth < 600 ? 260 : 320, [xAxis, { scale: "kW", label: "kW", size: 46 }],
+            [{ series: [3, 1], fill: "rgba(220,38,38,0.10)" }, { series: [7, 5], fill: "rgba(245,158,11,0.15)" }]);
+        }
+        state.accuracy.setData([a.x, ...defs.map(([k]) => a.series[k])]);
+        $("#mae tbody").innerHTML = a.days.slice().reverse().map((d) => `<tr><td>${esc(d.day)}</td><td>${fmt(d.load_mae_kw, 3)}</td>` +
+          `<td>${fmt(d.load_naive_mae_kw, 3)}</td><td>${fmt(d.pv_mae_kw, 3)}</td><td>${fmt(d.pv_naive_mae_kw, 3)}</td></tr>`).join("");
+      };
       on("forecast", debounce(load, 500));
-      return Promise.all([load(), loadOverview()]);
+      return Promise.all([load(), accuracy(), loadOverview()]);
     },
     money() {
       const load = async () => {

@@ -1,0 +1,55 @@
+"""amqtt glue of the embedded broker: login and publish checks through BusGate, and a retained fix.
+
+amqtt 0.12 (``Broker.client_connected``) sends a (re)connecting client the retained messages
+matching *every* filter any client holds, so with persistent sessions every client received
+the large plan payloads. :class:`ConformingBroker` sends only those matching the session's own
+subscriptions (MQTT-3.3.1-6, -3.8.4-3); tests/test_broker_conformance.py runs the same checks
+against this broker and Mosquitto. Patching one method keeps amqtt (pure Python, no binary to
+ship) as the zero-setup default; Mosquitto remains the production broker.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from amqtt.broker import Broker
+from amqtt.contexts import Action
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+
+log = logging.getLogger("darkstar.broker")
+
+
+class GateAuthPlugin(BaseAuthPlugin):
+    @dataclass
+    class Config:
+        gate: Any = None
+
+    async def authenticate(self, *, session: Any) -> bool:
+        ok = self.config.gate.authenticate(session.username, session.password)
+        if not ok:
+            log.warning("embedded broker refused a login as %r (wrong or missing credentials)", session.username)
+        return ok
+
+
+class GateTopicPlugin(BaseTopicPlugin):
+    @dataclass
+    class Config:
+        gate: Any = None
+
+    async def topic_filtering(self, *, session: Any = None, topic: str | None = None, action: Action | None = None) -> bool:
+        if action != Action.PUBLISH:
+            return session is not None and bool(session.username)  # reading: any logged-in client
+        ok = bool(topic) and self.config.gate.may_publish(session.username if session else None, topic)
+        if not ok:
+            log.warning("embedded broker dropped a publish by %r on %s: not granted", session and session.username, topic)
+        return ok
+
+
+class ConformingBroker(Broker):
+    async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Any) -> None:
+        # amqtt walks every client's filters on connect; only this session's own count (MQTT-3.3.1-6)
+        held = [qos for s, qos in self._subscriptions.get(subscription[0], []) if s.client_id == session.client_id]
+        if held:
+            await super()._publish_retained_messages_for_subscription((subscription[0], held[0]), session)
