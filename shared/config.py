@@ -390,21 +390,23 @@ class DatabaseConfig(_Strict):
         return value
 
 
+DEFAULT_PORTS: dict[str, int] = {
+    "dashboard": 8080, "forecaster": 8081, "planner": 8082, "executor": 8083, "trainer": 8084, "oracle": 8085,
+}
+
+
 class HTTPConfig(_Strict):
     host: str = "127.0.0.1"
     admin_token: SecretStr | None = Field(None, description="bearer token for /admin routes; None disables them")
     public_url: str | None = Field(None, pattern=r"^https?://",
                                    description="the web app's address as others (Home Assistant) reach it")
-    ports: dict[str, int] = Field(
-        default_factory=lambda: {
-            "dashboard": 8080,
-            "forecaster": 8081,
-            "planner": 8082,
-            "executor": 8083,
-            "trainer": 8084,
-            "oracle": 8085,
-        }
-    )
+    ports: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_PORTS))
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _fill_ports(cls, value: Any) -> Any:
+        """A partial mapping (``DARKSTAR__HTTP__PORTS__DASHBOARD=8090``) changes only the ports it names."""
+        return {**DEFAULT_PORTS, **value} if isinstance(value, dict) else value
 
 
 class PlannerSettings(_Strict):
