@@ -27,9 +27,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared.storage import Store  # noqa: E402
-from shared.storage import models as m  # noqa: E402
-from shared.storage.retention import RetentionWindows, apply_retention  # noqa: E402
+from shared.storage import Store
+from shared.storage import models as m
+from shared.storage.retention import RetentionWindows, apply_retention
 
 SITE = "bench-home"
 START = datetime(2025, 1, 1, tzinfo=UTC)

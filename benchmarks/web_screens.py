@@ -61,8 +61,6 @@ def main(argv: list[str] | None = None) -> int:
         with running as demo:
             url = args.url or demo.url
             token = None if args.url else demo.site.http.admin_token.get_secret_value()
-            if demo is not None:
-                demo.web.send_command("executor", "force_charge", {"ttl_s": 3600, "power_kw": 5.0})
             for path in shoot(url, out, token):
                 print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
     return 0

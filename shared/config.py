@@ -513,6 +513,8 @@ class ForecasterSettings(_Strict):
     price_poll_minutes: int = Field(15, ge=1, description="retry interval until tomorrow's prices appear")
     history_days: int = Field(90, ge=9, description="training window")
     model_dir: str = "var/models"
+    load_prior_daily_kwh: float = Field(
+        12.0, gt=0, description="cold start: the household's daily consumption until a day has been measured")
     replay_data: str | None = Field(
         None,
         description="recorded site data replayed as the outside world (prices, weather, history): demo and offline",

@@ -180,6 +180,8 @@ def oracle_day_from(day: date, act: Actuals, site: SiteConfig, soc_kwh: float | 
     """
     from shared.optimize import PlanInputs, solve_plan
 
+    if act.missing_slots:
+        raise IncompleteDayError(f"{day.isoformat()}: {act.missing_slots} slot(s) without measured load/PV")
     site = oracle_site(site)
     b = site.battery
     soc0 = (b.reserve_soc_kwh if soc_kwh is None else float(soc_kwh)) if b is not None else 0.0
@@ -191,8 +193,6 @@ def oracle_day_from(day: date, act: Actuals, site: SiteConfig, soc_kwh: float | 
     n = len(act.index) if commit_slots is None else commit_slots
     sim = simulate(plan.slots.iloc[:n], act.load_kw[:n], act.pv_kw[:n], act.prices.iloc[:n], site, soc0,
                    capacity_state=capacity_state, reserve_kwh=plan.strategy.reserve_kwh)
-    if act.missing_slots:
-        raise IncompleteDayError(f"{day.isoformat()}: {act.missing_slots} slot(s) without measured load/PV")
     return OracleDay(day=day, soc_start_kwh=soc0, soc_end_kwh=sim.soc_end_kwh, cost=sim.cost, status=plan.status,
                      solve_s=solve_s, flows=sim.flows)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import tomllib
-from pathlib import Path
 from typing import Any
 
 import pytest

@@ -109,6 +109,8 @@ class Demo:
         data = load_site_data(self.data_path)
         self.simulator = SimulatorThread(InverterSimulator(
             self.site, data, clock=self.clock, port=self.site.executor.modbus.port, soc_frac=0.5))
+        if self.car is not None:  # the wallbox is on the house's grid meter, beside the inverter
+            self.simulator.simulator.external_kw = lambda: self.car.cp.power_kw
         demo_file = None
         if site_path is not None:  # the demo never changes the example file
             demo_file = workdir / "site.yaml"

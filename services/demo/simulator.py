@@ -10,7 +10,7 @@ energy totals are exact for piecewise-constant commands whatever the polling rat
 
 Flows (kW, positive import / positive charge)::
 
-    grid = load + water - pv_used + charge - discharge
+    grid = load + water - pv_used + charge - discharge (+ ``external_kw``: loads beside the inverter, the demo's EV)
 
 Modes: self-consumption (battery absorbs the PV surplus or covers the deficit), charge at P
 (PV first, then grid), discharge at P (surplus exported), hold (battery idle). SoC stays
@@ -31,6 +31,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,8 @@ class InverterSimulator:
         self._holding = {n: s for n, s in self.profile.registers.items() if s.table == "holding"}
         self._input = {n: s for n, s in self.profile.registers.items() if s.table == "input"}
         self._holding_by_address = {s.address: (n, s) for n, s in self._holding.items()}
+        # Other loads on the same grid meter that the inverter does not cover (the demo's EV wallbox, kW).
+        self.external_kw: Callable[[], float] | None = None
 
     # ----------------------------------------------------------------- data and physics
 
@@ -185,7 +188,8 @@ class InverterSimulator:
         ceiling = cmd.soc_ceiling_pct / 100 * self.battery.capacity_kwh
         hours = max(hours, 1.0 / 3600)  # instantaneous flows: limits over one second
         b = battery_step(self.soc_kwh, want, hours, self.battery, floor, ceiling)
-        grid = load + water - pv + b.battery_kw
+        external = self.external_kw() if self.external_kw is not None else 0.0
+        grid = load + water + external - pv + b.battery_kw
         curtailed = 0.0
         limit = cmd.export_limit_w / 1000.0 if cmd.export_limit_w < NO_EXPORT_LIMIT_W else None
         if limit is not None and grid < -limit:
@@ -195,7 +199,7 @@ class InverterSimulator:
             remaining = excess - curtailed
             if remaining > 1e-9 and b.discharge_kw > 0:
                 b = battery_step(self.soc_kwh, -(max(0.0, b.discharge_kw - remaining)), hours, self.battery, floor, ceiling)
-                grid = load + water - (pv - curtailed) + b.battery_kw
+                grid = load + water + external - (pv - curtailed) + b.battery_kw
         return Flows(load, pv - curtailed, water, b.charge_kw, b.discharge_kw, grid, curtailed, b.soc_end_kwh)
 
     def advance(self, until: datetime | None = None) -> None:

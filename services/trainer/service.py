@@ -71,7 +71,7 @@ class TrainerService(Service):
 
         try:
             tables = timescale_policies(self.store.engine)
-        except Exception:  # noqa: BLE001 - compression is an optimisation, not a reason to stop
+        except Exception:  # compression is an optimisation, not a reason to stop
             log.exception("trainer: could not add TimescaleDB compression policies")
             return
         if tables:
@@ -85,7 +85,7 @@ class TrainerService(Service):
 
         try:
             changed = relativize_registry_paths(self.store, self.site.trainer.model_dir)
-        except Exception:  # noqa: BLE001 - an old path only matters when that model is loaded
+        except Exception:  # an old path only matters when that model is loaded
             log.exception("trainer: could not rewrite registry paths")
             return
         if changed:
@@ -125,7 +125,7 @@ class TrainerService(Service):
         windows = RetentionWindows(cfg.execution_log_days, cfg.plans_days, cfg.forecasts_days, cfg.error_events_days)
         try:
             report = apply_retention(self.store.engine, self.site.site_id, now, windows)
-        except Exception as err:  # noqa: BLE001 - storage trouble must not stop training; retried tomorrow
+        except Exception as err:  # storage trouble must not stop training; retried tomorrow
             self.report_error("retention", f"retention run failed: {err}", None)
             return False
         log.info("%s", report.summary())

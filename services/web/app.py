@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,6 +35,7 @@ from shared.webview import banners, chart_data, history_frame, now_card, today_m
 if TYPE_CHECKING:
     from services.web.service import WebService
 
+log = logging.getLogger("darkstar.web")
 HERE = Path(__file__).parent
 PREFIX_RE = re.compile(r"^(/[A-Za-z0-9_\-.~]+)*/?$")
 KEEPALIVE_S = 15.0
@@ -87,7 +89,7 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
         try:
             return getattr(web.store, fn)(web.site.site_id, *args)
         except Exception:  # noqa: BLE001 - a page without history still shows the plan
-            web.m_tick_errors.inc()
+            log.warning("web: reading %s from the database failed", fn, exc_info=True)
             return pd.DataFrame()
 
     # ------------------------------------------------------------------ pages
@@ -188,7 +190,7 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
             "banners": banners(web.site, now, plan=plan,
                                forecast=msg("forecast") if isinstance(msg("forecast"), ForecastMsg) else None,
                                prices=prices_msg if isinstance(prices_msg, PricesMsg) else None,
-                               state=web.state(), telemetry=web.telemetry(), errors=list(web.errors),
+                               state=web.state(), telemetry=web.telemetry(), errors=list(web.recent_errors),
                                context=web.context_values(), wall_now=datetime.now(tz=as_utc(now).tzinfo)),
             "plan": None if plan is None else {"plan_id": plan.plan_id, "created_at": plan.created_at.isoformat(),
                                                "status": plan.solver.status, "fallback": plan.fallback,

@@ -86,6 +86,8 @@ def add_insight_routes(app: FastAPI, web: WebService, sessions: Sessions,
         start, _ = local_day_bounds(now.tz_convert(web.site.tz).date() - timedelta(days=days - 1), web.site.tz)
         forecasts = store().forecasts_between(web.site.site_id, start, now)
         obs = store().observations_between(web.site.site_id, start - timedelta(days=1), now)
+        if not obs.empty and obs.index.min() > start:  # a young site: from its first measured day
+            start, _ = local_day_bounds(obs.index.min().tz_convert(web.site.tz).date(), web.site.tz)
         return forecast_vs_actual(web.site, forecasts, obs, start, now)
 
     @app.post("/api/retrain/{service}", tags=["control"])

@@ -34,7 +34,15 @@ from sqlalchemy import Connection, Date, Engine, Table, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.storage.db import StorageError, current_revision, describe_error, head_revision, make_engine, migrate, safe_url
+from shared.storage.db import (
+    StorageError,
+    current_revision,
+    describe_error,
+    head_revision,
+    make_engine,
+    migrate,
+    safe_url,
+)
 from shared.storage.models import Base
 from shared.storage.types import UTCDateTime
 from shared.version import darkstar_version

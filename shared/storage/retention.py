@@ -20,7 +20,6 @@ policies are added to the hypertables (and the downsampling above still applies)
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -30,8 +29,6 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, delete, func, null, or_, select, text
 
 from shared.storage import models as m
-
-log = logging.getLogger("darkstar.retention")
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 

@@ -1,10 +1,11 @@
 """Extension point: a charger Home Assistant already controls (``evs[].charger.type: homeassistant``).
 
-Not implemented yet: it needs the Home Assistant executor backend (the client that owns the
-connection, token and "unavailable" handling for the inverter's HA entities), which is being
-built separately. When it lands, this class implements the
-:class:`~services.executor.chargers.base.Charger` role over it with the entities named from
-``charger.identity`` (an entity-id prefix, e.g. ``wallbox``):
+Not implemented yet. The Home Assistant executor backend it builds on is there
+(``services/executor/homeassistant.py``: ``shared.ha.live.LiveEntities`` reads entity states with
+units and "unavailable", ``HAWriter`` makes service calls with a rate limit and read-back); what
+is missing is this class: the :class:`~services.executor.chargers.base.Charger` role over them,
+with the entities named from ``charger.identity`` (an entity-id prefix, e.g. ``wallbox``), and its
+tests against a real HA core:
 
 - read: ``binary_sensor.<id>_plugged`` (plugged), ``sensor.<id>_power`` (W or kW by its unit),
   ``sensor.<id>_energy`` (kWh), ``sensor.<id>_soc`` (%, optional), ``binary_sensor.<id>_fault``;
@@ -21,8 +22,9 @@ from __future__ import annotations
 from services.executor.chargers.base import ChargeCommand, ChargerReading
 from shared.config import ChargerConfig
 
-NOT_AVAILABLE = ("charger type 'homeassistant' is not available in this version: it needs the Home "
-                 "Assistant executor backend; use type ocpp or evcc, or drive the charger from an HA automation")
+NOT_AVAILABLE = ("charger type 'homeassistant' is not available in this version (the charger backend over "
+                 "the Home Assistant executor backend is not written yet); use type ocpp or evcc, or drive the "
+                 "charger from an HA automation")
 
 
 class HomeAssistantCharger:

@@ -437,9 +437,9 @@
         const keys = [["realized", "realized", "#2563eb"], ["no_battery", "no battery", "#9ca3af"], ["oracle", "oracle", "#16a34a"]];
         const max = Math.max(0.01, ...m.days.flatMap((d) => keys.map(([k]) => Math.abs(d[k] || 0))));
         $("#bars").innerHTML = m.days.slice().reverse().map((d) => `<div class="day"><div class="dlabel">${esc(d.day)}` +
-          `${d.saving != null ? ` <span class="muted">saved ${fmt(d.saving)} ${CUR}</span>` : ""}</div>` +
+          `${d.saving != null ? ` <span class="muted">saving ${fmt(d.saving)} ${CUR}</span>` : ""}</div>` +
           keys.map(([k, label, color]) => d[k] == null ? "" : `<div class="bar"><span class="blabel">${label}</span>` +
-            `<span class="btrack"><span class="bfill${d[k] < 0 ? " neg" : ""}" style="width:${(100 * Math.abs(d[k]) / max).toFixed(1)}%;background:${color}"></span></span>` +
+            `<span class="btrack"><span class="bfill" style="${d[k] < 0 ? "right" : "left"}:50%;width:${(50 * Math.abs(d[k]) / max).toFixed(1)}%;background:${color}"></span></span>` +
             `<span class="bval">${fmt(d[k])}</span></div>`).join("") + "</div>").join("") || "<p class=muted>No measured days yet.</p>";
       };
       return Promise.all([load(), loadOverview()]);
