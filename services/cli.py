@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("services.trainer.cli", "train aurora or antares models"),
     "env-episode": ("services.trainer.env_cli", "run one Gym environment episode"),
     "whatif": ("services.oracle.whatif_cli", "what-if analyses (export)"),
+    "import": ("services.forecaster.import_cli", "import history into observations: from Home Assistant or a CSV"),
     "db": ("shared.storage.cli", "database migrations (upgrade, downgrade, current)"),
     "backup": ("shared.storage.backup_cli", "back up the database, models directory and site file to one file"),
     "restore": ("shared.storage.backup_cli", "restore a backup into an empty SQLite, MariaDB or PostgreSQL database"),

@@ -147,7 +147,7 @@ class ChargerConfig(_Strict):
 
     type: Literal["ocpp", "evcc", "homeassistant", "none"] = "none"
     identity: str | None = Field(None, description="OCPP charge point identity (the last part of its URL), "
-                                 "evcc loadpoint number (1-based), or the HA charger's entity prefix")
+                                 "or evcc loadpoint number (1-based); a homeassistant charger uses homeassistant.entities/controls")
     password: SecretStr | None = Field(None, description="OCPP security profile 1 basic-auth password")
     password_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                      description="or: the environment variable that holds it (kept out of the YAML)")
@@ -171,7 +171,7 @@ class ChargerConfig(_Strict):
             raise ValueError("min_current_a must not exceed max_current_a")
         if self.fallback.current_a > self.max_current_a:
             raise ValueError("fallback.current_a must not exceed max_current_a")
-        if self.type in ("ocpp", "homeassistant", "evcc") and not self.identity:
+        if self.type in ("ocpp", "evcc") and not self.identity:
             raise ValueError(f"a {self.type} charger needs an identity")
         if self.password_env is not None and not os.environ.get(self.password_env):
             raise ValueError(f"password_env: environment variable {self.password_env} is not set")
@@ -390,21 +390,23 @@ class DatabaseConfig(_Strict):
         return value
 
 
+DEFAULT_PORTS: dict[str, int] = {
+    "dashboard": 8080, "forecaster": 8081, "planner": 8082, "executor": 8083, "trainer": 8084, "oracle": 8085,
+}
+
+
 class HTTPConfig(_Strict):
     host: str = "127.0.0.1"
     admin_token: SecretStr | None = Field(None, description="bearer token for /admin routes; None disables them")
     public_url: str | None = Field(None, pattern=r"^https?://",
                                    description="the web app's address as others (Home Assistant) reach it")
-    ports: dict[str, int] = Field(
-        default_factory=lambda: {
-            "dashboard": 8080,
-            "forecaster": 8081,
-            "planner": 8082,
-            "executor": 8083,
-            "trainer": 8084,
-            "oracle": 8085,
-        }
-    )
+    ports: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_PORTS))
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _fill_ports(cls, value: Any) -> Any:
+        """A partial mapping (``DARKSTAR__HTTP__PORTS__DASHBOARD=8090``) changes only the ports it names."""
+        return {**DEFAULT_PORTS, **value} if isinstance(value, dict) else value
 
 
 class PlannerSettings(_Strict):
@@ -513,6 +515,8 @@ class ForecasterSettings(_Strict):
     price_poll_minutes: int = Field(15, ge=1, description="retry interval until tomorrow's prices appear")
     history_days: int = Field(90, ge=9, description="training window")
     model_dir: str = "var/models"
+    load_prior_daily_kwh: float = Field(
+        12.0, gt=0, description="cold start: the household's daily consumption until a day has been measured")
     replay_data: str | None = Field(
         None,
         description="recorded site data replayed as the outside world (prices, weather, history): demo and offline",

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from shared.contracts import STATUS_OFFLINE, STATUS_ONLINE
 from shared.version import darkstar_version
 
-Component = Literal["sensor", "binary_sensor", "button", "switch", "number", "select", "text"]
+Component = Literal["sensor", "binary_sensor", "button", "switch", "number", "select"]
 
 
 @dataclass(frozen=True)

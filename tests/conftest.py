@@ -171,3 +171,7 @@ def private_mosquitto() -> Iterator[PrivateMosquitto]:
     yield broker
     broker.stop()
     shutil.rmtree(broker.workdir, ignore_errors=True)
+
+
+# One real Home Assistant core per test session, shared by the HA test modules (tests/ha_core.py).
+from ha_core import ha_core, home  # noqa: E402, F401 - session fixtures

@@ -24,7 +24,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import make_site
 
 from shared.ha.client import HAWebSocket
 
@@ -109,6 +108,7 @@ class HACore:
         raise RuntimeError(f"Home Assistant did not answer on {self.url} within {timeout_s:g} s")
 
     def stop(self) -> None:
+        """Shut HA down with SIGTERM, as a service manager does (it saves its .storage first)."""
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -117,10 +117,6 @@ class HACore:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
         self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
     # ------------------------------------------------------------------ set-up through HA's own APIs
     def onboard(self) -> None:
@@ -239,6 +235,7 @@ def home(ha_core: HACore) -> dict[str, str]:
 
 
 def ha_site(tmp_path: Path, ha_core: HACore, home: dict[str, str], token: str, **extra: Any) -> Any:
+    from conftest import make_site  # here, not at the top: conftest imports this module
     entities: dict[str, Any] = {role: home[role] for role in ("battery_soc", "pv_power", "battery_power",
                                                               "import_energy")}
     entities["grid_power"] = {"entity_id": home["grid_power"], "sign": -1}

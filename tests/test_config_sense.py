@@ -95,3 +95,8 @@ def test_a_busy_port_is_named_with_its_key_and_the_fix(tmp_path: Path):
     assert len(problems) == 1
     assert problems[0].startswith(f"http.ports.planner: port {port} on 127.0.0.1 is not available")
     assert "DARKSTAR__HTTP__PORTS__PLANNER" in problems[0]
+
+
+def test_a_port_override_from_the_environment_changes_only_that_port():
+    site = load_site_config(EXAMPLES / "se4-home.yaml", environ={"DARKSTAR__HTTP__PORTS__DASHBOARD": "18080"})
+    assert site.http.ports["dashboard"] == 18080 and site.http.ports["planner"] == 8082

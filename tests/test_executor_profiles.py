@@ -236,3 +236,31 @@ def test_profile_without_limits_and_without_battery_refuses_to_run() -> None:
 def test_profile_yaml_headers_are_valid_yaml_documents() -> None:
     for path in PROFILE_DIR.glob("*.yaml"):
         assert isinstance(yaml.safe_load(path.read_text()), dict), path
+
+
+def test_every_shipped_home_assistant_profile_loads_cites_its_source_and_can_be_safe():
+    from services.executor.ha_profile import HA_PROFILE_DIR, ACTIONS, load_ha_profile
+
+    names = sorted(p.stem for p in HA_PROFILE_DIR.glob("*.yaml"))
+    assert {"generic", "goodwe", "enphase_envoy"} <= set(names)
+    for name in names:
+        profile = load_ha_profile(name)
+        assert profile.sources, name
+        assert profile.intents.self_consumption and profile.intents.hold  # the safety rules need both
+        for _intent, steps in profile.intents:
+            for step in steps or []:
+                assert step.action in ACTIONS
+
+
+def test_a_home_assistant_profile_error_names_the_file_and_key(tmp_path):
+    from services.executor.ha_profile import load_ha_profile
+    from services.executor.modbus.profile import ProfileError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ncontrols: {mode: select.x}\nintents:\n  self_consumption:\n"
+                   "    - {action: select_option, control: nope, data: {option: a}}\n"
+                   "  hold:\n    - {action: explode, control: mode}\n")
+    with pytest.raises(ProfileError) as err:
+        load_ha_profile(bad)
+    text = str(err.value)
+    assert "bad.yaml" in text and "intents.hold.0.action" in text and "explode" in text

@@ -77,13 +77,25 @@ def test_a_trained_model_replaces_the_baseline_and_is_saved(tmp_path: Path, embe
         store.close()
 
 
-def test_too_little_history_is_said_not_guessed(tmp_path: Path, embedded_broker):
+def test_a_new_site_gets_a_cold_start_prior_that_says_so(tmp_path: Path, embedded_broker):
     mqtt = dict(embedded_broker.mqtt)
     now = datetime(2025, 7, 2, 20, 0, tzinfo=timezone.utc)  # the recording starts on 2025-07-02 15:00
     site, store, service = make(tmp_path, mqtt, now, history_days=9)
     try:
         assert service.train(now)["trained"] is False
-        assert service.publish_forecast(now) is None
-        assert "less than a day" in service.last_error
+        service.start()
+        forecast = service.publish_forecast(now)
+        assert forecast is not None and forecast.model_id == "prior" and forecast.fallback
+        assert any("cold start prior" in n for n in forecast.notes)
+        frame = pd.DataFrame([s.model_dump() for s in forecast.slots]).set_index("start")
+        local = pd.DatetimeIndex(frame.index).tz_convert(site.tz)
+        night = frame[(local.hour >= 0) & (local.hour < 3)]
+        assert (night["pv_p90_kw"] == 0).all()  # physics: no sun, no PV
+        assert (frame["pv_p10_kw"] <= frame["pv_p50_kw"]).all() and (frame["pv_p50_kw"] <= frame["pv_p90_kw"]).all()
+        first_day = frame[local.date == local[0].date() + pd.Timedelta(days=1)]
+        assert first_day["load_p50_kw"].sum() * 0.25 == pytest.approx(site.forecaster.load_prior_daily_kwh)
+        # July at 55 deg N: midday PV between an overcast day and clear sky, within the arrays' size
+        assert 0 < frame["pv_p50_kw"].max() <= site.pv.kwp_total
     finally:
+        service.stop()
         store.close()

@@ -15,7 +15,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from conftest import wait_for
-from ha_core import HACore, ha_core, ha_site, home, retained_cleanup  # noqa: F401 - session fixtures
+from ha_core import HACore, ha_site, retained_cleanup
 
 from services.executor.service import ExecutorService
 from services.planner.service import PlannerService

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -235,3 +236,33 @@ def test_settings_good_edit_saves_with_backup_and_comments_and_replans(page, dem
     assert planner.replans > replans
     assert "replanned" in page.inner_text("#settings-status")
     assert page.problems == []
+
+
+def test_history_api_serves_measured_slots_as_json_and_csv(demo):
+    import httpx
+
+    store, site_id = demo.stack.store, demo.site.site_id
+    wait_for(lambda: store.count("slot_observations", site_id) >= 2, timeout_s=60)
+    end = demo.sim_time + timedelta(minutes=1)
+    start = end - timedelta(hours=12)
+    params = {"from": start.isoformat(), "to": end.isoformat()}
+    stored = store.observations_between(site_id, start, end)
+    body = httpx.get(demo.url + "/api/history", params=params, timeout=30).json()
+    measured = [row for row in body["slots"] if row["load_kwh"] is not None]
+    assert len(measured) == stored["load_kwh"].notna().sum()
+    assert measured[0]["import_price_per_kwh"] is not None  # joined with the slot's price
+    csv = httpx.get(demo.url + "/api/history", params={**params, "format": "csv"}, timeout=30)
+    assert csv.headers["content-type"].startswith("text/csv")
+    header = csv.text.splitlines()[0].split(",")
+    assert header[0] == "slot_start" and {"load_kwh", "pv_kwh", "import_price_per_kwh"} <= set(header)
+    bad = httpx.get(demo.url + "/api/history", params={"from": "2025-08-15T00:00:00", "to": end.isoformat()})
+    assert bad.status_code == 422 and "offset" in bad.text
+
+
+def test_every_service_serves_swagger_ui_from_its_own_files(demo):
+    import httpx
+
+    for name, port in demo.site.http.ports.items():
+        html = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=30).text
+        assert "cdn." not in html and "https://" not in html, name
+        assert httpx.get(f"http://127.0.0.1:{port}/_static/swagger-ui/swagger-ui-bundle.js", timeout=30).status_code == 200

@@ -209,11 +209,17 @@ class ForecasterService(Service):
                 frame = None
         if frame is None:
             frame, model_id = self._baseline(history, issue), "baseline-mean7"
-            if frame is None:
-                self._problem("forecast", "no forecast: less than a day of measured history and no model yet")
-                return None
             fallback = True
-            notes.append("baseline (mean of the same slot over the last 7 days) until a model is trained")
+            if frame is not None:
+                notes.append("baseline (mean of the same slot over the last 7 days) until a model is trained")
+            else:  # cold start: a plan in the first minute, on physics and a stated prior
+                from shared.forecast.prior import MODEL_ID, prior_forecast
+
+                index = pd.date_range(issue, issue + HORIZON, freq=SLOT, inclusive="left", name="slot_start")
+                frame, model_id = prior_forecast(self.site, index), MODEL_ID
+                notes.append(f"cold start prior: less than a day of measured history; PV = clear-sky physics x "
+                             f"monthly cloudiness prior, load = {self.site.forecaster.load_prior_daily_kwh:g} kWh/day "
+                             "with a standard shape (forecaster.load_prior_daily_kwh)")
         if weather is None:
             notes.append("no weather forecast available")
         else:

@@ -190,7 +190,7 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
             "banners": banners(web.site, now, plan=plan,
                                forecast=msg("forecast") if isinstance(msg("forecast"), ForecastMsg) else None,
                                prices=prices_msg if isinstance(prices_msg, PricesMsg) else None,
-                               state=web.state(), telemetry=web.telemetry(), errors=list(web.errors),
+                               state=web.state(), telemetry=web.telemetry(), errors=list(web.recent_errors),
                                context=web.context_values(), wall_now=datetime.now(tz=as_utc(now).tzinfo)),
             "plan": None if plan is None else {"plan_id": plan.plan_id, "created_at": plan.created_at.isoformat(),
                                                "status": plan.solver.status, "fallback": plan.fallback,

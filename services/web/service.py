@@ -93,7 +93,7 @@ class WebService(Service):
         super().__init__(site, store=store, mqtt=mqtt, clock=clock)
         self.site_path = Path(site_path) if site_path else None
         self.hub = EventHub()
-        self.errors: collections.deque[tuple[datetime, str, str, str]] = collections.deque(maxlen=50)
+        self.recent_errors: collections.deque[tuple[datetime, str, str, str]] = collections.deque(maxlen=50)
         self._waiting: dict[str, tuple[threading.Event, list[CommandResultMsg]]] = {}
         # set by the embedded stack: hands a saved site to the running services that can take it
         self.site_hook: Callable[[SiteConfig], list[str]] | None = None
@@ -104,7 +104,7 @@ class WebService(Service):
 
     def handle(self, kind: str, parts: dict[str, str], msg: Message, retained: bool) -> None:
         if isinstance(msg, ErrorEventMsg):
-            self.errors.append((datetime.now(timezone.utc), msg.who, msg.what, msg.why))
+            self.recent_errors.append((datetime.now(timezone.utc), msg.who, msg.what, msg.why))
         if isinstance(msg, CommandResultMsg) and msg.correlation_id in self._waiting:
             done, box = self._waiting[msg.correlation_id]
             box.append(msg)

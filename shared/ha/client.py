@@ -43,7 +43,7 @@ def websocket_url(url: str) -> str:
 class HAWebSocket:
     """An authenticated WebSocket connection to Home Assistant."""
 
-    def __init__(self, url: str, token: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, token: str, *, timeout_s: float = 20.0) -> None:
         self.url = websocket_url(url)
         self._token = token
         self.timeout_s = timeout_s

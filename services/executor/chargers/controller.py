@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.executor.chargers.base import ChargeCommand, Charger, ChargerError, ChargerReading
+from services.executor.chargers.base import ChargeCommand, Charger, ChargerBusy, ChargerError, ChargerReading
 from services.executor.chargers.control import (
     EvDecision,
     EvQuick,
@@ -162,6 +162,8 @@ class ChargerController:
                 await self.charger.apply(command)
                 self.sent, self.fell_back, self._refused = command, False, None
             self.error = None
+        except ChargerBusy as err:  # not sent yet; the unchanged ``sent`` makes the next tick try again
+            self.error = str(err)
         except (TimeoutError, ChargerError) as err:
             self.error = str(err) or type(err).__name__
             alarms.add("charger_command_refused")

@@ -15,7 +15,7 @@ from typing import Any
 from services.executor.chargers import ChargerSet, build_chargers
 from services.executor.chargers.control import EV_QUICK_ACTION
 from shared.contracts import CommandMsg, ContextMsg
-from shared.homeassistant import Entity
+from shared.homeassistant import Entity, _context_command
 
 log = logging.getLogger("darkstar.executor.ev")
 
@@ -141,11 +141,6 @@ class EvWiring:
         if self.chargers is None:
             return []
         site_id = self.service.site.site_id
-
-        def context_template(name: str, value: str) -> str:
-            return ('{"schema":"darkstar.context/1","site_id":"%s","name":"%s","value":%s,"source":"homeassistant"}'
-                    % (site_id, name, value))
-
         command = {"schema": "darkstar.command/1", "site_id": site_id}
         return [
             Entity(component="sensor", object_id="ev_power", name="EV charging power", state_topic="telemetry",
@@ -159,18 +154,7 @@ class EvWiring:
                    value_template="{{ (value_json.value * 100) | round(0) }}",
                    command_topic="context/ev_target_soc_frac", unit="%", icon="mdi:car-electric",
                    extra={"min": 10, "max": 100, "step": 5, "mode": "slider", "retain": True,
-                          "command_template": context_template("ev_target_soc_frac", "{{ value / 100 }}")}),
-            # HA's MQTT integration has no datetime platform: a text entity takes "HH:MM" and the
-            # template turns it into the next such local time, as the context's ISO time.
-            Entity(component="text", object_id="ev_departure", name="EV departure (HH:MM)",
-                   state_topic="context/ev_departure",
-                   value_template="{{ as_timestamp(value_json.value) | timestamp_custom('%H:%M') }}",
-                   command_topic="context/ev_departure", icon="mdi:car-clock",
-                   extra={"pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$", "retain": True,
-                          "command_template": context_template(
-                              "ev_departure",
-                              '"{{ (today_at(value) if today_at(value) > now() '
-                              'else today_at(value) + timedelta(days=1)).isoformat() }}"')}),
+                          "command_template": _context_command(site_id, "ev_target_soc_frac", "{{ value / 100 }}")}),
             Entity(component="button", object_id="ev_charge_now", name="EV charge now to 80 %",
                    command_topic=f"cmd/executor/{EV_QUICK_ACTION}", icon="mdi:ev-station",
                    payload_press=json.dumps({**command, "args": {"target_soc_frac": 0.8}})),
