@@ -147,7 +147,7 @@ class ChargerConfig(_Strict):
 
     type: Literal["ocpp", "evcc", "homeassistant", "none"] = "none"
     identity: str | None = Field(None, description="OCPP charge point identity (the last part of its URL), "
-                                 "evcc loadpoint number (1-based), or the HA charger's entity prefix")
+                                 "or evcc loadpoint number (1-based); a homeassistant charger uses homeassistant.entities/controls")
     password: SecretStr | None = Field(None, description="OCPP security profile 1 basic-auth password")
     password_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                                      description="or: the environment variable that holds it (kept out of the YAML)")
@@ -171,7 +171,7 @@ class ChargerConfig(_Strict):
             raise ValueError("min_current_a must not exceed max_current_a")
         if self.fallback.current_a > self.max_current_a:
             raise ValueError("fallback.current_a must not exceed max_current_a")
-        if self.type in ("ocpp", "homeassistant", "evcc") and not self.identity:
+        if self.type in ("ocpp", "evcc") and not self.identity:
             raise ValueError(f"a {self.type} charger needs an identity")
         if self.password_env is not None and not os.environ.get(self.password_env):
             raise ValueError(f"password_env: environment variable {self.password_env} is not set")

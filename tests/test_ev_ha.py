@@ -52,3 +52,60 @@ def test_ev_target_number_and_charge_now_button_work_from_home_assistant(tmp_pat
     finally:
         executor.stop()
         retained_cleanup([f"{prefix}/#", f"{base}/{site.site_id}/#"])
+
+
+def test_a_home_assistant_charger_follows_the_plan_and_falls_back(tmp_path: Path, ha_core: HACore) -> None:
+    """type: homeassistant over the HA backend: HA helpers stand in for a wallbox integration's entities."""
+    import asyncio
+    from datetime import datetime, timedelta, timezone
+
+    from services.executor.chargers.controller import ChargerController
+    from services.executor.chargers.homeassistant import HomeAssistantCharger
+    from shared.clock import ManualClock
+    from tests.ev_helpers import ev_plan
+
+    tag = uuid.uuid4().hex[:4]
+    power = ha_core.add_number(f"wallbox power {tag}", "W", 0, 30000, initial=0)
+    soc = ha_core.add_number(f"car soc {tag}", "%", 0, 100, initial=41)
+    current = ha_core.add_number(f"wallbox current {tag}", "A", 0, 32, initial=16)
+    for name in ("plugged", "charging"):
+        ha_core.ws("input_boolean/create", name=f"wallbox {name} {tag}")
+    plugged, charging = f"input_boolean.wallbox_plugged_{tag}", f"input_boolean.wallbox_charging_{tag}"
+    wait_for(lambda: ha_core.state(plugged) and ha_core.state(charging), 10)
+    ha_core.rest("POST", "/api/services/input_boolean/turn_on", {"entity_id": plugged})
+    token = ha_core.long_lived_token(f"darkstar-ev-{tag}")
+    site = make_site(
+        tmp_path, {"embedded": False, "host": "127.0.0.1", "port": 1883},
+        homeassistant={"url": ha_core.url, "token": token, "min_write_interval_s": 0,
+                       "entities": {"ev_plugged": plugged, "ev_power": power, "ev_soc": soc},
+                       "controls": {"ev_current": current, "ev_charging": charging}},
+        evs=[{"name": "car", "battery_kwh": 60, "max_charge_kw": 11.0,
+              "charger": {"type": "homeassistant", "fallback": {"mode": "current", "current_a": 6}}}])
+    ev = site.evs[0]
+    start = datetime.now(timezone.utc)
+    plan = [ev_plan(start, [6.9] * 4)]
+
+    async def scenario() -> None:
+        charger = HomeAssistantCharger(ev.name, ev.charger, site)
+        controller = ChargerController(ev, charger, clock=ManualClock(start), plan=lambda: plan[0])
+        await charger.start()
+        try:
+            decision = await controller.tick()
+            assert decision.source == "plan" and controller.reading.plugged
+            assert controller.reading.soc_frac == pytest.approx(0.41)
+            assert float(ha_core.state(current)["state"]) == pytest.approx(10.0)  # 6.9 kW / (3 x 230 V)
+            assert ha_core.state(charging)["state"] == "on"
+            ha_core.set_number(power, 6900)
+            await asyncio.sleep(0.5)
+            await controller.tick()
+            assert controller.reading.power_kw == pytest.approx(6.9)
+            plan[0] = ev_plan(start, [0.0] * 4, created=start + timedelta(seconds=1))
+            await controller.tick()
+            assert ha_core.state(charging)["state"] == "off"
+            await controller.shutdown()
+            assert float(ha_core.state(current)["state"]) == pytest.approx(6.0)
+            assert ha_core.state(charging)["state"] == "on"
+        finally:
+            await charger.close()
+
+    asyncio.run(scenario())

@@ -8,10 +8,8 @@ input_number / input_boolean standing in for its controls.
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 

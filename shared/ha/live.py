@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from shared.config import HomeAssistantConfig
@@ -31,8 +29,6 @@ BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 class EntityState:
     state: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
-    last_updated: float | None = None  # epoch seconds, HA's time
-    received_monotonic: float | None = None  # our time, for the latency figure
     removed: bool = False
 
 
@@ -49,7 +45,6 @@ class LiveEntities:
         self.connected = asyncio.Event()
         self.connection_epoch = 0  # +1 per (re)connection: a restarted HA may have lost our last write
         self.connection_problem: str | None = "not connected yet"
-        self.disconnected_at: datetime | None = datetime.now(timezone.utc)
         self.on_change = on_change
         self.extra_entities: set[str] = set(config.controls.values())  # read back after writes
         self._stop = False
@@ -92,7 +87,7 @@ class LiveEntities:
             raise HAError("Home Assistant sent no states for the subscribed entities") from None
         self.ha_currency = (await self.client.call("get_config")).get("currency")
         self.connection_epoch += 1
-        self.connection_problem, self.disconnected_at = None, None
+        self.connection_problem = None
         self.connected.set()
         log.info("Home Assistant %s connected at %s: %d entities", self.client.ha_version, self.config.url,
                  len(self.entity_ids))
@@ -101,8 +96,6 @@ class LiveEntities:
         if self.connection_problem != problem:
             log.warning("%s", problem)
         self.connection_problem = problem
-        if self.disconnected_at is None:
-            self.disconnected_at = datetime.now(timezone.utc)
         self.connected.clear()
 
     async def stop(self) -> None:
@@ -116,11 +109,9 @@ class LiveEntities:
     # ------------------------------------------------------------------ events
     def _on_event(self, event: dict[str, Any]) -> None:
         """``subscribe_entities`` messages: ``a`` full states, ``c`` diffs (``+`` changed, ``-`` removed attrs), ``r`` removed."""
-        now = time.monotonic()
         self._first_event.set()
         for entity_id, full in (event.get("a") or {}).items():
-            self.states[entity_id] = EntityState(full.get("s"), dict(full.get("a") or {}),
-                                                 _last_updated(full), now)
+            self.states[entity_id] = EntityState(full.get("s"), dict(full.get("a") or {}))
             self._changed(entity_id)
         for entity_id, diff in (event.get("c") or {}).items():
             current = self.states.setdefault(entity_id, EntityState())
@@ -130,11 +121,10 @@ class LiveEntities:
             current.attributes.update(plus.get("a") or {})
             for name in minus.get("a") or []:
                 current.attributes.pop(name, None)
-            current.last_updated = _last_updated(plus) or current.last_updated
-            current.received_monotonic, current.removed = now, False
+            current.removed = False
             self._changed(entity_id)
         for entity_id in event.get("r") or []:
-            self.states[entity_id] = EntityState(removed=True, received_monotonic=now)
+            self.states[entity_id] = EntityState(removed=True)
             self._changed(entity_id)
 
     def _changed(self, entity_id: str) -> None:
@@ -171,7 +161,3 @@ class LiveEntities:
                        f"{self.ha_currency}; its energy dashboard would count Darkstar's prices as {self.ha_currency}")
         return out
 
-
-def _last_updated(compressed: dict[str, Any]) -> float | None:
-    value = compressed.get("lu", compressed.get("lc"))
-    return float(value) if isinstance(value, (int, float)) else None

@@ -59,7 +59,7 @@ def _backend(site: SiteConfig, index: int, clock: Any, central_system: Any, http
     if cfg.type == "homeassistant":
         from services.executor.chargers.homeassistant import HomeAssistantCharger
 
-        return HomeAssistantCharger(ev.name, cfg)
+        return HomeAssistantCharger(ev.name, cfg, site)
     raise ValueError(f"evs.{index}.charger.type {cfg.type!r} has no backend")
 
 

@@ -21,6 +21,10 @@ class ChargerError(RuntimeError):
     """The charger could not be reached or refused a command."""
 
 
+class ChargerBusy(RuntimeError):
+    """The command was held back (e.g. a write rate limit), not refused: send it again on a later tick."""
+
+
 @dataclass(frozen=True)
 class ChargerReading:
     ts: datetime

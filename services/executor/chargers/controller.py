@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.executor.chargers.base import ChargeCommand, Charger, ChargerError, ChargerReading
+from services.executor.chargers.base import ChargeCommand, Charger, ChargerBusy, ChargerError, ChargerReading
 from services.executor.chargers.control import (
     EvDecision,
     EvQuick,
@@ -103,7 +103,7 @@ class ChargerController:
             "ev": self.ev.name, "type": self.ev.charger.type, "identity": self.ev.charger.identity,
             "connected": r.connected if r else False, "plugged": r.plugged if r else None,
             "status": r.status if r else "", "power_kw": r.power_kw if r else None,
-            "soc_frac": r.soc_frac if r else None,
+            "soc_frac": r.soc_frac if r else None, "energy_kwh": r.energy_kwh if r else None,
             "source": d.source if d else "starting", "reason": d.reason if d else "",
             "command": summary(self.sent), "fallback": self.fell_back, "alarms": sorted(self._alarms),
             "quick": None if self.quick is None else {"target_soc_frac": self.quick.target_soc_frac,
@@ -162,6 +162,8 @@ class ChargerController:
                 await self.charger.apply(command)
                 self.sent, self.fell_back, self._refused = command, False, None
             self.error = None
+        except ChargerBusy as err:  # not sent yet; the unchanged ``sent`` makes the next tick try again
+            self.error = str(err)
         except (TimeoutError, ChargerError) as err:
             self.error = str(err) or type(err).__name__
             alarms.add("charger_command_refused")
