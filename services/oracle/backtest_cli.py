@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
                 kwargs = {"retrain_days": args.retrain_days, "forecast_every_hours": args.forecast_every_hours}
             result = run_backtest(
                 data.frame, site, date_from, date_to, forecast=kind, replan_minutes=args.replan_minutes,
-                soc_kwh=args.soc_kwh, progress=progress_bar(f"backtest {kind}", args.quiet), forecast_kwargs=kwargs,
+                soc_kwh=args.soc_kwh, progress=progress_bar("backtest" if len(kinds) == 1 else f"backtest {kind}", args.quiet), forecast_kwargs=kwargs,
                 risk=args.risk, oracle_run=oracle_run,
             )
             oracle_run = result.oracle_run

@@ -8,7 +8,7 @@ and publishes ``oracle/result``. A day that cannot be computed (not over yet, a 
 observed load/PV, no observations, a missing price) becomes an ``events/error`` message and a
 command error reply; the service keeps running. The regret compares costs adjusted for the
 energy each side left in the battery (the one rule of :mod:`shared.cost`) when the measured
-SoC after the day is known; ``breakdown.regret_soc_adjusted`` says whether it was.
+SoC before and after the day are known; ``breakdown.regret_soc_adjusted`` says whether it was.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ class OracleService(Service):
         regret = None
         if realized_cost is not None:
             regret = realized_cost - od.oracle_cost
-            adjusted = seen.soc_after_kwh is not None
+            # both ends measured: the realized day started where the oracle did
+            adjusted = seen.soc_after_kwh is not None and seen.soc_before_kwh is not None
             if adjusted:
                 realized_adj = adjusted_money(realized_cost, od.soc_start_kwh, seen.soc_after_kwh, value)
                 breakdown.update(realized_soc_end_kwh=round(seen.soc_after_kwh, 4),

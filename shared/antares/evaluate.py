@@ -56,7 +56,7 @@ def executor_rule_for_setpoint(battery_kw: float, load_forecast_kw: float, pv_fo
 
 @dataclass
 class MoneyReport:
-    """Money on the validation days; ``*_cost`` are adjusted for the stored energy (``*_money`` before)."""
+    """Money on the validation days; ``*_cost`` are adjusted for the stored energy (``money``: before)."""
 
     days: list[date]
     policy_cost: float
