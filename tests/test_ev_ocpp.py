@@ -291,3 +291,23 @@ def test_an_ocpp_port_in_use_fails_the_start_loudly() -> None:
         chargers = build_chargers(site, ManualClock(START))
         with pytest.raises(RuntimeError, match="EV chargers could not start"):
             chargers.runner.start()
+
+
+def test_remote_stop_ends_the_transaction_at_the_charge_point() -> None:
+    async def scenario() -> None:
+        async with ocpp_rig(ev_config(), START) as rig:
+            rig.plan[0] = ev_plan(START, [6.9] * 4)
+            await rig.cp.plug()
+            await rig.tick()
+            assert rig.cp.transaction_id is not None
+            rig.clock.advance(600)  # 10 minutes at 6.9 kW: 1.15 kWh on the meter
+            await settle(rig.cp)
+            await rig.controller.charger.stop_transaction()
+            await settle(rig.cp)
+            assert rig.cp.transaction_id is None and rig.cp.power_kw == 0.0
+            assert rig.system.states["cp-garage"].connector(1).transaction_id is None
+            reading = await rig.controller.charger.read()
+            assert reading.plugged and not reading.charging
+            assert reading.energy_kwh == pytest.approx(1.15, abs=0.01)  # StopTransaction's meterStop
+
+    run(scenario())

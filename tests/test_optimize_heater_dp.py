@@ -7,10 +7,10 @@ import itertools
 import numpy as np
 import pytest
 
-from shared.optimize.water_heater import WaterHeater
 from shared.optimize.heater_dp import cheapest_heater_blocks
 from shared.optimize.inputs import WaterState, apply_strategy
 from shared.optimize.solve import build_model
+from shared.optimize.water_heater import WaterHeater
 from tests.optimize_helpers import make_inputs, make_site
 
 

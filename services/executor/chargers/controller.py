@@ -103,7 +103,7 @@ class ChargerController:
             "ev": self.ev.name, "type": self.ev.charger.type, "identity": self.ev.charger.identity,
             "connected": r.connected if r else False, "plugged": r.plugged if r else None,
             "status": r.status if r else "", "power_kw": r.power_kw if r else None,
-            "soc_frac": r.soc_frac if r else None,
+            "soc_frac": r.soc_frac if r else None, "energy_kwh": r.energy_kwh if r else None,
             "source": d.source if d else "starting", "reason": d.reason if d else "",
             "command": summary(self.sent), "fallback": self.fell_back, "alarms": sorted(self._alarms),
             "quick": None if self.quick is None else {"target_soc_frac": self.quick.target_soc_frac,
