@@ -3,7 +3,7 @@
 amqtt 0.12 (``Broker.client_connected``) sends a (re)connecting client the retained messages
 matching *every* filter any client holds, so with persistent sessions every client received
 the large plan payloads. :class:`ConformingBroker` sends only those matching the session's own
-subscriptions (MQTT-3.3.1-6, -3.8.4-3); tests/test_broker_conformance.py runs the same checks
+subscriptions (MQTT-3.3.1-6, -3.8.4-3), and walks its subscription table safely; tests/test_broker_conformance.py runs the same checks
 against this broker and Mosquitto. Patching one method keeps amqtt (pure Python, no binary to
 ship) as the zero-setup default; Mosquitto remains the production broker.
 """
@@ -47,7 +47,23 @@ class GateTopicPlugin(BaseTopicPlugin):
         return ok
 
 
+class _SnapshotDict(dict):  # type: ignore[type-arg]
+    """Iterates over a copy: amqtt awaits (topic checks, queueing for offline sessions) while it walks
+    its subscription table, and a client subscribing meanwhile raised "dictionary changed size
+    during iteration", losing that broadcast."""
+
+    def __iter__(self) -> Any:
+        return iter(list(super().keys()))
+
+    def items(self) -> Any:
+        return list(super().items())
+
+
 class ConformingBroker(Broker):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._subscriptions = _SnapshotDict(self._subscriptions)
+
     async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Any) -> None:
         # amqtt walks every client's filters on connect; only this session's own count (MQTT-3.3.1-6)
         held = [qos for s, qos in self._subscriptions.get(subscription[0], []) if s.client_id == session.client_id]

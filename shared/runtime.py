@@ -163,7 +163,11 @@ def run_one(service_cls: type, argv: list[str] | None = None) -> int:
     if busy:
         print(f"python -m services.{service_cls.name}: {busy}", file=sys.stderr)
         return 2
-    store = open_store(site) if service_cls.uses_store else None
+    try:
+        store = open_store(site) if service_cls.uses_store else None
+    except RuntimeError as err:  # the same message as `darkstar up`, not a traceback
+        print(f"python -m services.{service_cls.name}: {err}", file=sys.stderr)
+        return 1
     extra = {"site_path": args.site or DEFAULT_SITE} if getattr(service_cls, "takes_site_path", False) else {}
     service = service_cls(site, store=store, **extra)
     service.start()

@@ -98,7 +98,7 @@ class Service:
         self.started_at: datetime | None = None
         self.commands: dict[str, CommandHandler] = {}
         self.limits = SiteLimits(site)
-        self.errors = ErrorThrottle(self._emit_error)
+        self.error_throttle = ErrorThrottle(self._emit_error)
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._lock = threading.RLock()
@@ -167,7 +167,7 @@ class Service:
         if self._ticker is not None:
             self._ticker.join(30)
         self.on_stop()
-        self.errors.flush(force=True)  # counts held back are reported before going offline
+        self.error_throttle.flush(force=True)  # counts held back are reported before going offline
         self.mqtt.stop()
         log.info("%s stopped", self.name)
 
@@ -231,7 +231,7 @@ class Service:
         Repeats of the same (topic, reason) within a minute are counted, not sent: the next
         event for it carries ``count`` (shared/errorevents.py), and the log says it once too.
         """
-        self.errors.report(what, why, payload)
+        self.error_throttle.report(what, why, payload)
 
     def _emit_error(self, what: str, why: str, payload: bytes | str | None, count: int) -> None:
         repeats = f" ({count} times since the last report)" if count > 1 else ""
@@ -253,7 +253,7 @@ class Service:
 
     def _flush_errors_loop(self) -> None:
         while not self._stop.wait(5.0):
-            self.errors.flush()
+            self.error_throttle.flush()
 
     def context_value(self, name: str, default: Any = None) -> Any:
         """Current value of a context item, or ``default`` when unset or expired."""
@@ -271,6 +271,7 @@ class Service:
         try:
             _site, kind, parts, msg = decode_for_topic(self.site.mqtt.base_topic, topic_name, payload)
         except ContractError as err:
+            self.m_rejected.labels(kind="command").inc()
             self.report_error(topic_name, err.why, payload)
             return
         if kind != "command" or not isinstance(msg, CommandMsg):

@@ -39,6 +39,7 @@ from shared.contracts import (
     WeatherSlot,
 )
 from shared.homeassistant import Entity, command_button
+from shared.pricesanity import PriceSanity
 from shared.service import Service
 from shared.slots import SLOT, floor_slot, local_day_bounds, local_day_slots
 
@@ -72,6 +73,7 @@ class ForecasterService(Service):
         self.models: ForecastModels | None = None
         self.last_prices_end: pd.Timestamp | None = None
         self.published_prices: PricesMsg | None = None
+        self.price_sanity = PriceSanity()  # an outlying curve waits for a second fetch (shared/pricesanity.py)
         self.price_now_slot: pd.Timestamp | None = None
         self.last_price_poll: datetime | None = None
         self.last_forecast_at: datetime | None = None
@@ -168,6 +170,13 @@ class ForecasterService(Service):
         end = curve.index[-1]
         if self.last_prices_end is not None and end <= self.last_prices_end:
             return None  # nothing new: tomorrow's auction result not out yet
+        verdict = self.price_sanity.check([ts.isoformat() for ts in curve.index],
+                                          [float(p) for p in curve["import_price_per_kwh"]])
+        if not verdict.publish:
+            self._problem("prices", verdict.why or "price curve held")
+            return None
+        if verdict.why:
+            log.warning("%s", verdict.why)
         msg = PricesMsg(
             site_id=self.site.site_id, area=self.site.tariff.price_area, currency=self.site.tariff.currency,
             resolution_minutes=15, source=str(self.world.source)[:60], issued_at=now,
@@ -178,6 +187,7 @@ class ForecasterService(Service):
                    for ts, r in curve.iterrows()],
         )
         self.publish("prices", msg)
+        self.price_sanity.accepted([slot.import_price_per_kwh for slot in msg.slots])
         self.published_prices, self.price_now_slot = msg, None
         self.last_prices_end = end
         log.info("prices published up to %s (%d slots)", end.tz_convert(self.site.tz), len(msg.slots))
