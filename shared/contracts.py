@@ -307,6 +307,11 @@ class EnergyTotalsMsg(Message):
     load_kwh: NonNegKwh = 0.0
     charge_kwh: NonNegKwh = 0.0
     discharge_kwh: NonNegKwh = 0.0
+    # optional (same major): money the battery saved vs the same home without it (shared/cost.py
+    # battery_saving) over the slots whose prices the plan gave; may fall (wear, a losing cycle)
+    saving: float | None = None
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+    saving_unpriced_slots: int = Field(0, ge=0, description="measured slots without a price: not in saving")
 
 
 class ExecutorStateMsg(Message):

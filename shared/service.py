@@ -271,6 +271,7 @@ class Service:
         try:
             _site, kind, parts, msg = decode_for_topic(self.site.mqtt.base_topic, topic_name, payload)
         except ContractError as err:
+            self.m_rejected.labels(kind="command").inc()
             self.report_error(topic_name, err.why, payload)
             return
         if kind != "command" or not isinstance(msg, CommandMsg):

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -40,6 +41,7 @@ from shared.contracts import (
     decode,
     encode,
 )
+from shared.cost import battery_saving
 from shared.sitedata import load_site_data
 from shared.storage.repository import Store
 from tests.conftest import EXAMPLE_DATA, free_port, make_site, wait_for
@@ -167,7 +169,8 @@ def plan_msg(site_id: str, slots: list[PlanSlot], created: datetime = START,
 
 def charge_plan(site_id: str, charge_kw: float = 3.0, hours: int = 12) -> PlanMsg:
     slots = [PlanSlot(start=START + i * SLOT, mode="charge", charge_kw=charge_kw, import_kw=charge_kw + 1.0,
-                      soc_kwh=9.0, reason_code="charge_grid_cheap") for i in range(hours * 4)]
+                      soc_kwh=9.0, reason_code="charge_grid_cheap", import_price_per_kwh=0.12,
+                      export_price_per_kwh=0.04) for i in range(hours * 4)]
     return plan_msg(site_id, slots)
 
 
@@ -203,6 +206,23 @@ def test_a_plan_on_the_bus_is_followed_reported_and_logged(make_rig) -> None:
     assert obs.discharge_kwh == pytest.approx(0.0, abs=1e-6)
     balance = obs.import_kwh - obs.export_kwh + obs.pv_kwh - obs.load_kwh - obs.charge_kwh + obs.discharge_kwh
     assert balance == pytest.approx(0.0, abs=0.02)
+
+    # energy/totals: one update per observation; the battery's saving by the one cost model at the
+    # plan's prices (slots measured before the plan arrived are counted as unpriced, not guessed)
+    def totals_caught_up() -> tuple[list[Any], Any] | None:
+        obs_now, totals = r.messages("observations"), r.messages("energy/totals")
+        return (obs_now, totals[-1]) if totals and len(totals) == len(obs_now) else None
+
+    obs_all, totals = wait_for(totals_caught_up)
+    assert totals.currency == r.site.tariff.currency and totals.saving is not None
+    priced = obs_all[totals.saving_unpriced_slots:]
+    idx = pd.DatetimeIndex([o.slot_start for o in priced])
+    prices = pd.DataFrame({"import_price_per_kwh": 0.12, "export_price_per_kwh": 0.04}, index=idx)
+    expected = battery_saving(idx, *([getattr(o, k) or 0.0 for o in priced]
+                                     for k in ("import_kwh", "export_kwh", "charge_kwh", "discharge_kwh")),
+                              prices, r.site)
+    assert priced and totals.saving == pytest.approx(expected, abs=1e-5)
+    assert totals.saving < 0  # charging from the grid at a flat price only costs wear and nothing yet
 
     # a new subscriber gets the retained state at once
     late = Watcher(r.broker["host"], r.broker["port"], f"{r.base}/executor/state")

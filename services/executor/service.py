@@ -27,6 +27,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+import pandas as pd
 from fastapi import APIRouter
 
 from services.executor.chargers.wiring import EvWiring
@@ -47,6 +48,7 @@ from shared.contracts import (
     PlanMsg,
     TelemetryMsg,
 )
+from shared.cost import battery_saving
 from shared.homeassistant import Entity, energy_total_entities
 from shared.mqtt import MqttClient
 from shared.service import Service
@@ -167,11 +169,32 @@ class ExecutorService(Service):
     def _publish_observation(self, msg: ObservationMsg) -> None:
         self.publish("observations", msg)
         # Running totals for HA's energy dashboard (total_increasing: a restart reads as a meter reset).
-        totals = self.energy_totals or EnergyTotalsMsg(site_id=self.site.site_id, since=msg.slot_start)
-        added = {k: getattr(totals, k) + (getattr(msg, k) or 0.0)
-                 for k in ("import_kwh", "export_kwh", "pv_kwh", "load_kwh", "charge_kwh", "discharge_kwh")}
+        totals = self.energy_totals or EnergyTotalsMsg(site_id=self.site.site_id, since=msg.slot_start,
+                                                       saving=0.0, currency=self.site.tariff.currency)
+        added: dict[str, Any] = {k: getattr(totals, k) + (getattr(msg, k) or 0.0)
+                                 for k in ("import_kwh", "export_kwh", "pv_kwh", "load_kwh", "charge_kwh",
+                                           "discharge_kwh")}
+        saving = self._slot_saving(msg)
+        if saving is None:
+            added["saving_unpriced_slots"] = totals.saving_unpriced_slots + 1
+        else:
+            added["saving"] = round((totals.saving or 0.0) + saving, 6)
         self.energy_totals = totals.model_copy(update={**added, "ts": self.clock.now()})
         self.publish("energy_totals", self.energy_totals)
+
+    def _slot_saving(self, msg: ObservationMsg) -> float | None:
+        """The battery's saving in one measured slot at the plan's prices; None when no price is known
+        (the slot is counted as unpriced, never guessed)."""
+        plan = self.loop.plan if self.loop is not None else None
+        slot = next((s for s in plan.slots if s.start == msg.slot_start), None) if plan is not None else None
+        if slot is None or slot.import_price_per_kwh is None or slot.export_price_per_kwh is None:
+            log.info("no price for measured slot %s: left out of the battery saving", msg.slot_start.isoformat())
+            return None
+        prices = pd.DataFrame({"import_price_per_kwh": [slot.import_price_per_kwh],
+                               "export_price_per_kwh": [slot.export_price_per_kwh]},
+                              index=pd.DatetimeIndex([msg.slot_start]))
+        return battery_saving(prices.index, [msg.import_kwh or 0.0], [msg.export_kwh or 0.0],
+                              [msg.charge_kwh or 0.0], [msg.discharge_kwh or 0.0], prices, self.site)
 
     def _publish_state(self, msg: ExecutorStateMsg) -> None:
         self.publish("executor_state", msg)
@@ -229,7 +252,7 @@ class ExecutorService(Service):
             payload_off=json.dumps({**command, "args": {"paused": False}}),
             icon="mdi:pause-circle", extra={"state_on": "ON", "state_off": "OFF"},
         )
-        return [*loop_ha_entities(self.site.site_id, DEFAULT_TTL_S), pause_switch, *energy_total_entities(),
+        return [*loop_ha_entities(self.site.site_id, DEFAULT_TTL_S), pause_switch, *energy_total_entities(self.site.tariff.currency),
                 *self.ev.ha_entities()]
 
     def extra_routes(self, router: APIRouter, admin: APIRouter) -> None:
