@@ -446,9 +446,22 @@
     },
     admin() {
       bindRetrain();
+      document.querySelectorAll("button[data-learning]").forEach((btn) => btn.addEventListener("click", async () => {
+        const out = $("#retrain-result");
+        if (!confirm(`${btn.textContent}? A backup is written first, then the learned models and their metrics are deleted.`)) return;
+        out.className = ""; out.textContent = "backing up, then resetting…";
+        try {
+          const r = await api(`/api/admin/learning/${btn.dataset.learning}`, { method: "POST" });
+          out.className = "ok"; out.textContent = `Done: ${r.models} models, ${r.training_runs} runs, ${r.files} files removed; backup ${r.backup}`;
+          tables();
+        } catch (e) { out.className = "err"; out.textContent = e.status === 401 ? "Refused: sign in as admin first." : `Refused: ${e.message}`; }
+      }));
       const tables = async () => {
         const t = await api("/api/admin/tables");
-        $("#tables").innerHTML = Object.entries(t.rows).map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join("");
+        const bytes = (t.sizes && t.sizes.bytes) || {};
+        const kb = (b) => b == null ? "" : ` · ${b >= 1048576 ? (b / 1048576).toFixed(1) + " MB" : (b / 1024).toFixed(0) + " kB"}`;
+        $("#tables").innerHTML = Object.entries(t.rows).map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v} rows${kb(bytes[k])}</dd>`).join("") +
+          (t.sizes && t.sizes.total_bytes != null ? `<dt>total</dt><dd>${kb(t.sizes.total_bytes).slice(3)} <span class="muted">(${esc(t.sizes.method)})</span></dd>` : "");
       };
       const logs = async () => {
         try {
