@@ -117,6 +117,19 @@ class TickReport:
     error: str | None = None
 
 
+
+def extra_readings(values: dict[str, float | None]) -> dict[str, Any]:
+    """Readings beyond the power flows that a source gives by role (the HA backend): water heater
+    temperature, EV plugged and SoC, for ``telemetry``; roles a source lacks stay absent."""
+    out: dict[str, Any] = {}
+    if values.get("water_heater_temperature") is not None:
+        out["water_temp_c"] = round(float(values["water_heater_temperature"]), 2)  # type: ignore[arg-type]
+    if values.get("ev_plugged") is not None:
+        out["ev_plugged"] = bool(values["ev_plugged"])
+    if values.get("ev_soc") is not None:
+        out["ev_soc_frac"] = min(1.0, max(0.0, float(values["ev_soc"])))  # type: ignore[arg-type]
+    return out
+
 class ExecutorLoop:
     """Every ``tick_s`` (clock seconds): read telemetry, decide, write unless shadow, read back, report."""
 
@@ -355,6 +368,7 @@ class ExecutorLoop:
         return TelemetryMsg(
             site_id=self.site_id, ts=t.ts, soc_frac=t.soc_frac, soc_kwh=t.soc_kwh, pv_kw=t.pv_kw, load_kw=t.load_kw,
             grid_kw=t.grid_kw, battery_kw=t.battery_kw, water_kw=t.water_kw, ev_kw=t.ev_kw, source="executor",
+            **extra_readings(t.values),
         )
 
     def state_msg(self, now: datetime | None = None) -> ExecutorStateMsg:

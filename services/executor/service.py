@@ -41,6 +41,7 @@ from shared.clock import WALL_CLOCK, Clock
 from shared.config import SiteConfig
 from shared.contracts import (
     CommandMsg,
+    ContextMsg,
     EnergyTotalsMsg,
     ExecutorStateMsg,
     Message,
@@ -98,6 +99,7 @@ class ExecutorService(Service):
         self.disabled_why: str | None = None
         self._reported_alarms: set[str] = set()
         self.energy_totals: EnergyTotalsMsg | None = None
+        self._car_published: dict[str, Any] = {}  # last EV context published from HA readings
         self.ev = EvWiring(self)  # EV chargers (evs[].charger): their own loop beside the inverter's
         if site.battery is None:
             self.disabled_why = "no battery in the site configuration: nothing to control"
@@ -165,6 +167,18 @@ class ExecutorService(Service):
     # ------------------------------------------------------------------ loop callbacks (loop thread)
     def _publish_telemetry(self, msg: TelemetryMsg) -> None:
         self.publish("telemetry", msg)
+        if self.ev.chargers is None:  # a charger, when there is one, is the car's authority (chargers/wiring.py)
+            self._car_context(msg)
+
+    def _car_context(self, msg: TelemetryMsg) -> None:
+        """The car's plug and SoC read from HA entities, as the planner's context, on change only."""
+        for name, value in (("ev_plugged", msg.ev_plugged),
+                            ("ev_soc_frac", None if msg.ev_soc_frac is None else round(msg.ev_soc_frac, 2))):
+            if value is None or self._car_published.get(name) == value:
+                continue
+            self.publish("context", ContextMsg(site_id=self.site.site_id, name=name, value=value,
+                                               source="homeassistant"), name=name)
+            self._car_published[name] = value
 
     def _publish_observation(self, msg: ObservationMsg) -> None:
         self.publish("observations", msg)
