@@ -434,7 +434,7 @@
         $("#mtd-realized").textContent = money(m.month_to_date.realized);
         $("#mtd-nobattery").textContent = money(m.month_to_date.no_battery);
         $("#mtd-saving").textContent = money(m.month_to_date.saving);
-        const keys = [["realized", "realized", "#2563eb"], ["no_battery", "no battery", "#9ca3af"], ["oracle", "oracle", "#16a34a"]];
+        const keys = [["realized", "realized", "#2563eb"], ["no_battery", "no battery", "#9ca3af"], ["rule", "self-consumption rule", "#f59e0b"], ["oracle", "oracle", "#16a34a"]];
         const max = Math.max(0.01, ...m.days.flatMap((d) => keys.map(([k]) => Math.abs(d[k] || 0))));
         $("#bars").innerHTML = m.days.slice().reverse().map((d) => `<div class="day"><div class="dlabel">${esc(d.day)}` +
           `${d.saving != null ? ` <span class="muted">saving ${fmt(d.saving)} ${CUR}</span>` : ""}</div>` +
