@@ -271,7 +271,8 @@ class ExecutorService(Service):
             payload_off=json.dumps({**command, "args": {"paused": False}}),
             icon="mdi:pause-circle", extra={"state_on": "ON", "state_off": "OFF"},
         )
-        return [*loop_ha_entities(self.site.site_id, DEFAULT_TTL_S), pause_switch, *energy_total_entities(self.site.tariff.currency),
+        return [*loop_ha_entities(self.site.site_id, DEFAULT_TTL_S), pause_switch,
+                *energy_total_entities(self.site.tariff.currency),
                 *self.ev.ha_entities()]
 
     def extra_routes(self, router: APIRouter, admin: APIRouter) -> None:
