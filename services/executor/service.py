@@ -233,6 +233,8 @@ class ExecutorService(Service):
             if action == "pause" and args.pop("paused", True) is False:  # the HA switch turned off
                 return {"action": "resume", **self.loop.command("resume")}
             allowed = {"ttl_s", "power_kw"} if action in QUICK_ACTIONS else {"ttl_s"} if action == "pause" else set()
+            if action == "force_charge":
+                allowed.add("target_soc_frac")
             unknown = sorted(set(args) - allowed)
             if unknown:
                 raise ValueError(f"unknown argument(s) {', '.join(unknown)} for {action}; "
@@ -241,7 +243,10 @@ class ExecutorService(Service):
             if ttl_s is None and msg.ttl_s is not None:
                 ttl_s = msg.ttl_s  # Home Assistant buttons carry the TTL on the command itself
             power_kw = _number(args, "power_kw", action)
-            if action in QUICK_ACTIONS:
+            if action == "force_charge":
+                state = self.loop.command(action, ttl_s=ttl_s, power_kw=power_kw,
+                                          target_soc_frac=_number(args, "target_soc_frac", action))
+            elif action in QUICK_ACTIONS:
                 state = self.loop.command(action, ttl_s=ttl_s, power_kw=power_kw)
             elif action == "pause":
                 state = self.loop.command(action, ttl_s=ttl_s)
