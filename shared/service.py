@@ -174,6 +174,8 @@ class Service:
         self.on_stop()
         self.error_throttle.flush(force=True)  # counts held back are reported before going offline
         self.mqtt.stop()
+        if self.writer is not None:
+            self.writer.close()  # spooled rows stay on disk for the next start
         log.info("%s stopped", self.name)
 
     def _tick_loop(self) -> None:
