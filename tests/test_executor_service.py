@@ -385,3 +385,18 @@ def test_a_clock_that_does_not_run_by_itself_is_refused(tmp_path: Path) -> None:
     site = make_site(tmp_path, {"host": "127.0.0.1", "port": free_port()})
     with pytest.raises(ValueError, match="ManualClock"):
         ExecutorService(site, clock=ManualClock(START))
+
+
+def test_the_cars_plug_and_soc_read_from_ha_become_planner_context_on_change(make_rig) -> None:
+    r = make_rig()
+    wait_for(lambda: r.messages("telemetry"))
+    reading = dict(site_id=r.site.site_id, ts=START, ev_plugged=True, ev_soc_frac=0.434, water_temp_c=61.5)
+    r.service._car_context(TelemetryMsg(**reading))
+    r.service._car_context(TelemetryMsg(**reading))  # unchanged: nothing new on the bus
+    plugged = wait_for(lambda: r.messages("context/ev_plugged"))
+    soc = wait_for(lambda: r.messages("context/ev_soc_frac"))
+    assert [m.value for m in plugged] == [True] and [m.value for m in soc] == [pytest.approx(0.43)]
+    assert plugged[0].source == "homeassistant"
+    r.service._car_context(TelemetryMsg(**{**reading, "ev_plugged": False}))
+    both = wait_for(lambda: (ms := r.messages("context/ev_plugged")) and len(ms) == 2 and ms)
+    assert [m.value for m in both] == [True, False]
