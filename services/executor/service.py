@@ -60,7 +60,7 @@ ACTIONS = ("pause", "resume", "cancel", *QUICK_ACTIONS)
 # Alarms worth an events/error message when they appear (plan_missing at start-up is normal).
 REPORTED_ALARMS = (
     "modbus_unreachable", "write_failed", "readback_mismatch", "safe_mode",
-    "telemetry_missing", "telemetry_stale", "soc_unknown", "plan_expired",
+    "telemetry_missing", "telemetry_stale", "soc_unknown", "plan_expired", "database_unreachable",
 )
 
 
@@ -211,6 +211,8 @@ class ExecutorService(Service):
                               [msg.charge_kwh or 0.0], [msg.discharge_kwh or 0.0], prices, self.site)
 
     def _publish_state(self, msg: ExecutorStateMsg) -> None:
+        if self.writer is not None and self.writer.outage is not None and "database_unreachable" not in msg.alarms:
+            msg = msg.model_copy(update={"alarms": [*msg.alarms, "database_unreachable"]})
         self.publish("executor_state", msg)
         raised = {a for a in msg.alarms if a in REPORTED_ALARMS}
         for alarm in sorted(raised - self._reported_alarms):
@@ -220,9 +222,9 @@ class ExecutorService(Service):
         self._reported_alarms = raised
 
     def _log_execution(self, row: dict[str, Any]) -> None:
-        if self.store is None:
+        if self.writer is None:
             return
-        self.store.store_execution(execution_record(row, self.loop, self.system_id))
+        self.writer.write("store_execution", execution_record(row, self.loop, self.system_id))
 
     # ------------------------------------------------------------------ commands
     def _command_handler(self, action: str) -> Any:
