@@ -261,6 +261,10 @@ class TelemetryMsg(Message):
     battery_kw: Kw | None = Field(None, description="positive = charging")
     water_kw: NonNegKw | None = None
     ev_kw: NonNegKw | None = None
+    # optional (same major): read where the source has them (the Home Assistant backend's entities)
+    water_temp_c: float | None = Field(None, ge=-40, le=120, description="water heater temperature")
+    ev_plugged: bool | None = None
+    ev_soc_frac: float | None = Field(None, ge=0, le=1)
     source: str = "executor"
 
 
@@ -292,6 +296,7 @@ class OverrideInfo(BaseModel):
     kind: str
     expires_at: AwareDatetime | None = None
     power_kw: float | None = None
+    target_soc_frac: float | None = None  # force_charge: the SoC where charging stops
 
 
 class EnergyTotalsMsg(Message):
@@ -307,6 +312,11 @@ class EnergyTotalsMsg(Message):
     load_kwh: NonNegKwh = 0.0
     charge_kwh: NonNegKwh = 0.0
     discharge_kwh: NonNegKwh = 0.0
+    # optional (same major): money the battery saved vs the same home without it (shared/cost.py
+    # battery_saving) over the slots whose prices the plan gave; may fall (wear, a losing cycle)
+    saving: float | None = None
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+    saving_unpriced_slots: int = Field(0, ge=0, description="measured slots without a price: not in saving")
 
 
 class ExecutorStateMsg(Message):

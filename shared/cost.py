@@ -29,6 +29,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from shared.config import BatteryConfig, CapacityTariffConfig, SiteConfig
 from shared.slots import SLOT_HOURS
@@ -261,6 +262,32 @@ def plan_cost(
         import_kwh=float(import_kwh.sum()),
         export_kwh=float(export_kwh.sum()),
     )
+
+
+# --------------------------------------------------------------------------- measured saving
+
+
+def battery_saving(index: pd.DatetimeIndex, import_kwh: ArrayLike, export_kwh: ArrayLike, charge_kwh: ArrayLike,
+                   discharge_kwh: ArrayLike, prices: pd.DataFrame, site: SiteConfig) -> float:
+    """Money the battery saved over measured slots: the same home without it minus what it paid.
+
+    Without the battery every slot's net grid flow (import - export - charge + discharge) would
+    have crossed the meter: its import/export at the slot's prices is the counterfactual. What
+    was paid: the measured import/export plus the battery's wear, both by :func:`plan_cost`.
+    Capacity-tariff effects are left out: a per-slot running sum cannot see a period's peaks.
+    """
+    net_kwh = (np.asarray(import_kwh, float) - np.asarray(export_kwh, float)
+               - np.asarray(charge_kwh, float) + np.asarray(discharge_kwh, float))
+    hours = SLOT_HOURS
+    actual = pd.DataFrame({"import_kw": np.asarray(import_kwh, float) / hours,
+                           "export_kw": np.asarray(export_kwh, float) / hours,
+                           "charge_kw": np.asarray(charge_kwh, float) / hours,
+                           "discharge_kw": np.asarray(discharge_kwh, float) / hours}, index=index)
+    without = pd.DataFrame({"import_kw": np.maximum(net_kwh, 0.0) / hours,
+                            "export_kw": np.maximum(-net_kwh, 0.0) / hours}, index=index)
+    paid, would_pay = plan_cost(actual, prices, site), plan_cost(without, prices, site)
+    return float((would_pay.import_cost - would_pay.export_revenue)
+                 - (paid.import_cost - paid.export_revenue + paid.wear_cost))
 
 
 # --------------------------------------------------------------------------- stored energy

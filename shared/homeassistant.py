@@ -198,8 +198,9 @@ def plan_chart_entity() -> Entity:
                   extra={"json_attributes_topic": "plan", "json_attributes_template": series})
 
 
-def energy_total_entities() -> list[Entity]:
-    """``total_increasing`` kWh sensors over ``energy/totals`` that HA's energy dashboard accepts."""
+def energy_total_entities(currency: str) -> list[Entity]:
+    """``total_increasing`` kWh sensors over ``energy/totals`` that HA's energy dashboard accepts, and the
+    battery's money saving (device_class monetary takes state_class ``total`` only: it may fall)."""
     rows = (("grid_import_energy", "Grid import energy", "import_kwh", "mdi:transmission-tower-import"),
             ("grid_export_energy", "Grid export energy", "export_kwh", "mdi:transmission-tower-export"),
             ("pv_energy", "PV energy", "pv_kwh", "mdi:solar-power"),
@@ -208,4 +209,7 @@ def energy_total_entities() -> list[Entity]:
     return [Entity(component="sensor", object_id=oid, name=name, state_topic="energy/totals",
                    value_template="{{ value_json.%s | round(3) }}" % key, unit="kWh", device_class="energy",
                    state_class="total_increasing", icon=icon)
-            for oid, name, key, icon in rows]
+            for oid, name, key, icon in rows] + [
+        Entity(component="sensor", object_id="battery_saving", name="Battery saving", state_topic="energy/totals",
+               value_template="{{ value_json.saving | round(4) if value_json.saving is not none else none }}",
+               unit=currency, device_class="monetary", state_class="total", icon="mdi:piggy-bank")]

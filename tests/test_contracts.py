@@ -77,7 +77,8 @@ def sample_messages() -> dict[str, object]:
         "price_now": PriceNowMsg(site_id=SITE, currency="EUR", slot_start=T0, import_price_per_kwh=0.21,
                                  export_price_per_kwh=0.04, next_slot_start=T0 + timedelta(minutes=15),
                                  next_import_price_per_kwh=0.25, next_export_price_per_kwh=0.05),
-        "energy_totals": EnergyTotalsMsg(site_id=SITE, since=T0, import_kwh=12.5, export_kwh=3.25, pv_kwh=20.0),
+        "energy_totals": EnergyTotalsMsg(site_id=SITE, since=T0, import_kwh=12.5, export_kwh=3.25, pv_kwh=20.0,
+                                        saving=-0.42, currency="EUR", saving_unpriced_slots=3),
     }
 
 

@@ -107,3 +107,19 @@ def test_flows_and_prices_must_share_the_slots():
     with pytest.raises(ValueError, match="same slot index"):
         plan_cost(frame(IDX[:2], import_kw=[1, 1]), PRICES, site())
     assert SLOT_HOURS == 0.25
+
+
+def test_the_battery_saving_is_the_home_without_it_minus_what_was_paid_and_wear():
+    from shared.cost import battery_saving
+
+    idx = pd.date_range("2025-07-01", periods=2, freq="15min", tz="UTC")
+    prices = frame(idx, import_price_per_kwh=[0.30, 0.10], export_price_per_kwh=[0.05, 0.02])
+    s = site(battery={"capacity_kwh": 10, "max_charge_kw": 5, "max_discharge_kw": 5, "wear_cost_per_kwh": 0.01})
+    # slot 0: 1 kWh discharged covered the load (nothing crossed the meter; without it 1 kWh imported at 0.30)
+    # slot 1: 2 kWh charged: 1.5 kWh of PV that would have been exported at 0.02, 0.5 kWh imported at 0.10
+    saving = battery_saving(idx, [0.0, 0.5], [0.0, 0.0], [0.0, 2.0], [1.0, 0.0], prices, s)
+    without = 1.0 * 0.30 + (-(2.0 - 0.5) * 0.02)  # slot 1 without the battery: net -1.5 kWh exported at 0.02
+    paid = 0.5 * 0.10 + 0.01 * (1.0 + 2.0)
+    assert saving == pytest.approx(without - paid)
+    # no battery flows: no saving, whatever the prices
+    assert battery_saving(idx, [1.0, 0.0], [0.0, 2.0], [0.0, 0.0], [0.0, 0.0], prices, s) == pytest.approx(0.0)

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -40,6 +41,7 @@ from shared.contracts import (
     decode,
     encode,
 )
+from shared.cost import battery_saving
 from shared.sitedata import load_site_data
 from shared.storage.repository import Store
 from tests.conftest import EXAMPLE_DATA, free_port, make_site, wait_for
@@ -167,7 +169,8 @@ def plan_msg(site_id: str, slots: list[PlanSlot], created: datetime = START,
 
 def charge_plan(site_id: str, charge_kw: float = 3.0, hours: int = 12) -> PlanMsg:
     slots = [PlanSlot(start=START + i * SLOT, mode="charge", charge_kw=charge_kw, import_kw=charge_kw + 1.0,
-                      soc_kwh=9.0, reason_code="charge_grid_cheap") for i in range(hours * 4)]
+                      soc_kwh=9.0, reason_code="charge_grid_cheap", import_price_per_kwh=0.12,
+                      export_price_per_kwh=0.04) for i in range(hours * 4)]
     return plan_msg(site_id, slots)
 
 
@@ -189,20 +192,43 @@ def test_a_plan_on_the_bus_is_followed_reported_and_logged(make_rig) -> None:
     telemetry = wait_for(lambda: [m for m in r.messages("telemetry") if m.battery_kw and m.battery_kw > 2.9])
     assert isinstance(telemetry[-1], TelemetryMsg)
     assert telemetry[-1].battery_kw == pytest.approx(3.0, abs=0.05)
-    assert telemetry[-1].soc_frac is not None and telemetry[-1].soc_frac > 0.3
+    # charging raises the SoC (from wherever self-consumption left it before the plan arrived)
+    first_soc = telemetry[0].soc_frac
+    assert first_soc is not None
+    wait_for(lambda: [m for m in r.messages("telemetry")
+                      if m.battery_kw and m.battery_kw > 2.9 and m.soc_frac and m.soc_frac > first_soc + 0.001])
     states = wait_for(lambda: [m for m in r.messages("executor/state")
                                if m.plan_id == plan.plan_id and m.mode == "charge"])
     assert isinstance(states[-1], ExecutorStateMsg) and not states[-1].shadow
 
     # observations at each slot end: 3 kW for the covered share of 15 minutes, energy balanced
+    # (a slot that began after charging had started: at 600x a loaded machine's second is 10 minutes)
+    charging_since = telemetry[0].ts
     observations = wait_for(lambda: [m for m in r.messages("observations") if m.coverage_frac > 0.9
-                                     and m.charge_kwh and m.slot_start >= START + SLOT], timeout_s=15)
+                                     and m.charge_kwh and m.slot_start >= charging_since], timeout_s=15)
     obs = observations[0]
     assert isinstance(obs, ObservationMsg)
     assert obs.charge_kwh == pytest.approx(3.0 * 0.25 * obs.coverage_frac, abs=0.05)
     assert obs.discharge_kwh == pytest.approx(0.0, abs=1e-6)
     balance = obs.import_kwh - obs.export_kwh + obs.pv_kwh - obs.load_kwh - obs.charge_kwh + obs.discharge_kwh
     assert balance == pytest.approx(0.0, abs=0.02)
+
+    # energy/totals: one update per observation; the battery's saving by the one cost model at the
+    # plan's prices (slots measured before the plan arrived are counted as unpriced, not guessed)
+    def totals_caught_up() -> tuple[list[Any], Any] | None:
+        obs_now, totals = r.messages("observations"), r.messages("energy/totals")
+        return (obs_now, totals[-1]) if totals and len(totals) == len(obs_now) else None
+
+    obs_all, totals = wait_for(totals_caught_up)
+    assert totals.currency == r.site.tariff.currency and totals.saving is not None
+    priced = obs_all[totals.saving_unpriced_slots:]
+    idx = pd.DatetimeIndex([o.slot_start for o in priced])
+    prices = pd.DataFrame({"import_price_per_kwh": 0.12, "export_price_per_kwh": 0.04}, index=idx)
+    expected = battery_saving(idx, *([getattr(o, k) or 0.0 for o in priced]
+                                     for k in ("import_kwh", "export_kwh", "charge_kwh", "discharge_kwh")),
+                              prices, r.site)
+    assert priced and totals.saving == pytest.approx(expected, abs=1e-5)
+    assert totals.saving < 0  # charging from the grid at a flat price only costs wear and nothing yet
 
     # a new subscriber gets the retained state at once
     late = Watcher(r.broker["host"], r.broker["port"], f"{r.base}/executor/state")
@@ -365,3 +391,18 @@ def test_a_clock_that_does_not_run_by_itself_is_refused(tmp_path: Path) -> None:
     site = make_site(tmp_path, {"host": "127.0.0.1", "port": free_port()})
     with pytest.raises(ValueError, match="ManualClock"):
         ExecutorService(site, clock=ManualClock(START))
+
+
+def test_the_cars_plug_and_soc_read_from_ha_become_planner_context_on_change(make_rig) -> None:
+    r = make_rig()
+    wait_for(lambda: r.messages("telemetry"))
+    reading = dict(site_id=r.site.site_id, ts=START, ev_plugged=True, ev_soc_frac=0.434, water_temp_c=61.5)
+    r.service._car_context(TelemetryMsg(**reading))
+    r.service._car_context(TelemetryMsg(**reading))  # unchanged: nothing new on the bus
+    plugged = wait_for(lambda: r.messages("context/ev_plugged"))
+    soc = wait_for(lambda: r.messages("context/ev_soc_frac"))
+    assert [m.value for m in plugged] == [True] and [m.value for m in soc] == [pytest.approx(0.43)]
+    assert plugged[0].source == "homeassistant"
+    r.service._car_context(TelemetryMsg(**{**reading, "ev_plugged": False}))
+    both = wait_for(lambda: (ms := r.messages("context/ev_plugged")) and len(ms) == 2 and ms)
+    assert [m.value for m in both] == [True, False]

@@ -61,7 +61,8 @@ def test_discovered_entities_in_the_real_registry_and_a_button_reaches_the_execu
         publish_retained([
             (topic(base, site.site_id, "energy_totals"),
              encode(EnergyTotalsMsg(site_id=site.site_id, since=now - timedelta(hours=1), import_kwh=1.25,
-                                    export_kwh=0.5, pv_kwh=2.0, charge_kwh=0.7, discharge_kwh=0.2))),
+                                    export_kwh=0.5, pv_kwh=2.0, charge_kwh=0.7, discharge_kwh=0.2,
+                                    saving=0.375, currency=site.tariff.currency))),
             (topic(base, site.site_id, "price_now"),
              encode(PriceNowMsg(site_id=site.site_id, currency="EUR", slot_start=now, import_price_per_kwh=0.231,
                                 export_price_per_kwh=0.05))),
@@ -93,6 +94,12 @@ def test_discovered_entities_in_the_real_registry_and_a_button_reaches_the_execu
         assert state["attributes"]["unit_of_measurement"] == "kWh"
         assert state["attributes"]["device_class"] == "energy"
         assert float(state["state"]) == pytest.approx(1.25)
+        # the battery's money saving: monetary takes state_class total (it may fall), unit the site currency
+        saving = wait_for(lambda: (s := ha_core.state(found[f"{node}_battery_saving"]["entity_id"]))
+                          and s["state"] not in ("unknown", "unavailable") and s)
+        assert float(saving["state"]) == pytest.approx(0.375)
+        assert saving["attributes"]["device_class"] == "monetary" and saving["attributes"]["state_class"] == "total"
+        assert saving["attributes"]["unit_of_measurement"] == site.tariff.currency
         plan_sensor = found[f"{node}_plan"]["entity_id"]
         assert ha_core.state(plan_sensor)["state"] == "unknown"  # no plan yet: no template error either
         devices = ha_core.ws("config/device_registry/list")

@@ -254,6 +254,18 @@ def test_cautious_risk_plans_on_the_pessimistic_forecast_with_a_larger_reserve()
     assert r.slots["load_kw"].tolist() == [2.0] * 8 and r.slots["pv_kw"].tolist() == [0.5] * 8
 
 
+def test_a_reserve_set_from_home_assistant_replaces_the_sites_and_the_plan_keeps_it():
+    site = make_site(battery={"capacity_kwh": 10.0, "reserve_soc_frac": 0.2, "min_soc_frac": 0.1})
+    # expensive now, cheap later: the battery would empty itself down to the reserve
+    prices = [0.5] * 4 + [0.1] * 4
+    base = solve_plan(make_inputs(site, [2.0] * 8, [0] * 8, prices, soc_kwh=8.0), site)
+    assert base.strategy.reserve_kwh == pytest.approx(2.0)
+    held = solve_plan(make_inputs(site, [2.0] * 8, [0] * 8, prices, soc_kwh=8.0, reserve_soc_frac=0.5), site)
+    assert held.strategy.reserve_kwh == pytest.approx(5.0)
+    assert base.slots["soc_kwh"].min() < 4.5  # without it the battery goes well below 5 kWh
+    assert held.slots["soc_kwh"].min() >= 5.0 - 1e-6
+
+
 def test_norway_tiers_make_the_battery_shave_the_peak_that_would_reach_the_next_tier():
     from datetime import date
 

@@ -266,3 +266,24 @@ def test_every_service_serves_swagger_ui_from_its_own_files(demo):
         html = httpx.get(f"http://127.0.0.1:{port}/docs", timeout=30).text
         assert "cdn." not in html and "https://" not in html, name
         assert httpx.get(f"http://127.0.0.1:{port}/_static/swagger-ui/swagger-ui-bundle.js", timeout=30).status_code == 200
+
+
+def test_reset_learning_is_refused_without_the_credential_and_backs_up_with_it(page, demo):
+    page.on("dialog", lambda d: d.accept())  # the page asks for confirmation first
+    _open(page, demo.url + "/admin-tools")
+    page.wait_for_function("document.querySelector('#tables').textContent.includes('rows ·')")  # bytes per table
+    page.click("button[data-learning=today]")
+    page.wait_for_selector("#retrain-result.err")
+    assert "sign in" in page.inner_text("#retrain-result").lower()
+    status = page.evaluate("fetch(document.body.dataset.base + '/api/admin/learning/all', {method: 'POST'})"
+                           ".then(r => r.status)")
+    assert status == 401
+    backups = Path(demo.site.trainer.model_dir).parent / "backups"
+    assert not list(backups.glob("*.tar.gz"))
+
+    _sign_in(page, demo)
+    page.click("button[data-learning=today]")
+    page.wait_for_selector("#retrain-result.ok", timeout=60_000)
+    assert "backup" in page.inner_text("#retrain-result")
+    assert len(list(backups.glob("before-learning-reset-today-*.tar.gz"))) == 1
+    assert [p for p in page.problems if "status of 401" not in p] == []

@@ -55,6 +55,8 @@ def demo_site(site: SiteConfig, data_path: Path, modbus_port: int, workdir: Path
         "forecaster": site.forecaster.model_copy(update={
             "replay_data": str(data_path), "model_dir": str(workdir / "models"), "history_days": 30,
         }),
+        # the trainer's models (and backups beside them) stay in the demo's directory too
+        "trainer": site.trainer.model_copy(update={"model_dir": str(workdir / "models")}),
         "executor": site.executor.model_copy(update={
             "profile": "darkstar_sim", "tick_s": 30.0, "telemetry_stale_s": 180.0,
             "modbus": site.executor.modbus.model_copy(update={"host": "127.0.0.1", "port": modbus_port,

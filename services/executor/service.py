@@ -27,6 +27,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+import pandas as pd
 from fastapi import APIRouter
 
 from services.executor.chargers.wiring import EvWiring
@@ -40,6 +41,7 @@ from shared.clock import WALL_CLOCK, Clock
 from shared.config import SiteConfig
 from shared.contracts import (
     CommandMsg,
+    ContextMsg,
     EnergyTotalsMsg,
     ExecutorStateMsg,
     Message,
@@ -47,6 +49,7 @@ from shared.contracts import (
     PlanMsg,
     TelemetryMsg,
 )
+from shared.cost import battery_saving
 from shared.homeassistant import Entity, energy_total_entities
 from shared.mqtt import MqttClient
 from shared.service import Service
@@ -57,7 +60,7 @@ ACTIONS = ("pause", "resume", "cancel", *QUICK_ACTIONS)
 # Alarms worth an events/error message when they appear (plan_missing at start-up is normal).
 REPORTED_ALARMS = (
     "modbus_unreachable", "write_failed", "readback_mismatch", "safe_mode",
-    "telemetry_missing", "telemetry_stale", "soc_unknown", "plan_expired",
+    "telemetry_missing", "telemetry_stale", "soc_unknown", "plan_expired", "database_unreachable",
 )
 
 
@@ -96,6 +99,7 @@ class ExecutorService(Service):
         self.disabled_why: str | None = None
         self._reported_alarms: set[str] = set()
         self.energy_totals: EnergyTotalsMsg | None = None
+        self._car_published: dict[str, Any] = {}  # last EV context published from HA readings
         self.ev = EvWiring(self)  # EV chargers (evs[].charger): their own loop beside the inverter's
         if site.battery is None:
             self.disabled_why = "no battery in the site configuration: nothing to control"
@@ -163,17 +167,52 @@ class ExecutorService(Service):
     # ------------------------------------------------------------------ loop callbacks (loop thread)
     def _publish_telemetry(self, msg: TelemetryMsg) -> None:
         self.publish("telemetry", msg)
+        if self.ev.chargers is None:  # a charger, when there is one, is the car's authority (chargers/wiring.py)
+            self._car_context(msg)
+
+    def _car_context(self, msg: TelemetryMsg) -> None:
+        """The car's plug and SoC read from HA entities, as the planner's context, on change only."""
+        for name, value in (("ev_plugged", msg.ev_plugged),
+                            ("ev_soc_frac", None if msg.ev_soc_frac is None else round(msg.ev_soc_frac, 2))):
+            if value is None or self._car_published.get(name) == value:
+                continue
+            self.publish("context", ContextMsg(site_id=self.site.site_id, name=name, value=value,
+                                               source="homeassistant"), name=name)
+            self._car_published[name] = value
 
     def _publish_observation(self, msg: ObservationMsg) -> None:
         self.publish("observations", msg)
         # Running totals for HA's energy dashboard (total_increasing: a restart reads as a meter reset).
-        totals = self.energy_totals or EnergyTotalsMsg(site_id=self.site.site_id, since=msg.slot_start)
-        added = {k: getattr(totals, k) + (getattr(msg, k) or 0.0)
-                 for k in ("import_kwh", "export_kwh", "pv_kwh", "load_kwh", "charge_kwh", "discharge_kwh")}
+        totals = self.energy_totals or EnergyTotalsMsg(site_id=self.site.site_id, since=msg.slot_start,
+                                                       saving=0.0, currency=self.site.tariff.currency)
+        added: dict[str, Any] = {k: getattr(totals, k) + (getattr(msg, k) or 0.0)
+                                 for k in ("import_kwh", "export_kwh", "pv_kwh", "load_kwh", "charge_kwh",
+                                           "discharge_kwh")}
+        saving = self._slot_saving(msg)
+        if saving is None:
+            added["saving_unpriced_slots"] = totals.saving_unpriced_slots + 1
+        else:
+            added["saving"] = round((totals.saving or 0.0) + saving, 6)
         self.energy_totals = totals.model_copy(update={**added, "ts": self.clock.now()})
         self.publish("energy_totals", self.energy_totals)
 
+    def _slot_saving(self, msg: ObservationMsg) -> float | None:
+        """The battery's saving in one measured slot at the plan's prices; None when no price is known
+        (the slot is counted as unpriced, never guessed)."""
+        plan = self.loop.plan if self.loop is not None else None
+        slot = next((s for s in plan.slots if s.start == msg.slot_start), None) if plan is not None else None
+        if slot is None or slot.import_price_per_kwh is None or slot.export_price_per_kwh is None:
+            log.info("no price for measured slot %s: left out of the battery saving", msg.slot_start.isoformat())
+            return None
+        prices = pd.DataFrame({"import_price_per_kwh": [slot.import_price_per_kwh],
+                               "export_price_per_kwh": [slot.export_price_per_kwh]},
+                              index=pd.DatetimeIndex([msg.slot_start]))
+        return battery_saving(prices.index, [msg.import_kwh or 0.0], [msg.export_kwh or 0.0],
+                              [msg.charge_kwh or 0.0], [msg.discharge_kwh or 0.0], prices, self.site)
+
     def _publish_state(self, msg: ExecutorStateMsg) -> None:
+        if self.writer is not None and self.writer.outage is not None and "database_unreachable" not in msg.alarms:
+            msg = msg.model_copy(update={"alarms": [*msg.alarms, "database_unreachable"]})
         self.publish("executor_state", msg)
         raised = {a for a in msg.alarms if a in REPORTED_ALARMS}
         for alarm in sorted(raised - self._reported_alarms):
@@ -183,9 +222,9 @@ class ExecutorService(Service):
         self._reported_alarms = raised
 
     def _log_execution(self, row: dict[str, Any]) -> None:
-        if self.store is None:
+        if self.writer is None:
             return
-        self.store.store_execution(execution_record(row, self.loop, self.system_id))
+        self.writer.write("store_execution", execution_record(row, self.loop, self.system_id))
 
     # ------------------------------------------------------------------ commands
     def _command_handler(self, action: str) -> Any:
@@ -196,6 +235,8 @@ class ExecutorService(Service):
             if action == "pause" and args.pop("paused", True) is False:  # the HA switch turned off
                 return {"action": "resume", **self.loop.command("resume")}
             allowed = {"ttl_s", "power_kw"} if action in QUICK_ACTIONS else {"ttl_s"} if action == "pause" else set()
+            if action == "force_charge":
+                allowed.add("target_soc_frac")
             unknown = sorted(set(args) - allowed)
             if unknown:
                 raise ValueError(f"unknown argument(s) {', '.join(unknown)} for {action}; "
@@ -204,7 +245,10 @@ class ExecutorService(Service):
             if ttl_s is None and msg.ttl_s is not None:
                 ttl_s = msg.ttl_s  # Home Assistant buttons carry the TTL on the command itself
             power_kw = _number(args, "power_kw", action)
-            if action in QUICK_ACTIONS:
+            if action == "force_charge":
+                state = self.loop.command(action, ttl_s=ttl_s, power_kw=power_kw,
+                                          target_soc_frac=_number(args, "target_soc_frac", action))
+            elif action in QUICK_ACTIONS:
                 state = self.loop.command(action, ttl_s=ttl_s, power_kw=power_kw)
             elif action == "pause":
                 state = self.loop.command(action, ttl_s=ttl_s)
@@ -229,7 +273,8 @@ class ExecutorService(Service):
             payload_off=json.dumps({**command, "args": {"paused": False}}),
             icon="mdi:pause-circle", extra={"state_on": "ON", "state_off": "OFF"},
         )
-        return [*loop_ha_entities(self.site.site_id, DEFAULT_TTL_S), pause_switch, *energy_total_entities(),
+        return [*loop_ha_entities(self.site.site_id, DEFAULT_TTL_S), pause_switch,
+                *energy_total_entities(self.site.tariff.currency),
                 *self.ev.ha_entities()]
 
     def extra_routes(self, router: APIRouter, admin: APIRouter) -> None:

@@ -5,7 +5,10 @@
 - Weather: published with each forecast when a source gives it.
 - Forecasts: p10/p50/p90 of load and PV for 48 h every ``forecaster.forecast_every_minutes``;
   Aurora models trained on the history (in the background), replaced only by a better model
-  on held-back data; until a model exists, a flagged baseline (mean of the last 7 days).
+  on held-back data; until a model exists, a flagged baseline (mean of the last 7 days), or the
+  cold-start prior before a day is measured. A trained model replaces the prior only once it
+  beats it on the recent measured days (shared/forecast/coldstart.py); until then the prior
+  serves, labelled, with both scores in the forecast's notes.
 - Recorder: every contract message seen on the bus goes to the database (one writer), and
   each finished local day of observations gets a data-quality grade.
 """
@@ -44,14 +47,22 @@ from shared.service import Service
 from shared.slots import SLOT, floor_slot, local_day_bounds, local_day_slots
 
 if TYPE_CHECKING:
+    from shared.forecast.coldstart import ColdStartChoice
     from shared.forecast.models import ForecastModels
 
 # The forecasting stack (LightGBM, pvlib and their scientific dependencies) is imported when
 # first needed: an idle stack on a Raspberry Pi should not carry ~100 MB it does not use yet.
 
 log = logging.getLogger("darkstar.forecaster")
+# The recorder: which Store write keeps each kind of message.
+RECORDED: dict[type, str] = {
+    PricesMsg: "store_prices", WeatherMsg: "store_weather", ForecastMsg: "store_forecast",
+    ObservationMsg: "store_observation", PlanMsg: "store_plan", ContextMsg: "store_context",
+    ErrorEventMsg: "store_event",
+}
 HORIZON = timedelta(hours=48)
 HELD_BACK_DAYS = 7
+COLD_START_DAYS = 7  # a trained model replaces the prior once it beats it on these recent measured days
 
 
 class ForecasterService(Service):
@@ -81,6 +92,7 @@ class ForecasterService(Service):
         self.graded_until: date | None = None
         self.last_error: str | None = None
         self.registry_model_id: str | None = None  # the approved registry model in use, if any
+        self.cold_start: tuple[tuple[str, date], ColdStartChoice] | None = None  # (model id, day) -> choice
         self._training = threading.Lock()
         self._train_thread: threading.Thread | None = None
 
@@ -110,22 +122,11 @@ class ForecasterService(Service):
 
     # ------------------------------------------------------------------ recorder
     def record(self, msg: Message) -> None:
-        if self.store is None:
+        if self.writer is None:
             return
-        if isinstance(msg, PricesMsg):
-            self.store.store_prices(msg)
-        elif isinstance(msg, WeatherMsg):
-            self.store.store_weather(msg)
-        elif isinstance(msg, ForecastMsg):
-            self.store.store_forecast(msg)
-        elif isinstance(msg, ObservationMsg):
-            self.store.store_observation(msg)
-        elif isinstance(msg, PlanMsg):
-            self.store.store_plan(msg)
-        elif isinstance(msg, ContextMsg):
-            self.store.store_context(msg)
-        elif isinstance(msg, ErrorEventMsg):
-            self.store.store_event(msg)
+        method = RECORDED.get(type(msg))
+        if method is not None:
+            self.writer.write(method, msg)  # spooled on disk while the database is down
 
     # ------------------------------------------------------------------ periodic work
     def tick(self) -> None:
@@ -209,24 +210,26 @@ class ForecasterService(Service):
         if models is not None:
             from shared.forecast.models import ForecastError
 
-            try:
-                frame = models.forecast(issue, HORIZON, weather, history)
-                fallback = bool(frame.attrs.get("fallback", False))
-                notes += list(frame.attrs.get("notes", []))
-                model_id = models.model_id
-            except ForecastError as err:
-                notes.append(f"model forecast failed: {err}")
-                frame = None
+            choice = self._model_or_prior(now, models)
+            if not choice.use_model:
+                (frame, model_id), fallback = self._prior(issue), True
+                notes.append(f"prior: {choice.why}")
+            else:
+                try:
+                    frame = models.forecast(issue, HORIZON, weather, history)
+                    fallback = bool(frame.attrs.get("fallback", False))
+                    notes += list(frame.attrs.get("notes", []))
+                    model_id = models.model_id
+                except ForecastError as err:
+                    notes.append(f"model forecast failed: {err}")
+                    frame = None
         if frame is None:
             frame, model_id = self._baseline(history, issue), "baseline-mean7"
             fallback = True
             if frame is not None:
                 notes.append("baseline (mean of the same slot over the last 7 days) until a model is trained")
             else:  # cold start: a plan in the first minute, on physics and a stated prior
-                from shared.forecast.prior import MODEL_ID, prior_forecast
-
-                index = pd.date_range(issue, issue + HORIZON, freq=SLOT, inclusive="left", name="slot_start")
-                frame, model_id = prior_forecast(self.site, index), MODEL_ID
+                frame, model_id = self._prior(issue)
                 notes.append(f"cold start prior: less than a day of measured history; PV = clear-sky physics x "
                              f"monthly cloudiness prior, load = {self.site.forecaster.load_prior_daily_kwh:g} kWh/day "
                              "with a standard shape (forecaster.load_prior_daily_kwh)")
@@ -242,6 +245,27 @@ class ForecasterService(Service):
         )
         self.publish("forecast", msg)
         return msg
+
+    def _prior(self, issue: pd.Timestamp) -> tuple[pd.DataFrame, str]:
+        from shared.forecast.prior import MODEL_ID, prior_forecast
+
+        index = pd.date_range(issue, issue + HORIZON, freq=SLOT, inclusive="left", name="slot_start")
+        return prior_forecast(self.site, index), MODEL_ID
+
+    def _model_or_prior(self, now: datetime, models: ForecastModels) -> ColdStartChoice:
+        """The cold-start rule (shared/forecast/coldstart.py), decided once a day per model and logged."""
+        from shared.forecast.coldstart import choose_model_or_prior
+        from shared.forecast.features import HISTORY_DAYS_NEEDED
+
+        key = (models.model_id, pd.Timestamp(now).tz_convert(self.site.tz).date())
+        if self.cold_start is None or self.cold_start[0] != key:
+            days = COLD_START_DAYS + HISTORY_DAYS_NEEDED + 1  # each scored day needs the model's lag history
+            choice = choose_model_or_prior(models, self.world.history(now, days), self.site, pd.Timestamp(now),
+                                           weather=self.world.weather_history(now, days), days=COLD_START_DAYS)
+            if self.cold_start is None or self.cold_start[1].use_model != choice.use_model:
+                log.info("cold start: %s", choice.why)
+            self.cold_start = (key, choice)
+        return self.cold_start[1]
 
     def _baseline(self, history: pd.DataFrame, issue: pd.Timestamp) -> pd.DataFrame | None:
         if history["load_kw"].notna().sum() < 96:

@@ -55,6 +55,7 @@ class TrainerService(Service):
     # ------------------------------------------------------------------ lifecycle
     def register_commands(self) -> None:
         self.register_command("retrain", self._cmd_retrain)
+        self.register_command("reset_learning", self._cmd_reset_learning)
 
     def on_start(self) -> None:
         self._relativize_registry()
@@ -242,6 +243,21 @@ class TrainerService(Service):
     # ------------------------------------------------------------------ commands, routes, health
     def _cmd_retrain(self, msg: CommandMsg) -> dict[str, Any]:
         return self._retrain_request(dict(msg.args or {}))
+
+    def _cmd_reset_learning(self, msg: CommandMsg) -> dict[str, Any]:
+        """``{"scope": "today"|"all"}``: back up, then forget today's / all learning (shared.learning)."""
+        from shared.learning import reset_learning
+
+        if self.store is None:
+            raise ValueError("reset_learning needs the database")
+        scope = (msg.args or {}).get("scope", "today")
+        with self._job_lock:  # not while a training job writes the runs and models being deleted
+            if self.busy:
+                raise ValueError("a training job is running; try again when it has finished")
+            since, _ = local_day_bounds(pd.Timestamp(self.clock.now()).tz_convert(self.site.tz).date(), self.site.tz)
+            model_dir = Path(self.site.trainer.model_dir)
+            return reset_learning(self.store, self.site.database.url.get_secret_value(), self.site.site_id,
+                                  model_dir, scope, since.to_pydatetime(), model_dir.parent / "backups")
 
     def _retrain_request(self, args: dict[str, Any]) -> dict[str, Any]:
         kinds = args.get("kinds") or list(self.site.trainer.kinds)

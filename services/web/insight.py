@@ -106,7 +106,8 @@ def add_insight_routes(app: FastAPI, web: WebService, sessions: Sessions,
     @app.get("/api/money", tags=["read"])
     def api_money(days: int = Query(31, ge=1, le=366)) -> dict[str, Any]:
         """Per local day: realized cost, the same day without a battery (both measured, import minus
-        export at the slot prices) and the oracle's optimum once computed; month-to-date sums."""
+        export at the slot prices), the self-consumption rule and the oracle's optimum once the oracle
+        service computed the day; month-to-date sums."""
         now = as_utc(web.clock.now())
         today = now.tz_convert(web.site.tz).date()
         start, _ = local_day_bounds(today - timedelta(days=days - 1), web.site.tz)
@@ -117,7 +118,8 @@ def add_insight_routes(app: FastAPI, web: WebService, sessions: Sessions,
         for day, row in oracle.iterrows():
             key = day.isoformat() if isinstance(day, date) else str(day)
             if key in rows:
-                rows[key].update(oracle=row["oracle_cost"], regret=row["regret"])
+                breakdown = row["breakdown"] if isinstance(row["breakdown"], dict) else {}
+                rows[key].update(oracle=row["oracle_cost"], regret=row["regret"], rule=breakdown.get("rule_cost"))
         out = sorted(rows.values(), key=lambda r: r["day"])
         month = [r for r in out if r["day"].startswith(today.strftime("%Y-%m"))]
 
@@ -129,8 +131,25 @@ def add_insight_routes(app: FastAPI, web: WebService, sessions: Sessions,
 
     @app.get("/api/admin/tables", tags=["read"])
     def api_tables() -> dict[str, Any]:
-        """Rows per database table for this site."""
-        return {"site_id": web.site.site_id, "rows": store().counts(web.site.site_id)}
+        """Rows per database table for this site, and bytes per table (all sites) where the backend tells."""
+        from shared.storage.sizes import table_sizes
+
+        return {"site_id": web.site.site_id, "rows": store().counts(web.site.site_id),
+                "sizes": table_sizes(store().engine)}
+
+    @app.post("/api/admin/learning/{scope}", tags=["admin"])
+    def api_reset_learning(request: Request, scope: str) -> dict[str, Any]:
+        """Back up, then forget today's (``today``) or all (``all``) training runs, models and the
+        episode cache (``cmd/trainer/reset_learning``). Admin only."""
+        if scope not in ("today", "all"):
+            raise HTTPException(404, "scope is today or all")
+        who = require_action(web.site, sessions, request, "command:trainer/reset_learning")
+        result = web.send_command("trainer", "reset_learning", {"scope": scope}, issued_by=who.name, timeout_s=60.0)
+        if result is None:
+            raise HTTPException(504, "no answer from the trainer within 60 s (is it running?)")
+        if result.status != "ok":
+            raise HTTPException(400, result.error or "refused")
+        return result.data
 
     @app.get("/api/admin/logs", tags=["admin"], response_class=PlainTextResponse)
     def api_logs(request: Request, lines: int = Query(200, ge=1, le=2000), download: bool = False) -> PlainTextResponse:

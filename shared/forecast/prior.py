@@ -5,7 +5,8 @@ times a monthly clear-sky index prior (the share of clear-sky energy an average 
 p90 is clear sky, p10 an overcast day. Load: ``forecaster.load_prior_daily_kwh`` spread over the
 day with a standard household shape; p10/p90 a wide band around it. The forecast says it is a
 prior (model id ``prior``, ``fallback`` true, a note), and the forecaster leaves it for the
-measured-history baseline after one day and for a trained Aurora model when training beats it.
+measured-history baseline after one day and for a trained Aurora model once that model beats
+the prior on recent measured days (:mod:`shared.forecast.coldstart`).
 """
 
 from __future__ import annotations

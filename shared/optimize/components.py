@@ -57,6 +57,11 @@ class Component:
         """Candidate changes of a fixed plan with their estimated gain (reduced costs)."""
         return []
 
+    def cut_rows(self, m: Model) -> list[tuple[list[int], list[float], float]]:
+        """Valid inequalities ``sum(vals * x[cols]) >= lower`` for the solver only (they tighten the
+        LP relaxation; removed before the final LP, so the duals stay the model's own)."""
+        return []
+
     def staged_bounds(self, m: Model, x: np.ndarray) -> tuple[list[int], list[float], list[float]]:
         """Column bounds that turn a stage-1 (relaxed) solution into one feasible for the full model."""
         return [], [], []

@@ -25,29 +25,13 @@ PEAK_HEATER_CUT_PASSES = 3  # passes of cuts + a DP pattern from the cut LP's du
 PEAK_HEATER_CUT_ROOT_GAP = 0.01
 
 
-def surplus_cuts(h: highspy.Highs, m: Model, heaters: list[WaterHeater]) -> int:
-    """In a slot with a PV surplus s below a block heater's power P, the heater on needs P - s
-    from the grid or the battery, off nothing; the LP instead runs it at s/P of a block on the
-    surplus alone. The convex hull of the two cases: ``import_t + discharge_t >= (P - s_t) * y_b``
-    (other consumers only add to the need). Returns rows added."""
-    imp, dis = m.shared.get("grid_import_kw"), m.shared.get("battery_discharge_kw")
-    if imp is None:
-        return 0
-    pv = m.site.pv
-    limit = pv.inverter_ac_limit_kw if pv.inverter_ac_limit_kw is not None else np.inf
-    surplus_kw = np.minimum(m.pv_kw, limit) - m.load_kw  # the most PV the bus can have left
+def surplus_cuts(h: highspy.Highs, m: Model, comps: list[Component]) -> int:
+    """The components' own solver-only rows (``Component.cut_rows``: the heaters' PV-surplus cuts)
+    added to HiGHS; returns rows added."""
     added = 0
-    for c in heaters:
-        power_kw = c.heater.power_kw
-        for t in np.flatnonzero((surplus_kw > 1e-6) & (surplus_kw < power_kw - 1e-6)):
-            cols, vals, const = [c.blocks[c.block_of_slot[t]].index], [-(power_kw - float(surplus_kw[t]))], 0.0
-            for sv in (imp, dis):
-                if sv is not None and sv.vars[t] is not None:
-                    cols.append(sv.vars[t].index)
-                    vals.append(1.0)
-                elif sv is not None:
-                    const += float(sv.fixed[t])
-            h.addRow(-const, highspy.kHighsInf, len(cols), np.array(cols, dtype=np.int32), np.array(vals))
+    for c in comps:
+        for cols, vals, lower in c.cut_rows(m):
+            h.addRow(lower, highspy.kHighsInf, len(cols), np.array(cols, dtype=np.int32), np.array(vals))
             added += 1
     return added
 

@@ -217,6 +217,30 @@ class WaterHeater(Component):
                         have += k * slot_kwh
         return {v.index: 1.0 if val else 0.0 for v, val in zip(self.blocks, on)}
 
+    def cut_rows(self, m: Model) -> list[tuple[list[int], list[float], float]]:
+        """In a slot with a PV surplus s below a block heater's power P, the heater on needs P - s
+        from the grid or the battery, off nothing; the LP instead runs it at s/P of a block on the
+        surplus alone. The convex hull of the two cases: ``import_t + discharge_t >= (P - s_t) * y_b``
+        (other consumers only add to the need)."""
+        imp, dis = m.shared.get("grid_import_kw"), m.shared.get("battery_discharge_kw")
+        if imp is None or self.blocks is None:
+            return []
+        pv = m.site.pv
+        limit = pv.inverter_ac_limit_kw if pv.inverter_ac_limit_kw is not None else np.inf
+        surplus_kw = np.minimum(m.pv_kw, limit) - m.load_kw  # the most PV the bus can have left
+        power_kw = self.heater.power_kw
+        rows: list[tuple[list[int], list[float], float]] = []
+        for t in np.flatnonzero((surplus_kw > 1e-6) & (surplus_kw < power_kw - 1e-6)):
+            cols, vals, const = [self.blocks[self.block_of_slot[t]].index], [-(power_kw - float(surplus_kw[t]))], 0.0
+            for sv in (imp, dis):
+                if sv is not None and sv.vars[t] is not None:
+                    cols.append(sv.vars[t].index)
+                    vals.append(1.0)
+                elif sv is not None:
+                    const += float(sv.fixed[t])
+            rows.append((cols, vals, -const))
+        return rows
+
     def pattern_columns(self) -> list[int]:
         return [v.index for v in self.blocks] if self.blocks is not None else []
 
