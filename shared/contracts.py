@@ -296,6 +296,7 @@ class OverrideInfo(BaseModel):
     kind: str
     expires_at: AwareDatetime | None = None
     power_kw: float | None = None
+    target_soc_frac: float | None = None  # force_charge: the SoC where charging stops
 
 
 class EnergyTotalsMsg(Message):

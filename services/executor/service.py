@@ -60,7 +60,7 @@ ACTIONS = ("pause", "resume", "cancel", *QUICK_ACTIONS)
 # Alarms worth an events/error message when they appear (plan_missing at start-up is normal).
 REPORTED_ALARMS = (
     "modbus_unreachable", "write_failed", "readback_mismatch", "safe_mode",
-    "telemetry_missing", "telemetry_stale", "soc_unknown", "plan_expired",
+    "telemetry_missing", "telemetry_stale", "soc_unknown", "plan_expired", "database_unreachable",
 )
 
 
@@ -211,6 +211,8 @@ class ExecutorService(Service):
                               [msg.charge_kwh or 0.0], [msg.discharge_kwh or 0.0], prices, self.site)
 
     def _publish_state(self, msg: ExecutorStateMsg) -> None:
+        if self.writer is not None and self.writer.outage is not None and "database_unreachable" not in msg.alarms:
+            msg = msg.model_copy(update={"alarms": [*msg.alarms, "database_unreachable"]})
         self.publish("executor_state", msg)
         raised = {a for a in msg.alarms if a in REPORTED_ALARMS}
         for alarm in sorted(raised - self._reported_alarms):
@@ -220,9 +222,9 @@ class ExecutorService(Service):
         self._reported_alarms = raised
 
     def _log_execution(self, row: dict[str, Any]) -> None:
-        if self.store is None:
+        if self.writer is None:
             return
-        self.store.store_execution(execution_record(row, self.loop, self.system_id))
+        self.writer.write("store_execution", execution_record(row, self.loop, self.system_id))
 
     # ------------------------------------------------------------------ commands
     def _command_handler(self, action: str) -> Any:
@@ -233,6 +235,8 @@ class ExecutorService(Service):
             if action == "pause" and args.pop("paused", True) is False:  # the HA switch turned off
                 return {"action": "resume", **self.loop.command("resume")}
             allowed = {"ttl_s", "power_kw"} if action in QUICK_ACTIONS else {"ttl_s"} if action == "pause" else set()
+            if action == "force_charge":
+                allowed.add("target_soc_frac")
             unknown = sorted(set(args) - allowed)
             if unknown:
                 raise ValueError(f"unknown argument(s) {', '.join(unknown)} for {action}; "
@@ -241,7 +245,10 @@ class ExecutorService(Service):
             if ttl_s is None and msg.ttl_s is not None:
                 ttl_s = msg.ttl_s  # Home Assistant buttons carry the TTL on the command itself
             power_kw = _number(args, "power_kw", action)
-            if action in QUICK_ACTIONS:
+            if action == "force_charge":
+                state = self.loop.command(action, ttl_s=ttl_s, power_kw=power_kw,
+                                          target_soc_frac=_number(args, "target_soc_frac", action))
+            elif action in QUICK_ACTIONS:
                 state = self.loop.command(action, ttl_s=ttl_s, power_kw=power_kw)
             elif action == "pause":
                 state = self.loop.command(action, ttl_s=ttl_s)
@@ -266,7 +273,8 @@ class ExecutorService(Service):
             payload_off=json.dumps({**command, "args": {"paused": False}}),
             icon="mdi:pause-circle", extra={"state_on": "ON", "state_off": "OFF"},
         )
-        return [*loop_ha_entities(self.site.site_id, DEFAULT_TTL_S), pause_switch, *energy_total_entities(self.site.tariff.currency),
+        return [*loop_ha_entities(self.site.site_id, DEFAULT_TTL_S), pause_switch,
+                *energy_total_entities(self.site.tariff.currency),
                 *self.ev.ha_entities()]
 
     def extra_routes(self, router: APIRouter, admin: APIRouter) -> None:

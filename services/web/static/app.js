@@ -80,6 +80,7 @@
   function overrideText(o) {
     if (!o) return "following the plan";
     return `${o.kind.replace("_", " ")}${o.power_kw != null ? " at " + fmt(o.power_kw, 1) + " kW" : ""}` +
+      (o.target_soc_frac != null ? ` to ${Math.round(o.target_soc_frac * 100)} %` : "") +
       (o.expires_at ? ` until ${localTime(o.expires_at)}` : "");
   }
   async function loadOverview() {
@@ -311,6 +312,7 @@
         if (!["pause", "resume", "cancel"].includes(action)) {
           args.ttl_s = Number(form.ttl_s.value);
           if (form.power_kw.value) args.power_kw = Number(form.power_kw.value);
+          if (action === "force_charge" && form.target_soc_pct.value) args.target_soc_frac = Number(form.target_soc_pct.value) / 100;
         }
         out.className = ""; out.textContent = "sending…";
         try {
