@@ -235,7 +235,8 @@ def run_backtest(
     for k0 in range(0, n, step_slots):
         now = index[k0]
         if k0 and local_dates[k0] != local_dates[day_start_k]:
-            # a local day finished: its money against the rule's decides the next plans
+            # a local day finished: its money against the rule's decides the next plans (its capacity
+            # charge counts only that day's peaks: an approximation under a capacity tariff)
             done = pd.concat(parts).iloc[day_start_k:k0]
             d = local_dates[day_start_k]
             guard_days.append(DayMoney(
