@@ -379,6 +379,9 @@ class RetentionConfig(_Strict):
 class DatabaseConfig(_Strict):
     url: SecretStr = SecretStr("sqlite:///var/darkstar.db")
     echo: bool = False
+    spool_dir: Path = Field(Path("var/spool"), description="rows that could not be written during a database "
+                            "outage wait here (one SQLite file per service) until it returns")
+    spool_max_rows: int = Field(10_000, ge=1, description="per service; when full the oldest spooled row is dropped")
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @field_validator("url")

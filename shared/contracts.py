@@ -261,6 +261,10 @@ class TelemetryMsg(Message):
     battery_kw: Kw | None = Field(None, description="positive = charging")
     water_kw: NonNegKw | None = None
     ev_kw: NonNegKw | None = None
+    # optional (same major): read where the source has them (the Home Assistant backend's entities)
+    water_temp_c: float | None = Field(None, ge=-40, le=120, description="water heater temperature")
+    ev_plugged: bool | None = None
+    ev_soc_frac: float | None = Field(None, ge=0, le=1)
     source: str = "executor"
 
 
@@ -292,6 +296,7 @@ class OverrideInfo(BaseModel):
     kind: str
     expires_at: AwareDatetime | None = None
     power_kw: float | None = None
+    target_soc_frac: float | None = None  # force_charge: the SoC where charging stops
 
 
 class EnergyTotalsMsg(Message):

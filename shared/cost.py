@@ -29,6 +29,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from shared.config import BatteryConfig, CapacityTariffConfig, SiteConfig
 from shared.slots import SLOT_HOURS
@@ -266,8 +267,8 @@ def plan_cost(
 # --------------------------------------------------------------------------- measured saving
 
 
-def battery_saving(index: pd.DatetimeIndex, import_kwh: np.ndarray, export_kwh: np.ndarray, charge_kwh: np.ndarray,
-                   discharge_kwh: np.ndarray, prices: pd.DataFrame, site: SiteConfig) -> float:
+def battery_saving(index: pd.DatetimeIndex, import_kwh: ArrayLike, export_kwh: ArrayLike, charge_kwh: ArrayLike,
+                   discharge_kwh: ArrayLike, prices: pd.DataFrame, site: SiteConfig) -> float:
     """Money the battery saved over measured slots: the same home without it minus what it paid.
 
     Without the battery every slot's net grid flow (import - export - charge + discharge) would

@@ -40,6 +40,7 @@ from shared.contracts import (
     payload_excerpt,
 )
 from shared.errorevents import ErrorThrottle
+from shared.storage.spool import BufferedWriter
 from shared.homeassistant import Entity, discovery_messages, status_entity
 from shared.mqtt import MqttClient
 from shared.plausibility import SiteLimits, implausible
@@ -99,6 +100,10 @@ class Service:
         self.commands: dict[str, CommandHandler] = {}
         self.limits = SiteLimits(site)
         self.error_throttle = ErrorThrottle(self._emit_error)
+        # Writes that must survive a database outage go through this (shared/storage/spool.py).
+        self.writer = BufferedWriter(store, site.database.spool_dir / f"{self.name}.sqlite",
+                                     max_rows=site.database.spool_max_rows, on_outage=self._database_down,
+                                     on_recovered=self._database_back) if store is not None else None
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._lock = threading.RLock()
@@ -169,6 +174,8 @@ class Service:
         self.on_stop()
         self.error_throttle.flush(force=True)  # counts held back are reported before going offline
         self.mqtt.stop()
+        if self.writer is not None:
+            self.writer.close()  # spooled rows stay on disk for the next start
         log.info("%s stopped", self.name)
 
     def _tick_loop(self) -> None:
@@ -254,6 +261,18 @@ class Service:
     def _flush_errors_loop(self) -> None:
         while not self._stop.wait(5.0):
             self.error_throttle.flush()
+            if self.writer is not None and self.writer.pending:
+                try:
+                    self.writer.drain()
+                except Exception:  # noqa: BLE001 - retried in 5 s
+                    log.exception("%s: writing spooled rows failed", self.name)
+
+    def _database_down(self, why: str) -> None:
+        pending = self.writer.pending if self.writer is not None else 0
+        self.report_error("database", f"database unreachable, writes spooled on disk ({pending} rows): {why}", None)
+
+    def _database_back(self, written: int) -> None:
+        log.warning("%s: database reachable again; %d spooled row(s) written", self.name, written)
 
     def context_value(self, name: str, default: Any = None) -> Any:
         """Current value of a context item, or ``default`` when unset or expired."""
@@ -337,6 +356,9 @@ class Service:
             except Exception:  # noqa: BLE001
                 db_ok = False
             checks["database"] = "ok" if db_ok else "unreachable"
+            if self.writer is not None and (self.writer.pending or self.writer.dropped_rows):
+                checks["database_spool"] = {"pending_rows": self.writer.pending,
+                                            "dropped_rows": self.writer.dropped_rows}
             ok = ok and db_ok
         else:
             checks["database"] = "not used by this service"

@@ -223,21 +223,25 @@ def home(ha_core: HACore) -> dict[str, str]:
         "grid_power": ha_core.add_number(f"grid {tag}", "kW", initial=0.8),  # meter: positive = export
         "battery_power": ha_core.add_number(f"battery {tag}", "W", initial=1500),
         "import_energy": ha_core.add_number(f"import {tag}", "kWh", 0, 10**7, initial=1234.5),
+        "water_heater_temperature": ha_core.add_number(f"boiler temp {tag}", "°F", 0, 250, initial=140),
     }
+    ha_core.ws("input_boolean/create", name=f"car plugged {tag}", initial=True)
+    ids["ev_plugged"] = f"input_boolean.car_plugged_{tag}"
     ha_core.ws("input_select/create", name=f"mode {tag}", options=["Self consumption", "Hold", "Charge", "Discharge"])
     ids["mode"] = f"input_select.mode_{tag}"
     ids["charge_power"] = ha_core.add_number(f"charge w {tag}", "W", 0, 20000, initial=0)
     ids["discharge_power"] = ha_core.add_number(f"discharge w {tag}", "W", 0, 20000, initial=0)
     ha_core.ws("input_boolean/create", name=f"water {tag}")
     ids["water_heater"] = f"input_boolean.water_{tag}"
-    _wait(lambda: ha_core.state(ids["water_heater"]) and ha_core.state(ids["mode"]))
+    _wait(lambda: ha_core.state(ids["water_heater"]) and ha_core.state(ids["mode"]) and ha_core.state(ids["ev_plugged"]))
     return ids
 
 
 def ha_site(tmp_path: Path, ha_core: HACore, home: dict[str, str], token: str, **extra: Any) -> Any:
     from conftest import make_site  # here, not at the top: conftest imports this module
     entities: dict[str, Any] = {role: home[role] for role in ("battery_soc", "pv_power", "battery_power",
-                                                              "import_energy")}
+                                                              "import_energy", "water_heater_temperature",
+                                                              "ev_plugged")}
     entities["grid_power"] = {"entity_id": home["grid_power"], "sign": -1}
     controls = {name: home[name] for name in ("mode", "charge_power", "discharge_power", "water_heater")}
     return make_site(

@@ -153,3 +153,21 @@ def test_home_assistant_buttons_send_valid_commands_the_loop_accepts() -> None:
         loop.command(b.command_topic.rsplit("/", 1)[1], ttl_s=msg.ttl_s)
     sensors = {e.object_id for e in ha_entities("home") if e.component == "sensor"}
     assert sensors == {"battery_soc", "battery_power", "executor_mode", "executor_override"}
+
+
+def test_force_charge_to_a_target_soc_holds_once_there_and_while_the_soc_is_unknown() -> None:
+    to_80 = Overrides(quick=QuickAction("force_charge", expires_at=NOW + timedelta(minutes=10), target_soc_frac=0.8))
+    d = decide(reading(0.6), plan(), to_80, NOW, SETTINGS)
+    assert (d.intent.mode, d.intent.power_kw, d.source) == ("charge", 5.0, "quick") and "to 80%" in d.reason
+    d = decide(reading(0.8), plan(), to_80, NOW, SETTINGS)
+    assert (d.intent.mode, d.source) == ("hold", "quick") and "target SoC reached" in d.reason
+    d = decide(reading(None), plan(), to_80, NOW, SETTINGS)
+    assert d.intent.mode == "hold" and "SoC unknown" in d.reason  # never charge past a target nobody can check
+    d = decide(reading(0.6), plan(), to_80, NOW, replace(SETTINGS, grid_charging_allowed=False))
+    assert d.intent.mode == "self_consumption" and "grid_charging_not_allowed" in d.alarms  # safety rules still rule
+    try:
+        QuickAction("force_export", expires_at=NOW, target_soc_frac=0.5)
+    except ValueError as err:
+        assert "force_charge only" in str(err)
+    else:
+        raise AssertionError("a target SoC on force_export must be refused")

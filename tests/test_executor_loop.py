@@ -288,6 +288,16 @@ def test_pause_shadow_and_quick_action_ttl() -> None:
             assert r.sim.command.mode == 1 and r.sim.command.power_w == 4000
             with pytest.raises(ValueError, match="unknown executor command"):
                 r.loop.command("explode")
+            # force charge to 52 % from 50 %: charges, then holds at the target until the TTL ends
+            with pytest.raises(ValueError, match="target_soc_frac must be in"):
+                r.loop.command("force_charge", ttl_s=3600, target_soc_frac=1.5)
+            r.loop.command("force_charge", ttl_s=3600, target_soc_frac=0.52)
+            await r.run(60)
+            assert r.sim.command.mode == 1 and r.states[-1].override.target_soc_frac == 0.52
+            await r.run(1800)
+            assert r.sim.command.mode == 3, "held once the target SoC was reached"
+            assert 0.52 <= r.sim.soc_kwh / SITE.battery.capacity_kwh < 0.56
+            r.loop.command("cancel")
         async with rig(shadow=True) as r:
             r.loop.set_plan(make_plan(slots))
             await r.run(600)

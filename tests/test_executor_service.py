@@ -192,14 +192,20 @@ def test_a_plan_on_the_bus_is_followed_reported_and_logged(make_rig) -> None:
     telemetry = wait_for(lambda: [m for m in r.messages("telemetry") if m.battery_kw and m.battery_kw > 2.9])
     assert isinstance(telemetry[-1], TelemetryMsg)
     assert telemetry[-1].battery_kw == pytest.approx(3.0, abs=0.05)
-    assert telemetry[-1].soc_frac is not None and telemetry[-1].soc_frac > 0.3
+    # charging raises the SoC (from wherever self-consumption left it before the plan arrived)
+    first_soc = telemetry[0].soc_frac
+    assert first_soc is not None
+    wait_for(lambda: [m for m in r.messages("telemetry")
+                      if m.battery_kw and m.battery_kw > 2.9 and m.soc_frac and m.soc_frac > first_soc + 0.001])
     states = wait_for(lambda: [m for m in r.messages("executor/state")
                                if m.plan_id == plan.plan_id and m.mode == "charge"])
     assert isinstance(states[-1], ExecutorStateMsg) and not states[-1].shadow
 
     # observations at each slot end: 3 kW for the covered share of 15 minutes, energy balanced
+    # (a slot that began after charging had started: at 600x a loaded machine's second is 10 minutes)
+    charging_since = telemetry[0].ts
     observations = wait_for(lambda: [m for m in r.messages("observations") if m.coverage_frac > 0.9
-                                     and m.charge_kwh and m.slot_start >= START + SLOT], timeout_s=15)
+                                     and m.charge_kwh and m.slot_start >= charging_since], timeout_s=15)
     obs = observations[0]
     assert isinstance(obs, ObservationMsg)
     assert obs.charge_kwh == pytest.approx(3.0 * 0.25 * obs.coverage_frac, abs=0.05)
@@ -385,3 +391,18 @@ def test_a_clock_that_does_not_run_by_itself_is_refused(tmp_path: Path) -> None:
     site = make_site(tmp_path, {"host": "127.0.0.1", "port": free_port()})
     with pytest.raises(ValueError, match="ManualClock"):
         ExecutorService(site, clock=ManualClock(START))
+
+
+def test_the_cars_plug_and_soc_read_from_ha_become_planner_context_on_change(make_rig) -> None:
+    r = make_rig()
+    wait_for(lambda: r.messages("telemetry"))
+    reading = dict(site_id=r.site.site_id, ts=START, ev_plugged=True, ev_soc_frac=0.434, water_temp_c=61.5)
+    r.service._car_context(TelemetryMsg(**reading))
+    r.service._car_context(TelemetryMsg(**reading))  # unchanged: nothing new on the bus
+    plugged = wait_for(lambda: r.messages("context/ev_plugged"))
+    soc = wait_for(lambda: r.messages("context/ev_soc_frac"))
+    assert [m.value for m in plugged] == [True] and [m.value for m in soc] == [pytest.approx(0.43)]
+    assert plugged[0].source == "homeassistant"
+    r.service._car_context(TelemetryMsg(**{**reading, "ev_plugged": False}))
+    both = wait_for(lambda: (ms := r.messages("context/ev_plugged")) and len(ms) == 2 and ms)
+    assert [m.value for m in both] == [True, False]

@@ -20,6 +20,7 @@ from ha_core import HACore, ha_site
 from services.executor.ha_profile import load_ha_profile
 from services.executor.homeassistant import HomeAssistantInverter
 from services.executor.inverter import Intent, InverterError
+from services.executor.loop import extra_readings
 
 pytestmark = pytest.mark.mosquitto
 
@@ -65,6 +66,9 @@ def test_live_states_arrive_in_darkstar_units_and_signs(tmp_path: Path, ha_core:
         # no load entity: the balance pv + grid - battery = 3.2 - 0.8 - 1.5
         assert t.load_kw == pytest.approx(0.9)
         assert t.values["import_energy"] == pytest.approx(1234.5)
+        # read and carried on the bus (telemetry fields; the executor also publishes the car's as context)
+        extra = extra_readings(t.values)
+        assert extra == {"water_temp_c": pytest.approx(60.0), "ev_plugged": True}  # 140 °F
         ha_core.set_number(home["pv_power"], 4100)
         wait_for(lambda: rig.read().pv_kw == pytest.approx(4.1), 10)
         # the only alarm: the site prices in EUR, this HA counts money in SEK

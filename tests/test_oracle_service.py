@@ -59,8 +59,12 @@ def test_nightly_run_stores_and_publishes_yesterdays_oracle_and_regret(rig):
     assert msg.realized_cost == pytest.approx(realized)
     assert msg.oracle_cost == pytest.approx(realized + 4 * 0.10 - 4 * 0.50, abs=1e-6)
     assert msg.regret == pytest.approx(1.6, abs=1e-6)
+    # the self-consumption rule never charges from the grid: with no PV it pays what the house paid
+    assert msg.breakdown["rule_cost"] == pytest.approx(realized, abs=1e-6)
+    assert msg.breakdown["rule_soc_end_kwh"] == pytest.approx(0.0)
     rows = store.oracle_results(site.site_id)
     assert rows.loc[DAY, "regret"] == pytest.approx(1.6, abs=1e-6)
+    assert rows.loc[DAY, "breakdown"]["rule_cost"] == pytest.approx(realized, abs=1e-6)  # the Money page's bar
     service.tick()  # once per night
     assert len(watcher.on(f"{base}/oracle/result")) == 1
 

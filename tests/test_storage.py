@@ -395,8 +395,10 @@ def test_every_database_refuses_or_fits_bad_values_the_same_way(store: Store, si
     with pytest.raises(ValueError, match="prices.prices_id: 80 characters"):
         store.store_prices(_prices(site_id, prices_id="p" * 80))
     with pytest.raises(ValueError, match="oracle_daily_results.oracle_cost"):
-        store.store_oracle_result(OracleResultMsg(site_id=site_id, day="2026-01-01", currency="SEK",
-                                                  oracle_cost=float("nan")))
+        # The contract refuses NaN too; the store must refuse it also for a row built without
+        # validation (model_construct), as a second line of defence.
+        store.store_oracle_result(OracleResultMsg.model_construct(
+            site_id=site_id, day="2026-01-01", currency="SEK", oracle_cost=float("nan")))
     assert store.count("oracle_daily_results", site_id) == 0
 
 

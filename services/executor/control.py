@@ -48,10 +48,13 @@ class QuickAction:
     expires_at: datetime
     power_kw: float | None = None
     started_at: datetime | None = None
+    target_soc_frac: float | None = None  # force_charge only: stop charging (hold) once the SoC reaches it
 
     def __post_init__(self) -> None:
         if self.kind not in QUICK_ACTIONS:
             raise ValueError(f"unknown quick action {self.kind!r}; known: {', '.join(QUICK_ACTIONS)}")
+        if self.target_soc_frac is not None and self.kind != "force_charge":
+            raise ValueError("target_soc_frac is for force_charge only")
 
 
 @dataclass(frozen=True)
@@ -360,10 +363,19 @@ def plan_step(situation: _Situation, telemetry: Telemetry | None, settings: Cont
     return _Draft(candidate, reason, "plan")
 
 
-def quick_action_step(draft: _Draft, quick: QuickAction, settings: ControlSettings) -> _Draft:
-    """A quick action replaces the lower layers' intent ("heat" rides on top of it)."""
+def quick_action_step(draft: _Draft, quick: QuickAction, settings: ControlSettings,
+                      soc: float | None = None) -> _Draft:
+    """A quick action replaces the lower layers' intent ("heat" rides on top of it). A force charge
+    with a target SoC holds the battery once the SoC is there, and while the SoC is unknown
+    (no charging past a target nobody can check)."""
     base = _base(settings)
     candidate = draft.intent
+    reason = f"quick action {quick.kind} until {quick.expires_at.isoformat()}"
+    if quick.kind == "force_charge" and quick.target_soc_frac is not None:
+        reason += f" to {quick.target_soc_frac:.0%}"
+        if soc is None or soc >= quick.target_soc_frac - 1e-9:
+            why = "SoC unknown" if soc is None else "target SoC reached"
+            return _Draft(replace(base, mode="hold"), f"{reason}; {why}: battery on hold", "quick")
     if quick.kind == "force_charge":
         candidate = replace(base, mode="charge", power_kw=quick.power_kw if quick.power_kw is not None else settings.max_charge_kw)
     elif quick.kind == "force_export":
@@ -373,7 +385,7 @@ def quick_action_step(draft: _Draft, quick: QuickAction, settings: ControlSettin
     elif quick.kind == "heat":
         heat = quick.power_kw if quick.power_kw is not None else settings.heat_kw
         candidate = replace(candidate, water_kw=heat)
-    return _Draft(candidate, f"quick action {quick.kind} until {quick.expires_at.isoformat()}", "quick")
+    return _Draft(candidate, reason, "quick")
 
 
 def device_guards(draft: _Draft, settings: ControlSettings) -> _Draft:
@@ -427,7 +439,7 @@ def decide(
     draft = safety_step(situation, settings, last_written) or plan_step(situation, telemetry, settings)
     quick = overrides.active_quick(now)
     if quick is not None:
-        draft = quick_action_step(draft, quick, settings)
+        draft = quick_action_step(draft, quick, settings, situation.soc)
     draft = reserve_guards(device_guards(draft, settings), situation.soc, settings)
 
     alarms = list(situation.alarms)

@@ -117,6 +117,19 @@ class TickReport:
     error: str | None = None
 
 
+
+def extra_readings(values: dict[str, float | None]) -> dict[str, Any]:
+    """Readings beyond the power flows that a source gives by role (the HA backend): water heater
+    temperature, EV plugged and SoC, for ``telemetry``; roles a source lacks stay absent."""
+    out: dict[str, Any] = {}
+    if values.get("water_heater_temperature") is not None:
+        out["water_temp_c"] = round(float(values["water_heater_temperature"]), 2)  # type: ignore[arg-type]
+    if values.get("ev_plugged") is not None:
+        out["ev_plugged"] = bool(values["ev_plugged"])
+    if values.get("ev_soc") is not None:
+        out["ev_soc_frac"] = min(1.0, max(0.0, float(values["ev_soc"])))  # type: ignore[arg-type]
+    return out
+
 class ExecutorLoop:
     """Every ``tick_s`` (clock seconds): read telemetry, decide, write unless shadow, read back, report."""
 
@@ -192,7 +205,8 @@ class ExecutorLoop:
         self._poke()
 
 
-    def command(self, action: str, *, ttl_s: float | None = None, power_kw: float | None = None) -> dict[str, Any]:
+    def command(self, action: str, *, ttl_s: float | None = None, power_kw: float | None = None,
+                target_soc_frac: float | None = None) -> dict[str, Any]:
         """pause, resume, cancel, or a quick action (force_charge, force_export, stop, heat) with a TTL.
 
         Raises ValueError with a readable reason for a bad command. Returns the new override state.
@@ -210,7 +224,11 @@ class ExecutorLoop:
             ttl = _ttl(min(DEFAULT_TTL_S, longest) if ttl_s is None else ttl_s, longest)
             if power_kw is not None and (not math.isfinite(power_kw) or power_kw < 0):
                 raise ValueError("power_kw must be a non-negative number")
-            quick = QuickAction(action, expires_at=now + timedelta(seconds=ttl), power_kw=power_kw, started_at=now)
+            if target_soc_frac is not None and not (
+                    math.isfinite(target_soc_frac) and 0 < target_soc_frac <= self.settings.max_soc_frac):
+                raise ValueError(f"target_soc_frac must be in (0, {self.settings.max_soc_frac}] (battery.max_soc_frac)")
+            quick = QuickAction(action, expires_at=now + timedelta(seconds=ttl), power_kw=power_kw, started_at=now,
+                                target_soc_frac=target_soc_frac)
             self.overrides = replace(self.overrides, quick=quick)
         else:
             raise ValueError(f"unknown executor command {action!r}; known: pause, resume, cancel, {', '.join(QUICK_ACTIONS)}")
@@ -225,7 +243,8 @@ class ExecutorLoop:
             "paused": paused,
             "paused_until": self.overrides.paused_until.isoformat() if paused and self.overrides.paused_until else None,
             "override": None if quick is None else {
-                "kind": quick.kind, "expires_at": quick.expires_at.isoformat(), "power_kw": quick.power_kw
+                "kind": quick.kind, "expires_at": quick.expires_at.isoformat(), "power_kw": quick.power_kw,
+                "target_soc_frac": quick.target_soc_frac,
             },
         }
 
@@ -355,6 +374,7 @@ class ExecutorLoop:
         return TelemetryMsg(
             site_id=self.site_id, ts=t.ts, soc_frac=t.soc_frac, soc_kwh=t.soc_kwh, pv_kw=t.pv_kw, load_kw=t.load_kw,
             grid_kw=t.grid_kw, battery_kw=t.battery_kw, water_kw=t.water_kw, ev_kw=t.ev_kw, source="executor",
+            **extra_readings(t.values),
         )
 
     def state_msg(self, now: datetime | None = None) -> ExecutorStateMsg:
@@ -365,7 +385,8 @@ class ExecutorLoop:
         if self.overrides.is_paused(now):
             override = OverrideInfo(kind="pause", expires_at=self.overrides.paused_until)
         elif quick is not None:
-            override = OverrideInfo(kind=quick.kind, expires_at=quick.expires_at, power_kw=quick.power_kw)
+            override = OverrideInfo(kind=quick.kind, expires_at=quick.expires_at, power_kw=quick.power_kw,
+                                    target_soc_frac=quick.target_soc_frac)
         last_write = None
         if self.last_result is not None:
             last_write = self.last_result.summary()

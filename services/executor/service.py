@@ -41,6 +41,7 @@ from shared.clock import WALL_CLOCK, Clock
 from shared.config import SiteConfig
 from shared.contracts import (
     CommandMsg,
+    ContextMsg,
     EnergyTotalsMsg,
     ExecutorStateMsg,
     Message,
@@ -59,7 +60,7 @@ ACTIONS = ("pause", "resume", "cancel", *QUICK_ACTIONS)
 # Alarms worth an events/error message when they appear (plan_missing at start-up is normal).
 REPORTED_ALARMS = (
     "modbus_unreachable", "write_failed", "readback_mismatch", "safe_mode",
-    "telemetry_missing", "telemetry_stale", "soc_unknown", "plan_expired",
+    "telemetry_missing", "telemetry_stale", "soc_unknown", "plan_expired", "database_unreachable",
 )
 
 
@@ -98,6 +99,7 @@ class ExecutorService(Service):
         self.disabled_why: str | None = None
         self._reported_alarms: set[str] = set()
         self.energy_totals: EnergyTotalsMsg | None = None
+        self._car_published: dict[str, Any] = {}  # last EV context published from HA readings
         self.ev = EvWiring(self)  # EV chargers (evs[].charger): their own loop beside the inverter's
         if site.battery is None:
             self.disabled_why = "no battery in the site configuration: nothing to control"
@@ -165,6 +167,18 @@ class ExecutorService(Service):
     # ------------------------------------------------------------------ loop callbacks (loop thread)
     def _publish_telemetry(self, msg: TelemetryMsg) -> None:
         self.publish("telemetry", msg)
+        if self.ev.chargers is None:  # a charger, when there is one, is the car's authority (chargers/wiring.py)
+            self._car_context(msg)
+
+    def _car_context(self, msg: TelemetryMsg) -> None:
+        """The car's plug and SoC read from HA entities, as the planner's context, on change only."""
+        for name, value in (("ev_plugged", msg.ev_plugged),
+                            ("ev_soc_frac", None if msg.ev_soc_frac is None else round(msg.ev_soc_frac, 2))):
+            if value is None or self._car_published.get(name) == value:
+                continue
+            self.publish("context", ContextMsg(site_id=self.site.site_id, name=name, value=value,
+                                               source="homeassistant"), name=name)
+            self._car_published[name] = value
 
     def _publish_observation(self, msg: ObservationMsg) -> None:
         self.publish("observations", msg)
@@ -197,6 +211,8 @@ class ExecutorService(Service):
                               [msg.charge_kwh or 0.0], [msg.discharge_kwh or 0.0], prices, self.site)
 
     def _publish_state(self, msg: ExecutorStateMsg) -> None:
+        if self.writer is not None and self.writer.outage is not None and "database_unreachable" not in msg.alarms:
+            msg = msg.model_copy(update={"alarms": [*msg.alarms, "database_unreachable"]})
         self.publish("executor_state", msg)
         raised = {a for a in msg.alarms if a in REPORTED_ALARMS}
         for alarm in sorted(raised - self._reported_alarms):
@@ -206,9 +222,9 @@ class ExecutorService(Service):
         self._reported_alarms = raised
 
     def _log_execution(self, row: dict[str, Any]) -> None:
-        if self.store is None:
+        if self.writer is None:
             return
-        self.store.store_execution(execution_record(row, self.loop, self.system_id))
+        self.writer.write("store_execution", execution_record(row, self.loop, self.system_id))
 
     # ------------------------------------------------------------------ commands
     def _command_handler(self, action: str) -> Any:
@@ -219,6 +235,8 @@ class ExecutorService(Service):
             if action == "pause" and args.pop("paused", True) is False:  # the HA switch turned off
                 return {"action": "resume", **self.loop.command("resume")}
             allowed = {"ttl_s", "power_kw"} if action in QUICK_ACTIONS else {"ttl_s"} if action == "pause" else set()
+            if action == "force_charge":
+                allowed.add("target_soc_frac")
             unknown = sorted(set(args) - allowed)
             if unknown:
                 raise ValueError(f"unknown argument(s) {', '.join(unknown)} for {action}; "
@@ -227,7 +245,10 @@ class ExecutorService(Service):
             if ttl_s is None and msg.ttl_s is not None:
                 ttl_s = msg.ttl_s  # Home Assistant buttons carry the TTL on the command itself
             power_kw = _number(args, "power_kw", action)
-            if action in QUICK_ACTIONS:
+            if action == "force_charge":
+                state = self.loop.command(action, ttl_s=ttl_s, power_kw=power_kw,
+                                          target_soc_frac=_number(args, "target_soc_frac", action))
+            elif action in QUICK_ACTIONS:
                 state = self.loop.command(action, ttl_s=ttl_s, power_kw=power_kw)
             elif action == "pause":
                 state = self.loop.command(action, ttl_s=ttl_s)
@@ -252,7 +273,8 @@ class ExecutorService(Service):
             payload_off=json.dumps({**command, "args": {"paused": False}}),
             icon="mdi:pause-circle", extra={"state_on": "ON", "state_off": "OFF"},
         )
-        return [*loop_ha_entities(self.site.site_id, DEFAULT_TTL_S), pause_switch, *energy_total_entities(self.site.tariff.currency),
+        return [*loop_ha_entities(self.site.site_id, DEFAULT_TTL_S), pause_switch,
+                *energy_total_entities(self.site.tariff.currency),
                 *self.ev.ha_entities()]
 
     def extra_routes(self, router: APIRouter, admin: APIRouter) -> None:

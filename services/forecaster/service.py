@@ -54,6 +54,12 @@ if TYPE_CHECKING:
 # first needed: an idle stack on a Raspberry Pi should not carry ~100 MB it does not use yet.
 
 log = logging.getLogger("darkstar.forecaster")
+# The recorder: which Store write keeps each kind of message.
+RECORDED: dict[type, str] = {
+    PricesMsg: "store_prices", WeatherMsg: "store_weather", ForecastMsg: "store_forecast",
+    ObservationMsg: "store_observation", PlanMsg: "store_plan", ContextMsg: "store_context",
+    ErrorEventMsg: "store_event",
+}
 HORIZON = timedelta(hours=48)
 HELD_BACK_DAYS = 7
 COLD_START_DAYS = 7  # a trained model replaces the prior once it beats it on these recent measured days
@@ -116,22 +122,11 @@ class ForecasterService(Service):
 
     # ------------------------------------------------------------------ recorder
     def record(self, msg: Message) -> None:
-        if self.store is None:
+        if self.writer is None:
             return
-        if isinstance(msg, PricesMsg):
-            self.store.store_prices(msg)
-        elif isinstance(msg, WeatherMsg):
-            self.store.store_weather(msg)
-        elif isinstance(msg, ForecastMsg):
-            self.store.store_forecast(msg)
-        elif isinstance(msg, ObservationMsg):
-            self.store.store_observation(msg)
-        elif isinstance(msg, PlanMsg):
-            self.store.store_plan(msg)
-        elif isinstance(msg, ContextMsg):
-            self.store.store_context(msg)
-        elif isinstance(msg, ErrorEventMsg):
-            self.store.store_event(msg)
+        method = RECORDED.get(type(msg))
+        if method is not None:
+            self.writer.write(method, msg)  # spooled on disk while the database is down
 
     # ------------------------------------------------------------------ periodic work
     def tick(self) -> None:

@@ -3,7 +3,8 @@
 Nightly (the first tick after ``RUN_AFTER`` local time) it computes yesterday, and on
 ``cmd/oracle/run`` (args: ``day`` YYYY-MM-DD, default yesterday) any day: it reads the day's
 observations and prices from the database, runs :func:`shared.oracle.oracle_day_from`, stores
-``oracle_daily_results`` (date, cost breakdown, realized cost, regret = realized - oracle)
+``oracle_daily_results`` (date, cost breakdown, realized cost, regret = realized - oracle; the
+breakdown also holds ``rule_cost``: the self-consumption rule on the same day from the same SoC)
 and publishes ``oracle/result``. A day that cannot be computed (not over yet, a slot without
 observed load/PV, no observations, a missing price) becomes an ``events/error`` message and a
 command error reply; the service keeps running. The regret compares costs adjusted for the
@@ -41,7 +42,8 @@ class OracleService(Service):
 
     def compute_day(self, day: date) -> OracleResultMsg:
         """Oracle of one local day from the database; stored and published. Raises ValueError if it cannot."""
-        from shared.cost import adjusted_money, stored_energy_value_per_kwh
+        from shared.backtest import self_consumption_flows
+        from shared.cost import adjusted_money, plan_cost, stored_energy_value_per_kwh
         from shared.oracle import observed_day, oracle_day_from
         from shared.simulator import money
         from shared.slots import local_day_bounds
@@ -60,6 +62,12 @@ class OracleService(Service):
                          solve_s=round(od.solve_s, 4), end_soc_value_per_kwh=round(value, 6),
                          oracle_adjusted_cost=round(adjusted_money(od.oracle_cost, od.soc_start_kwh, od.soc_end_kwh,
                                                                    value), 6))
+        # the self-consumption rule on the same measured day from the same SoC, by the one cost model
+        rule = self_consumption_flows(seen.act, self.site, od.soc_start_kwh)
+        rule_soc_end = float(rule["soc_kwh"].iloc[-1])
+        rule_cost = money(plan_cost(rule, seen.act.prices, self.site))
+        breakdown.update(rule_cost=round(rule_cost, 6), rule_soc_end_kwh=round(rule_soc_end, 4),
+                         rule_adjusted_cost=round(adjusted_money(rule_cost, od.soc_start_kwh, rule_soc_end, value), 6))
         regret = None
         if realized_cost is not None:
             regret = realized_cost - od.oracle_cost

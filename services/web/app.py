@@ -54,6 +54,7 @@ def base_path(request: Request) -> str:
 class ActionArgs(BaseModel):
     ttl_s: float | None = Field(None, gt=0, le=7 * 86400, description="how long the action holds (s)")
     power_kw: float | None = Field(None, ge=0, description="battery power for force_charge / force_export")
+    target_soc_frac: float | None = Field(None, gt=0, le=1, description="force_charge: hold once the SoC reaches it")
 
 
 class ManualBlockArgs(BaseModel):

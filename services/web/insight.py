@@ -106,7 +106,8 @@ def add_insight_routes(app: FastAPI, web: WebService, sessions: Sessions,
     @app.get("/api/money", tags=["read"])
     def api_money(days: int = Query(31, ge=1, le=366)) -> dict[str, Any]:
         """Per local day: realized cost, the same day without a battery (both measured, import minus
-        export at the slot prices) and the oracle's optimum once computed; month-to-date sums."""
+        export at the slot prices), the self-consumption rule and the oracle's optimum once the oracle
+        service computed the day; month-to-date sums."""
         now = as_utc(web.clock.now())
         today = now.tz_convert(web.site.tz).date()
         start, _ = local_day_bounds(today - timedelta(days=days - 1), web.site.tz)
@@ -117,7 +118,8 @@ def add_insight_routes(app: FastAPI, web: WebService, sessions: Sessions,
         for day, row in oracle.iterrows():
             key = day.isoformat() if isinstance(day, date) else str(day)
             if key in rows:
-                rows[key].update(oracle=row["oracle_cost"], regret=row["regret"])
+                breakdown = row["breakdown"] if isinstance(row["breakdown"], dict) else {}
+                rows[key].update(oracle=row["oracle_cost"], regret=row["regret"], rule=breakdown.get("rule_cost"))
         out = sorted(rows.values(), key=lambda r: r["day"])
         month = [r for r in out if r["day"].startswith(today.strftime("%Y-%m"))]
 

@@ -606,7 +606,7 @@ class Store:
 
     def oracle_results(self, site_id: str, system_id: str = m.LIVE) -> pd.DataFrame:
         t = m.OracleDailyResult.__table__
-        cols = [t.c.day, t.c.currency, t.c.oracle_cost, t.c.realized_cost, t.c.regret]
+        cols = [t.c.day, t.c.currency, t.c.oracle_cost, t.c.realized_cost, t.c.regret, t.c.breakdown]
         return self._frame(select(*cols).where(t.c.site_id == site_id, t.c.system_id == system_id),
                            [c.name for c in cols], index="day")
 

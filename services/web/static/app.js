@@ -80,6 +80,7 @@
   function overrideText(o) {
     if (!o) return "following the plan";
     return `${o.kind.replace("_", " ")}${o.power_kw != null ? " at " + fmt(o.power_kw, 1) + " kW" : ""}` +
+      (o.target_soc_frac != null ? ` to ${Math.round(o.target_soc_frac * 100)} %` : "") +
       (o.expires_at ? ` until ${localTime(o.expires_at)}` : "");
   }
   async function loadOverview() {
@@ -311,6 +312,7 @@
         if (!["pause", "resume", "cancel"].includes(action)) {
           args.ttl_s = Number(form.ttl_s.value);
           if (form.power_kw.value) args.power_kw = Number(form.power_kw.value);
+          if (action === "force_charge" && form.target_soc_pct.value) args.target_soc_frac = Number(form.target_soc_pct.value) / 100;
         }
         out.className = ""; out.textContent = "sending…";
         try {
@@ -434,7 +436,7 @@
         $("#mtd-realized").textContent = money(m.month_to_date.realized);
         $("#mtd-nobattery").textContent = money(m.month_to_date.no_battery);
         $("#mtd-saving").textContent = money(m.month_to_date.saving);
-        const keys = [["realized", "realized", "#2563eb"], ["no_battery", "no battery", "#9ca3af"], ["oracle", "oracle", "#16a34a"]];
+        const keys = [["realized", "realized", "#2563eb"], ["no_battery", "no battery", "#9ca3af"], ["rule", "self-consumption rule", "#f59e0b"], ["oracle", "oracle", "#16a34a"]];
         const max = Math.max(0.01, ...m.days.flatMap((d) => keys.map(([k]) => Math.abs(d[k] || 0))));
         $("#bars").innerHTML = m.days.slice().reverse().map((d) => `<div class="day"><div class="dlabel">${esc(d.day)}` +
           `${d.saving != null ? ` <span class="muted">saving ${fmt(d.saving)} ${CUR}</span>` : ""}</div>` +
