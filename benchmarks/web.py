@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from services.web.browser import DESKTOP, chromium, demo_with_web  # noqa: E402
+from services.browser import DESKTOP, chromium, demo_with_web  # noqa: E402
 from shared.runtime import DEFAULT_SITE  # noqa: E402
 
 

@@ -3,7 +3,7 @@
     uv run python benchmarks/web_screens.py [--out docs/img] [--url http://127.0.0.1:8080]
 
 Without ``--url`` it starts the demo stack in-process on free ports (simulated SE4 home, 60x),
-waits for a plan and some measured history, then drives headless Chromium (services.web.browser).
+waits for a plan and some measured history, then drives headless Chromium (services.browser).
 With ``--url`` it photographs a running ``darkstar up --demo`` instead (read-only pages).
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.web.browser import DESKTOP, PHONE, chromium, demo_with_web  # noqa: E402
+from services.browser import DESKTOP, PHONE, chromium, demo_with_web  # noqa: E402
 
 PAGES = {"overview": "/", "control": "/control", "forecast": "/forecast", "money": "/money", "settings": "/settings",
          "admin": "/admin-tools"}

@@ -23,8 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "whatif": ("services.oracle.whatif_cli", "what-if analyses (export)"),
     "import": ("services.forecaster.import_cli", "import history into observations: from Home Assistant or a CSV"),
     "db": ("shared.storage.cli", "database migrations (upgrade, downgrade, current)"),
-    "backup": ("shared.storage.backup_cli", "back up the database, models directory and site file to one file"),
-    "restore": ("shared.storage.backup_cli", "restore a backup into an empty SQLite, MariaDB or PostgreSQL database"),
+    "backup": ("services.backup_cli", "back up the database, models directory and site file to one file"),
+    "restore": ("services.backup_cli", "restore a backup into an empty SQLite, MariaDB or PostgreSQL database"),
 }
 
 # Commands that check everything a start needs (config, inverter profile, ports) before starting.

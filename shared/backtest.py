@@ -34,7 +34,14 @@ import numpy as np
 import pandas as pd
 
 from shared.config import SiteConfig
-from shared.cost import CostBreakdown, adjusted_money, captured_frac, end_soc_value, plan_cost
+from shared.cost import (
+    CostBreakdown,
+    adjusted_money,
+    captured_frac,
+    end_soc_value,
+    plan_cost,
+    stored_energy_value_per_kwh,
+)
 from shared.forecast.replay import AuroraForecast, ForecastKind, make_forecaster
 from shared.oracle import (
     Actuals,
@@ -46,6 +53,7 @@ from shared.oracle import (
     range_index,
 )
 from shared.progress import Progress
+from shared.ruleguard import DayMoney, GuardMode, decide
 from shared.simulator import Rule, money, no_battery_flows, replay
 from shared.slots import SLOT, local_day_bounds
 from shared.tariff import PriceError, price_curve_from_data, priced_slots
@@ -112,6 +120,8 @@ class BacktestResult:
     curves: dict[str, pd.Series] = field(default_factory=dict)
     risk: str = "balanced"
     oracle_run: OracleRun | None = None  # for reuse by another forecaster's run of the same range
+    rule_guard: str = "off"
+    rule_guard_plans: int = 0  # replans where shared.ruleguard handed the battery to the rule
 
     def adjusted(self, strategy: str) -> float:
         """Money of ``strategy`` (realized, self_consumption, oracle, baseline) with its stored-energy
@@ -158,6 +168,7 @@ class BacktestResult:
             "oracle_capacity_cost": r(self.oracle.capacity_cost),
             "soc_end_kwh": r(self.soc_end_kwh), "oracle_soc_end_kwh": r(self.oracle_soc_end_kwh),
             "replans": self.replans, "fallback_plans": self.fallback_plans,
+            "rule_guard": self.rule_guard, "rule_guard_plans": self.rule_guard_plans,
             "solve_s_total": round(self.solve_s_total, 3),
             "runtime_s": round(self.runtime_s, 3), "notes": self.notes, "per_day": self.per_day,
         }
@@ -176,13 +187,15 @@ def run_backtest(
     rule: Rule = "executor",
     risk: Literal["cautious", "balanced", "bold"] | None = None,
     oracle_run: OracleRun | None = None,
+    rule_guard: GuardMode | None = None,
 ) -> BacktestResult:
     """Closed-loop MPC over the local days ``date_from`` .. ``date_to`` (inclusive); see module doc.
 
     ``risk`` overrides ``planner.risk`` (cautious plans on the forecaster's load p90 / PV p10 where
     it has quantiles); ``oracle_run`` reuses an oracle of the same range and start SoC (comparing
-    forecasters in one run)."""
+    forecasters in one run); ``rule_guard`` overrides ``planner.rule_guard.mode`` (:mod:`shared.ruleguard`)."""
     from shared.optimize import PlanInputs, solve_plan
+    from shared.optimize.fallback import rule_guard_plan
 
     t_start = time.perf_counter()
     if replan_minutes <= 0 or replan_minutes % 15:
@@ -206,8 +219,35 @@ def run_backtest(
     solve_s = 0.0
     n = len(index)
     horizon = pd.Timedelta(hours=site.planner.horizon_hours)
+    guard_cfg = site.planner.rule_guard.model_copy(update={"mode": rule_guard}) if rule_guard \
+        else site.planner.rule_guard
+    # the rule on the measured data: the guard's yardstick and the comparison row below
+    sc_flows = self_consumption_flows(act, site, soc0)
+    days_sc = daily_costs(sc_flows, act.prices, site)
+    local_dates = np.asarray(index.tz_convert(site.tz).date)
+    rule_soc_start = pd.Series(np.r_[soc0, sc_flows["soc_kwh"].to_numpy()[:-1]]).groupby(local_dates).first()
+    guard_days: list[DayMoney] = []
+    notes_guard: list[str] = []
+    guard = decide(guard_days, guard_cfg)
+    guarded_days: set[date] = set()
+    guard_plans = 0
+    day_start_k, day_soc_start = 0, soc0
     for k0 in range(0, n, step_slots):
         now = index[k0]
+        if k0 and local_dates[k0] != local_dates[day_start_k]:
+            # a local day finished: its money against the rule's decides the next plans (its capacity
+            # charge counts only that day's peaks: an approximation under a capacity tariff)
+            done = pd.concat(parts).iloc[day_start_k:k0]
+            d = local_dates[day_start_k]
+            guard_days.append(DayMoney(
+                d, daily_costs(done, act.prices.iloc[day_start_k:k0], site)[d], day_soc_start, soc,
+                days_sc[d], float(rule_soc_start[d]), float(sc_flows["soc_kwh"].iloc[k0 - 1]),
+                stored_energy_value_per_kwh(act.prices["import_price_per_kwh"].iloc[day_start_k:k0], b)))
+            was = guard.use_rule
+            guard = decide(guard_days, guard_cfg, rule_active=was)
+            if guard.use_rule != was:
+                notes_guard.append(f"{now.tz_convert(site.tz):%Y-%m-%d %H:%M}: {guard.reason}")
+            day_start_k, day_soc_start = k0, soc
         end = min(prices_known_until(now, site), now + horizon, data_end)
         plan_index = pd.date_range(now, end, freq=SLOT, inclusive="left")
         window = frame.reindex(plan_index)
@@ -225,8 +265,11 @@ def run_backtest(
                             load_p90_kw=None if quantiles is None else quantiles[0],
                             pv_p10_kw=None if quantiles is None else quantiles[1])
         t0 = time.perf_counter()
-        plan = solve_plan(inputs, site)
+        plan = rule_guard_plan(inputs, site, guard.reason) if guard.use_rule else solve_plan(inputs, site)
         solve_s += time.perf_counter() - t0
+        if guard.use_rule:
+            guard_plans += 1
+            guarded_days.add(local_dates[k0])
         replans += 1
         fallbacks += int(plan.fallback)
         k1 = min(k0 + step_slots, n)
@@ -246,7 +289,6 @@ def run_backtest(
 
     base_flows = no_battery_flows(act.load_kw, act.pv_kw, index, site)
     baseline = plan_cost(base_flows, act.prices, site)
-    sc_flows = self_consumption_flows(act, site, soc0)
     self_consumption = plan_cost(sc_flows, act.prices, site)
     reuse = oracle_run is not None and oracle_run.days[0].day == date_from and oracle_run.days[-1].day == date_to \
         and abs(oracle_run.soc_start_kwh - soc0) < 1e-9
@@ -255,9 +297,7 @@ def run_backtest(
     per_day = []
     days_real = daily_costs(flows, act.prices, site)
     days_base = daily_costs(base_flows, act.prices, site)
-    days_sc = daily_costs(sc_flows, act.prices, site)
     days_orc = {d.day: d.oracle_cost for d in orc.days}
-    local_dates = np.asarray(flows.index.tz_convert(site.tz).date)
     soc_end_by_day = flows["soc_kwh"].groupby(local_dates).last()
     rule_soc_by_day = sc_flows["soc_kwh"].groupby(local_dates).last()
     orc_soc_by_day = {d.day: d.soc_end_kwh for d in orc.days}
@@ -267,8 +307,9 @@ def run_backtest(
             "self_consumption_cost": round(days_sc[d], 6), "oracle_cost": round(days_orc.get(d, float("nan")), 6),
             "soc_end_kwh": round(float(soc_end_by_day[d]), 4), "rule_soc_end_kwh": round(float(rule_soc_by_day[d]), 4),
             "oracle_soc_end_kwh": round(float(orc_soc_by_day.get(d, float("nan"))), 4),
+            "rule_guard": d in guarded_days,
         })
-    notes = list(forecaster.notes) + list(orc.notes)
+    notes = list(forecaster.notes) + list(orc.notes) + notes_guard
     if had_deferrable:
         notes.append("water heaters/EVs not modelled (the measured load already contains them)")
     if isinstance(forecaster, AuroraForecast) and forecaster.train_s:
@@ -285,7 +326,7 @@ def run_backtest(
         replan_minutes=replan_minutes, flows=flows, prices=act.prices, realized=realized, baseline=baseline,
         self_consumption=self_consumption, oracle=orc.cost, per_day=per_day, runtime_s=time.perf_counter() - t_start,
         replans=replans, solve_s_total=solve_s, fallback_plans=fallbacks, soc_start_kwh=soc0,
-        risk=risk or site.planner.risk, oracle_run=orc,
+        risk=risk or site.planner.risk, oracle_run=orc, rule_guard=guard_cfg.mode, rule_guard_plans=guard_plans,
         soc_end_kwh=soc, oracle_soc_end_kwh=orc.soc_end_kwh, rule_soc_end_kwh=float(sc_flows["soc_kwh"].iloc[-1]),
         end_soc_value_per_kwh=orc.value_per_kwh, notes=notes, curves=curves,
     )

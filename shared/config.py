@@ -412,6 +412,16 @@ class HTTPConfig(_Strict):
         return {**DEFAULT_PORTS, **value} if isinstance(value, dict) else value
 
 
+class RuleGuardSettings(_Strict):
+    """The online switch to the self-consumption rule (:mod:`shared.ruleguard`)."""
+
+    mode: Literal["off", "auto", "on"] = Field(
+        "off", description="off: always the MPC; auto: the rule while the MPC's recent regret exceeds the margin; "
+                           "on: always the rule")
+    margin_frac: float = Field(0.005, ge=0, le=1, description="regret allowed, as a fraction of the rule's cost")
+    window_days: int = Field(7, ge=1, le=60, description="finished days the regret is summed over")
+
+
 class PlannerSettings(_Strict):
     horizon_hours: int = Field(48, ge=1, le=168)
     replan_minutes: int = Field(15, ge=1)
@@ -422,6 +432,7 @@ class PlannerSettings(_Strict):
     time_limit_s: float = Field(20.0, gt=0)
     setpoint_change_cost_per_kw: float = Field(0.002, ge=0)
     mode_switch_cost: float = Field(0.01, ge=0)
+    rule_guard: RuleGuardSettings = Field(default_factory=RuleGuardSettings)
 
 
 class ModbusConfig(_Strict):

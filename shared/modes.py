@@ -42,6 +42,8 @@ REASON_CODES: dict[str, ReasonCode] = {
     "hold_for_later": ReasonCode("holding stored energy for a dearer time", "hold"),
     "idle": ReasonCode("nothing to gain from the battery", None),
     "fallback_self_consumption": ReasonCode("fallback plan", "self_consumption"),
+    "rule_guard_self_consumption": ReasonCode("rule guard: the self-consumption rule (the MPC lost to it lately)",
+                                              "self_consumption"),
 }
 
 # reason codes the executor runs as a fixed battery command, not in self-consumption mode

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import paho.mqtt.client as paho
 import pytest
 
-from services.web.browser import PHONE, chromium, chromium_path, demo_with_web
+from services.browser import PHONE, chromium, chromium_path, demo_with_web
 from shared.mqtt import bus_login
 from tests.conftest import wait_for
 

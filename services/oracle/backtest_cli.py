@@ -1,7 +1,7 @@
 """``darkstar backtest``: closed-loop replay of the planner over recorded history.
 
     darkstar backtest --site SITE.yaml --data FILE.csv --from DATE --to DATE
-        --forecast perfect|naive|aurora|aurora,naive,perfect [--risk cautious] [--replan-minutes 60]
+        --forecast perfect|naive|aurora|aurora,naive,perfect [--risk cautious] [--rule-guard auto] [--replan-minutes 60]
         [--json] [--plot out.png]
 
 Progress goes to stderr; with ``--json`` one JSON document goes to stdout (money in the
@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="perfect, naive or aurora; several comma-separated (e.g. aurora,naive,perfect) to compare")
     parser.add_argument("--risk", choices=("cautious", "balanced", "bold"), default=None,
                         help="override planner.risk (cautious plans on Aurora's load p90 / PV p10)")
+    parser.add_argument("--rule-guard", choices=("off", "auto", "on"), default=None,
+                        help="override planner.rule_guard.mode (auto: the self-consumption rule while the MPC's "
+                             "recent regret exceeds the margin)")
     parser.add_argument("--replan-minutes", type=int, default=60, help="minutes between replans (multiple of 15)")
     parser.add_argument("--soc-kwh", type=float, default=None, help="battery energy at the start (default: reserve)")
     parser.add_argument("--retrain-days", type=int, default=7, help="aurora: days between retrainings")
@@ -75,7 +78,8 @@ def _summary(doc: dict) -> str:
     value = doc["end_soc_value_per_kwh"]
     lines = [
         (f"{doc['site_id']} {doc['from']}..{doc['to']} ({doc['days']} days), forecast {doc['forecast']}, "
-         f"replan every {doc['replan_minutes']} min ({doc['replans']} plans, {doc['fallback_plans']} fallbacks)"),
+         f"replan every {doc['replan_minutes']} min ({doc['replans']} plans, {doc['fallback_plans']} fallbacks, "
+         f"{doc['rule_guard_plans']} by the rule guard ({doc['rule_guard']}))"),
         f"  all batteries start at {doc['soc_start_kwh']:.2f} kWh; energy left at the end is worth "
         f"{value:.4f} {cur}/kWh (shared.cost.stored_energy_value_per_kwh)",
         f"  {'':22}{'money':>10} {'end SoC':>9} {'adjusted':>10}",
@@ -151,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
             result = run_backtest(
                 data.frame, site, date_from, date_to, forecast=kind, replan_minutes=args.replan_minutes,
                 soc_kwh=args.soc_kwh, progress=progress_bar("backtest" if len(kinds) == 1 else f"backtest {kind}", args.quiet), forecast_kwargs=kwargs,
-                risk=args.risk, oracle_run=oracle_run,
+                risk=args.risk, oracle_run=oracle_run, rule_guard=args.rule_guard,
             )
             oracle_run = result.oracle_run
             results.append(result)

@@ -66,6 +66,24 @@ class Component:
         """Column bounds that turn a stage-1 (relaxed) solution into one feasible for the full model."""
         return [], [], []
 
+    def slot_duals(self, m: Model, row_dual: np.ndarray) -> dict[str, list[float]]:
+        """Plan columns read from the final LP's row duals (marginal values per slot)."""
+        return {}
+
+    # The peak x block cuts (cuts.peak_heater_cuts) ask for the peaks, the blocks and whether the
+    # bus holds only what their derivation assumes.
+
+    # False: this component puts a flexible consumer on the bus the cuts were not derived for (EV).
+    peak_block_cuts_valid = True
+
+    def peak_groups(self) -> list[tuple[list[int], int, float]]:
+        """(slots, peak column, scale) with ``peak >= scale * sum(import over the slots)``; none: no peak."""
+        return []
+
+    def block_energy_kwh(self, slots: list[int], scale: float) -> tuple[list[int], np.ndarray]:
+        """(block columns, ``scale`` x kWh each on/off block draws in ``slots``); none: no blocks."""
+        return [], np.zeros(0)
+
 
 # --------------------------------------------------------------------------- grid
 
@@ -221,8 +239,8 @@ class Battery(Component):
             m.cost("reserve_penalty", [(v, b.reserve_penalty_per_kwh * dt) for v in self.short.vars])
         # value of stored energy at the horizon end: the one rule every comparison uses too
         # (shared.cost: median import price of the horizon after discharge losses and wear, >= 0)
-        self.terminal_value_per_kwh = stored_energy_value_per_kwh(m.import_price, b)
-        m.cost("terminal_value", [(self.soc.vars[-1], -self.terminal_value_per_kwh)])
+        m.terminal_value_per_kwh = stored_energy_value_per_kwh(m.import_price, b)
+        m.cost("terminal_value", [(self.soc.vars[-1], -m.terminal_value_per_kwh)])
         # charging only from PV when grid charging is not allowed
         if not b.grid_charging_allowed:
             curt = m.shared["pv_curtail_kw"]
@@ -259,6 +277,10 @@ class Battery(Component):
                   LE, b.max_discharge_kw)
             m.row(f"battery_charge_only_if_charging_t{t:03d}", [(self.ch.vars[t], 1.0), (z, -b.max_charge_kw)], LE, 0.0)
             self.binary_slots.append(int(t))
+
+    def slot_duals(self, m: Model, row_dual: np.ndarray) -> dict[str, list[float]]:
+        # d(objective)/d(stored kWh) per slot: what a kWh in the battery is worth to the plan
+        return {"soc_value_per_kwh": [-row_dual[r.index] for r in self.balance_rows]}
 
     def incumbent_fix(self, m: Model, x: np.ndarray, bus_dual: np.ndarray, on_above: float) -> dict[int, float]:
         """Each direction binary the way the LP relaxation's net battery power points."""
@@ -319,8 +341,6 @@ class ManualBlocks(Component):
     name = "manual_blocks"
 
     def build(self, m: Model) -> None:
-        self.mask = np.zeros(m.T, dtype=bool)
-        self.action = np.array([""] * m.T, dtype=object)
         if m.relaxed:
             return
         b, grid = m.site.battery, m.site.grid
@@ -329,8 +349,7 @@ class ManualBlocks(Component):
         for n, block in enumerate(m.inputs.manual_blocks):
             slots = np.flatnonzero((m.index >= block.start) & (m.index < block.end))
             for t in slots:
-                self.mask[t] = True
-                self.action[t] = block.action
+                m.manual_action[t] = block.action
                 name = f"manual{n}_{block.action}_t{t:03d}"
                 # a forced direction also forbids the other one: no charging "through" the battery
                 if block.action == "charge" and ch is not None and b is not None:
@@ -367,8 +386,8 @@ class CapacityTariff(Component):
         dt = m.dt
         first_key = period_key(m.local_dates[0], cfg.period)
         self.peak_vars: list[pulp.LpVariable] = []
-        # (slots, peak variable, scale): peak >= scale * sum(import over the slots), for the
-        # peak x heater cuts of the solver (cuts.peak_heater_cuts)
+        # (slots, peak variable, scale): peak >= scale * sum(import over the slots), for
+        # peak_groups (the solver's peak x block cuts)
         self.demand_groups: list[tuple[list[int], pulp.LpVariable, float]] = []
         # the demand measure per hour (or slot), with its local date
         if cfg.method == "max_15min":
@@ -432,3 +451,6 @@ class CapacityTariff(Component):
                 m.row(f"capacity_tier{k}_reached_p{tag}", [(v, c / n) for v, c in top_terms] + [(y, -big_m)], LE,
                       tiers[k].above_kw)
                 m.cost("capacity_cost", [(y, tiers[k].cost_per_period - tiers[k - 1].cost_per_period)])
+
+    def peak_groups(self) -> list[tuple[list[int], int, float]]:
+        return [(slots, peak.index, scale) for slots, peak, scale in self.demand_groups]

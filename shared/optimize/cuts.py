@@ -2,8 +2,9 @@
 
 They tighten HiGHS's LP (surplus cuts: a heater on PV surplus; peak x heater cuts: a whole
 block raises the peak or comes from the battery) and are removed before the final LP, so the
-plan's duals are the model's own. They read the capacity tariff's demand groups and the
-heaters' blocks, so they name those components; they cut off no plan cheaper than the incumbent.
+plan's duals are the model's own. The components supply what the cuts need through hooks
+(``cut_rows``, ``peak_groups``, ``block_energy_kwh``, ``peak_block_cuts_valid``), so the cuts name
+no component; they cut off no plan cheaper than the incumbent.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ from __future__ import annotations
 import highspy
 import numpy as np
 
-from shared.optimize.components import CapacityTariff, Component
-from shared.optimize.ev import EV
+from shared.optimize.components import Component
 from shared.optimize.highs import run_lp
 from shared.optimize.model import Model
-from shared.optimize.water_heater import WaterHeater
 
 # Peak x heater cuts (see peak_heater_cuts): rounds of bound tightening + cuts, and only when
 # the root LP is this far below the heuristic's incumbent (the reference benchmark's median root
@@ -60,12 +59,12 @@ def peak_heater_cuts(h: highspy.Highs, m: Model, comps: list[Component], upper: 
     the incumbent itself is kept, and HiGHS's reported gap stays a proven one); repeated rounds
     tighten them. The rows are removed again before the final LP (they would distort the duals).
     """
-    cap = next((c for c in comps if isinstance(c, CapacityTariff)), None)
-    heaters = [c for c in comps if isinstance(c, WaterHeater) and c.blocks is not None]
-    if cap is None or not heaters or not cap.demand_groups or any(isinstance(c, EV) for c in comps):
+    groups = [g for c in comps for g in c.peak_groups()]
+    heaters = [c for c in comps if c.pattern_columns()]  # the on/off-block consumers
+    if not heaters or not groups or not all(c.peak_block_cuts_valid for c in comps):
         return 0
     dis = m.shared.get("battery_discharge_kw")
-    peaks = {v.index: v for _, v, _ in cap.demand_groups}
+    peaks = dict.fromkeys(peak for _, peak, _ in groups)
     n_col = h.getNumCol()
     lp = h.getLp()
     cost = np.asarray(lp.col_cost_).copy()
@@ -94,17 +93,15 @@ def peak_heater_cuts(h: highspy.Highs, m: Model, comps: list[Component], upper: 
                     lo_hi.append(sense * float(h.getInfo().objective_function_value))
                 bounds[col] = (lo_hi[0] - 1e-6, lo_hi[1] + 1e-6)
             rows_before = added
-            for slots, peak, scale in cap.demand_groups:
-                p_lo, p_hi = bounds[peak.index]
+            for slots, peak, scale in groups:
+                p_lo, p_hi = bounds[peak]
                 n_g = float(net_kw[slots].sum()) * scale
                 d_terms = [(dis.vars[t].index, scale) for t in slots if dis is not None and dis.vars[t] is not None]
                 d_const = sum(float(dis.fixed[t]) * scale for t in slots if dis is not None and dis.vars[t] is None)
                 for c in heaters:
-                    blocks, counts = np.unique(c.block_of_slot[slots], return_counts=True)
-                    e_b = c.heater.power_kw * scale * counts
-                    y_cols = [c.blocks[b].index for b in blocks]
+                    y_cols, e_b = c.block_energy_kwh(slots, scale)
                     if p_lo > n_g + 1e-6:
-                        cols = [i for i, _ in d_terms] + [peak.index] + y_cols
+                        cols = [i for i, _ in d_terms] + [peak] + y_cols
                         vals = [v for _, v in d_terms] + [1.0] + list(-(e_b + n_g - p_lo))
                         h.addRow(p_lo - d_const, highspy.kHighsInf, len(cols), np.array(cols, dtype=np.int32),
                                  np.array(vals))

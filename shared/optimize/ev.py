@@ -73,6 +73,7 @@ class EV(Component):
     # the hour's energy either 0 or at least one slot at minimum power
     hourly: bool = False
     name = "ev"
+    peak_block_cuts_valid = False  # the peak x block cuts were derived (and measured) without a car on the bus
 
     def build(self, m: Model) -> None:
         ev, i, dt = self.ev, self.number, m.dt

@@ -39,7 +39,7 @@ def mode_changes_per_day(frame: pd.DataFrame, site: SiteConfig) -> dict[str, int
     return out
 
 
-def slot_reason_codes(frame: pd.DataFrame, m: Model, manual: Any) -> np.ndarray:
+def slot_reason_codes(frame: pd.DataFrame, m: Model) -> np.ndarray:
     ch, dis = frame["charge_kw"].to_numpy(), frame["discharge_kw"].to_numpy()
     imp, exp = frame["import_kw"].to_numpy(), frame["export_kw"].to_numpy()
     curt = frame["pv_curtail_kw"].to_numpy()
@@ -47,8 +47,8 @@ def slot_reason_codes(frame: pd.DataFrame, m: Model, manual: Any) -> np.ndarray:
     codes = np.empty(m.T, dtype=object)
     future_max = np.maximum.accumulate(m.import_price[::-1])[::-1]
     for t in range(m.T):
-        if manual.mask[t]:
-            codes[t] = f"manual_{manual.action[t]}"
+        if m.manual_action[t]:
+            codes[t] = f"manual_{m.manual_action[t]}"
         elif ch[t] > FLOW_EPS_KW:
             if m.import_price[t] < 0 and imp[t] > FLOW_EPS_KW:
                 codes[t] = "charge_negative_price"

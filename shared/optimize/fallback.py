@@ -98,18 +98,28 @@ def self_consumption_plan(inputs: PlanInputs, site: SiteConfig) -> pd.DataFrame:
 
 def fallback_plan(inputs: PlanInputs, site: SiteConfig) -> PlanResult:
     """A safe self-consumption plan: no optimiser, no grid charging, nothing exported from the battery."""
+    return _rule_plan(inputs, site, "fallback", "fallback_self_consumption", True,
+                      "fallback: the optimiser found no plan, so the battery only stores PV surplus and covers the load")
+
+
+def rule_guard_plan(inputs: PlanInputs, site: SiteConfig, reason: str) -> PlanResult:
+    """The self-consumption rule chosen by :mod:`shared.ruleguard` (status ``rule``; not a failure)."""
+    return _rule_plan(inputs, site, "rule", "rule_guard_self_consumption", False, reason)
+
+
+def _rule_plan(inputs: PlanInputs, site: SiteConfig, status: str, reason_code: str, fallback: bool,
+               reason: str) -> PlanResult:
     adjusted, strategy = apply_strategy(inputs, site)
     frame = self_consumption_plan(adjusted, site)
     cost = plan_cost(frame, inputs.prices, site, capacity_state=inputs.capacity_state, slot_hours=inputs.slot_hours,
                      reserve_kwh=strategy.reserve_kwh,
                      water_on_before={n: s.on_now for n, s in inputs.water.items()})
     frame["mode"] = slot_modes(frame)
-    frame["reason_code"] = "fallback_self_consumption"
+    frame["reason_code"] = reason_code
     frame["bus_value_per_kwh"] = np.nan
     frame["soc_value_per_kwh"] = np.nan
-    stats = SolverStats(status="fallback", objective=cost.total)
+    stats = SolverStats(status=status, objective=cost.total)
     return PlanResult(
-        status="fallback", slots=frame, cost=cost, objective_terms={}, stats=stats,
-        reason="fallback: the optimiser found no plan, so the battery only stores PV surplus and covers the load",
-        strategy=strategy, fallback=True, mode_changes_per_day=mode_changes_per_day(frame, site),
+        status=status, slots=frame, cost=cost, objective_terms={}, stats=stats, reason=reason,
+        strategy=strategy, fallback=fallback, mode_changes_per_day=mode_changes_per_day(frame, site),
     )

@@ -55,6 +55,9 @@ class Model:
     rows: dict[str, pulp.LpConstraint] = field(default_factory=dict)
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     cut_rows: tuple[int, int] = (0, 0)  # HiGHS rows [first, end) of solver-only cuts (cuts.peak_heater_cuts)
+    # what components tell the result beside their columns: the value per kWh left in the battery
+    # at the horizon end (Battery), and the manual block's action per slot ("" = none; ManualBlocks)
+    terminal_value_per_kwh: float = 0.0
 
     def __post_init__(self) -> None:
         self.T = self.inputs.slots
@@ -68,6 +71,7 @@ class Model:
         self.local_dates = np.asarray(self.local.date)
         self.bus: list[Terms] = [[] for _ in range(self.T)]
         self.bus_rhs = self.load_kw - self.pv_kw  # components move constants here (e.g. PV)
+        self.manual_action = np.array([""] * self.T, dtype=object)
         self.bus_rows: list[pulp.LpConstraint] = []
 
     # ------------------------------------------------------------------ building blocks

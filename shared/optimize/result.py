@@ -48,7 +48,7 @@ class PlanResult:
     """A plan: per-slot flows and setpoints, its cost from :func:`shared.cost.plan_cost`, how it was solved."""
 
     status: str  # "optimal" (proven within planner.mip_gap), "feasible" (stopped early: see stats.mip_gap),
-    # "relaxed" (soft limits dropped) or "fallback"
+    # "relaxed" (soft limits dropped), "fallback" or "rule" (shared.ruleguard chose the self-consumption rule)
     slots: pd.DataFrame
     cost: CostBreakdown
     objective_terms: dict[str, float]

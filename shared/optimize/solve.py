@@ -197,10 +197,10 @@ def _result(m: Model, comps: list[Component], h: highspy.Highs, inputs: PlanInpu
         x_fixed, col_dual, row_dual = duals
         # d(objective)/d(load kWh in the slot): what one more kWh used there costs
         frame["bus_value_per_kwh"] = [row_dual[r.index] / m.dt for r in m.bus_rows]
-        battery = _battery(comps)
-        frame["soc_value_per_kwh"] = (
-            [-row_dual[r.index] for r in battery.balance_rows] if battery is not None else 0.0
-        )
+        frame["soc_value_per_kwh"] = 0.0  # no battery
+        for comp in comps:
+            for col, values in comp.slot_duals(m, row_dual).items():
+                frame[col] = values
         binding = binding_limits(m, x_fixed, col_dual, row_dual)
     else:
         frame["bus_value_per_kwh"] = np.nan
@@ -208,8 +208,7 @@ def _result(m: Model, comps: list[Component], h: highspy.Highs, inputs: PlanInpu
         binding = []
         messages.append("fixed-binary LP for the duals did not solve; marginal values omitted")
     frame["mode"] = slot_modes(frame)
-    manual = next(c for c in comps if isinstance(c, ManualBlocks))
-    frame["reason_code"] = slot_reason_codes(frame, m, manual)
+    frame["reason_code"] = slot_reason_codes(frame, m)
 
     cost = cost_of(frame, inputs, site, strategy, comps, x)
     stats = SolverStats(
@@ -217,7 +216,6 @@ def _result(m: Model, comps: list[Component], h: highspy.Highs, inputs: PlanInpu
         variables=h.getNumCol(), constraints=h.getNumRow(), binaries=len(m.binaries), status=status_text,
         attempts=attempt,
     )
-    battery = _battery(comps)
     result = PlanResult(
         status=plan_status(status_text, mip_gap, site, relaxed),
         slots=frame,
@@ -228,14 +226,10 @@ def _result(m: Model, comps: list[Component], h: highspy.Highs, inputs: PlanInpu
         strategy=strategy,
         binding=binding,
         mode_changes_per_day=mode_changes_per_day(frame, site),
-        terminal_value_per_kwh=battery.terminal_value_per_kwh if battery else 0.0,
+        terminal_value_per_kwh=m.terminal_value_per_kwh,
         messages=messages,
     )
     if relaxed:
         messages.append("strict model infeasible: solved with manual blocks and water-heater gaps relaxed")
     result.reason = plan_reason(result, site, inputs)
     return result
-
-
-def _battery(comps: list[Component]) -> Battery | None:
-    return next((c for c in comps if isinstance(c, Battery)), None)

@@ -241,6 +241,12 @@ class WaterHeater(Component):
             rows.append((cols, vals, -const))
         return rows
 
+    def block_energy_kwh(self, slots: list[int], scale: float) -> tuple[list[int], np.ndarray]:
+        if self.blocks is None:
+            return [], np.zeros(0)
+        blocks, counts = np.unique(self.block_of_slot[slots], return_counts=True)
+        return [self.blocks[b].index for b in blocks], self.heater.power_kw * scale * counts
+
     def pattern_columns(self) -> list[int]:
         return [v.index for v in self.blocks] if self.blocks is not None else []
 

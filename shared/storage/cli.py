@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--site", help="site YAML file whose database.url is used (default: $DARKSTAR_SITE)")
 
 
-def _resolve_url(args: argparse.Namespace) -> str:
+def resolve_url(args: argparse.Namespace) -> str:
+    """The database URL: ``--url``, else the site file's ``database.url``, else the environment or default."""
     if args.url:
         return str(args.url)
     site_path = args.site or os.environ.get("DARKSTAR_SITE")
@@ -40,7 +41,7 @@ def _resolve_url(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        url = _resolve_url(args)
+        url = resolve_url(args)
     except ConfigError as err:
         print(f"darkstar db: {err}", file=sys.stderr)
         return 2

@@ -6,6 +6,9 @@ The database comes from ``--url``, else the site file's ``database.url`` (``--si
 ``darkstar backup --to b.tar.gz`` there, ``darkstar restore b.tar.gz --url postgresql+psycopg://...``
 here (into an empty database); registry paths are relative to the models directory, so the
 models work from wherever the directory now is.
+
+It sits in services/, above both storage and the model registry it drives (a restore makes the
+registry's artifact paths relative), so neither of those imports the other's caller.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import sys
 from pathlib import Path
 
 from shared.config import ConfigError, TrainerSettings, load_site_config
-from shared.storage.cli import _resolve_url
+from shared.storage.cli import resolve_url
 from shared.storage.db import StorageError, safe_url
 
 
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from shared.storage.backup import backup, restore
 
     try:
-        url = _resolve_url(args)
+        url = resolve_url(args)
         models = _models_dir(args)
     except ConfigError as err:
         print(f"darkstar {args.command}: {err}", file=sys.stderr)

@@ -3,6 +3,9 @@
 Uses the system's Chromium (Debian package ``chromium``); ``playwright install`` is never needed.
 Background networking is off so the browser itself contacts no host; the tests also fail any
 request that leaves 127.0.0.1.
+
+It sits in services/, beside the stack it starts (``demo_with_web`` drives a whole demo stack, as a
+test would), not inside services/web/, which the stack itself imports.
 """
 
 from __future__ import annotations
