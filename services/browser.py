@@ -72,10 +72,11 @@ class ServingThread:
 
 @contextmanager
 def demo_with_web(workdir: Path, accel: float = 60.0, start: str = "2025-08-15T06:00:00+02:00",
-                  measured_slots: int = 0, timeout_s: float = 120.0) -> Iterator[Any]:
+                  measured_slots: int = 0, timeout_s: float = 120.0, ev: bool = False) -> Iterator[Any]:
     """The demo stack (free ports) with its HTTP servers, once the web app has a plan and executor state.
 
     ``measured_slots``: also wait until that many measured slots are stored (history in the chart).
+    ``ev``: with the demo's car on a simulated OCPP wallbox (``darkstar up --demo --ev``).
     Yields the Demo with ``url`` (the web app) and ``web`` (its WebService) attached.
     """
     from services.demo.run import demo_on_free_ports
@@ -84,7 +85,7 @@ def demo_with_web(workdir: Path, accel: float = 60.0, start: str = "2025-08-15T0
     from shared.runtime import DEFAULT_SITE
 
     site = load_site_config(DEFAULT_SITE, environ={})
-    demo = demo_on_free_ports(site, Stack, workdir, accel=accel, site_path=DEFAULT_SITE, start=start)
+    demo = demo_on_free_ports(site, Stack, workdir, accel=accel, site_path=DEFAULT_SITE, start=start, ev=ev)
     demo.start()
     serving = None
     try:

@@ -367,6 +367,14 @@ class ContextMsg(Message):
             raise ValueError(f"context {name!r} needs a text value")
         if expected is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ValueError(f"context {name!r} needs a number")
+        if expected is datetime and isinstance(value, str):
+            # from JSON the union's str member wins over AwareDatetime: parse it here, offset required
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                value = None
+            if value is None or value.tzinfo is None:
+                raise ValueError(f"context {name!r} needs an ISO 8601 time with offset")
         if expected is datetime and not isinstance(value, datetime):
             raise ValueError(f"context {name!r} needs an ISO 8601 time with offset")
         return value

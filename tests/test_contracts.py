@@ -136,6 +136,15 @@ def test_context_types_are_enforced():
         ContextMsg(site_id=SITE, name="vacation", value=3.0)
 
 
+def test_a_departure_time_survives_the_bus_and_needs_an_offset():
+    # from JSON a time is a string: it must come back as an aware datetime (the web app and HA send it)
+    at = datetime(2025, 8, 16, 6, 15, tzinfo=timezone(timedelta(hours=2)))
+    back = decode(encode(ContextMsg(site_id=SITE, name="ev_departure", value=at)))
+    assert back.value == at and isinstance(back.value, datetime)
+    with pytest.raises(ValueError, match="with offset"):
+        ContextMsg.model_validate({"site_id": SITE, "name": "ev_departure", "value": "2025-08-16T06:15:00"})
+
+
 def test_status_topics_are_plain_text():
     assert decode_for_topic("darkstar", "darkstar/x/planner/status", b"offline")[3] == "offline"
     with pytest.raises(ContractError):

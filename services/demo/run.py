@@ -137,11 +137,11 @@ class Demo:
 
 
 def demo_on_free_ports(site: SiteConfig, stack_factory: Callable[..., Any], workdir: Path, accel: float = 60.0,
-                       site_path: Path | str | None = None, start: str | None = None) -> Demo:
+                       site_path: Path | str | None = None, start: str | None = None, ev: bool = False) -> Demo:
     """A demo whose broker and HTTP ports are free ones: for tests, screenshots and benchmarks beside a running stack."""
     ports = {name: _free_port() for name in site.http.ports}
     site = site.model_copy(update={
         "mqtt": site.mqtt.model_copy(update={"port": _free_port()}),
         "http": site.http.model_copy(update={"ports": ports}),
     })
-    return Demo(site, stack_factory, start=start, accel=accel, workdir=workdir, site_path=site_path)
+    return Demo(site, stack_factory, start=start, accel=accel, workdir=workdir, site_path=site_path, ev=ev)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from starlette.middleware.gzip import GZipMiddleware
 
 from services.web.auth import COOKIE, SESSION_S, Sessions, require_action
+from services.web.ev import add_ev_routes
 from services.web.insight import add_insight_routes
 from services.web.settings import add_settings_routes
 from shared.auth import principal_from_token
@@ -249,6 +250,8 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
         if result.status != "ok":
             raise HTTPException(400, result.error or "refused")
         return result.data
+
+    add_ev_routes(app, web, sessions, command)  # the EV cards of the Control page (services/web/ev.py)
 
     @app.post("/api/actions/{action}", tags=["control"])
     def api_action(request: Request, action: str, body: ActionArgs | None = None) -> dict[str, Any]:
