@@ -13,7 +13,7 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
-from services.web.browser import chromium_path, demo_with_web
+from services.browser import chromium_path, demo_with_web
 from shared.mqtt import bus_login
 from tests.conftest import wait_for
 from tests.test_web_browser import _open, _sign_in, browser, page  # noqa: F401 - fixtures shared with the web tests
