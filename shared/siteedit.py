@@ -233,8 +233,19 @@ def edited_text(path: Path, changes: dict[str, Any], fields: list[FieldInfo]) ->
     return buf.getvalue()
 
 
+_SECRET_LINE = re.compile(r"^(\s*(?:-\s+)?(?:" + "|".join(sorted(SECRET_KEYS | {"token"})) + r")\s*:\s*)(\S.*?)(\s*(?:#.*)?)$")
+
+
+def redact(text: str) -> str:
+    """``text`` with the value of every secret key replaced: the preview is open to readers, secrets are not."""
+    return "".join(_SECRET_LINE.sub(r"\1'********'\3", line.rstrip("\n")) + ("\n" if line.endswith("\n") else "")
+                   for line in text.splitlines(keepends=True))
+
+
 def diff(old_text: str, new_text: str, name: str) -> str:
-    return "".join(difflib.unified_diff(old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
+    """The unified diff of an edit, secrets redacted (a secret is never edited here, so nothing is hidden that changes)."""
+    return "".join(difflib.unified_diff(redact(old_text).splitlines(keepends=True),
+                                        redact(new_text).splitlines(keepends=True),
                                         fromfile=f"{name} (saved)", tofile=f"{name} (edited)", n=1))
 
 

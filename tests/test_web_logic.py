@@ -10,7 +10,7 @@ import pytest
 
 from shared.config import load_site_config, yaml_load
 from shared.contracts import CostBreakdown, PlanMsg, PlanSlot, PriceSlot, PricesMsg, SolverStats
-from shared.siteedit import apply_changes, edited_text, save, schema_fields, validate
+from shared.siteedit import apply_changes, diff, edited_text, save, schema_fields, validate
 from shared.webview import banners, chart_data, today_money
 from tests.conftest import ROOT
 
@@ -112,3 +112,25 @@ def test_settings_edit_keeps_comments_validates_and_backs_up(tmp_path: Path):
     assert [ln for ln in before.splitlines() if "#" in ln] == [ln for ln in after.splitlines() if "#" in ln]
     assert load_site_config(path, environ={}).battery.capacity_kwh == 30
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_the_open_settings_preview_never_shows_a_secret(tmp_path: Path):
+    """/api/settings/check is open to readers: the diff around an edited line must not carry a secret."""
+    secrets = {"admin_token": "SUPERSECRET-abc123", "url": "postgresql+psycopg://darkstar:pg-pass-9876@db/darkstar",
+               "password": "hunter2hunter2"}
+    text = SITE_FILE.read_text(encoding="utf-8")
+    text += (f"\nhttp:\n  admin_token: {secrets['admin_token']}  # the admin credential\n  host: 127.0.0.1\n"
+             f"database:\n  url: {secrets['url']}\n"
+             f"auth:\n  users:\n    - name: homeassistant\n      password: {secrets['password']}\n      grants: [read]\n")
+    path = tmp_path / "site.yaml"
+    path.write_text(text, encoding="utf-8")
+    data = yaml_load(text)
+    fields = schema_fields(data)
+    changes = {"http.host": "127.0.0.2", "auth.users[0].name": "ha"}
+    edited = edited_text(path, changes, fields)
+    preview = diff(text, edited, path.name)
+    assert "+  host: 127.0.0.2" in preview and "ha" in preview  # the edit is shown ...
+    assert "admin_token: '********'  # the admin credential" in preview  # ... its context redacted, comment kept
+    for secret in secrets.values():
+        assert secret not in preview
+    assert secrets["admin_token"] in edited  # redaction is of the preview only: the saved file keeps the secret
