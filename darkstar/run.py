@@ -2,15 +2,20 @@
 
 /data/options.json holds the options of config.yaml; the MQTT broker (HA's Mosquitto add-on)
 comes from the Supervisor (``GET http://supervisor/services/mqtt`` with $SUPERVISOR_TOKEN).
-A full site file in the add-on's config folder (/config/site.yaml) replaces the options.
+The site file is /config/site.yaml (the add-on's config folder): written from the options at the
+first start and whenever the options change (the file before is kept as a backup), and otherwise
+left as it is, so what the web app's Settings page saves survives a restart. A site file the user
+put there by hand (not written from the options) is never overwritten.
 The database (SQLite) and the models live in /data, which the Supervisor backs up.
 Secrets go to the services through the environment, never to the log.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import time
 import sys
 import urllib.request
 from pathlib import Path
@@ -19,7 +24,7 @@ import yaml
 
 OPTIONS = Path("/data/options.json")
 USER_SITE = Path("/config/site.yaml")
-SITE = Path("/data/site.yaml")
+GENERATED = Path("/data/site-from-options.json")  # which options the site file was last written from
 
 
 def supervisor_mqtt() -> dict:
@@ -49,11 +54,28 @@ def site_from_options(o: dict) -> dict:
     }
 
 
+def choose_site(options: dict, site: Path = USER_SITE, marker: Path = GENERATED) -> tuple[Path, str]:
+    """The site file to run and what was done to it (the rule in this module's docstring)."""
+    options_sha = hashlib.sha256(json.dumps(site_from_options(options), sort_keys=True).encode()).hexdigest()
+    written_from = json.loads(marker.read_text()).get("options_sha256") if marker.exists() else None
+    if site.exists() and written_from is None:
+        return site, "your own site file (the add-on options are not used)"
+    if site.exists() and written_from == options_sha:
+        return site, "kept (edits from the Settings page included)"
+    action = "written from the options"
+    if site.exists():
+        backup = site.with_name(f"{site.name}.{time.strftime('%Y%m%dT%H%M%S')}.bak")
+        site.replace(backup)
+        action = f"the options changed: rewritten from them, the previous file kept as {backup.name}"
+    site.parent.mkdir(parents=True, exist_ok=True)
+    site.write_text(yaml.safe_dump(site_from_options(options), sort_keys=False))
+    marker.write_text(json.dumps({"options_sha256": options_sha}))
+    return site, action
+
+
 def main() -> None:
     options = json.loads(OPTIONS.read_text())
-    site = USER_SITE if USER_SITE.exists() else SITE
-    if site == SITE:
-        SITE.write_text(yaml.safe_dump(site_from_options(options), sort_keys=False))
+    site, action = choose_site(options)
     mqtt = supervisor_mqtt()
     env = {
         **os.environ,
@@ -73,7 +95,7 @@ def main() -> None:
     for option, key in (("admin_token", "DARKSTAR__HTTP__ADMIN_TOKEN"), ("entsoe_token", "DARKSTAR__TARIFF__ENTSOE_TOKEN")):
         if options.get(option):
             env[key] = options[option]
-    print(f"darkstar add-on: site {site}, MQTT {mqtt['host']}:{mqtt['port']}, data in /data", flush=True)
+    print(f"darkstar add-on: site {site} ({action}), MQTT {mqtt['host']}:{mqtt['port']}, data in /data", flush=True)
     os.chdir("/app")
     os.execvpe("darkstar", ["darkstar", "up"], env)  # replaces this process (PID 1: init false) and handles SIGTERM
 

@@ -249,6 +249,15 @@ def diff(old_text: str, new_text: str, name: str) -> str:
                                         fromfile=f"{name} (saved)", tofile=f"{name} (edited)", n=1))
 
 
+def read_only_reason(path: Path) -> str | None:
+    """Why a save of ``path`` cannot work for this process (the file or its folder not writable, e.g. a read-only
+    mount in docker-compose), or None when it can."""
+    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        return None
+    return (f"{path} is read-only here (a read-only mount, as in docker-compose): edit the file on the host and "
+            "restart the services, or mount its folder writable for the web app (docs/deployment.md)")
+
+
 def save(path: Path, new_text: str, now: datetime | None = None) -> Path:
     """Back up the current file (``<name>.<UTC time>.bak`` beside it), then atomically replace it."""
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")

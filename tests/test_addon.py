@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -104,3 +105,30 @@ def test_default_options_fit_their_schema_and_make_a_valid_site(config: dict[str
     site = site_config_from_dict(run.site_from_options(options), source="add-on options", environ={})
     assert site.executor.shadow_mode is True  # nothing is written to an inverter until the user says so
     assert site.battery.capacity_kwh == options["battery_capacity_kwh"]
+
+
+def test_settings_saved_in_the_addon_survive_a_restart_and_new_options_rewrite_the_file(config, tmp_path: Path):
+    spec = importlib.util.spec_from_file_location("addon_run", ADDON / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    site, marker = tmp_path / "config" / "site.yaml", tmp_path / "data" / "site-from-options.json"
+    marker.parent.mkdir()
+    options = dict(config["options"])
+    path, action = run.choose_site(options, site, marker)
+    assert path == site and action == "written from the options"
+    assert yaml.safe_load(site.read_text())["battery"]["capacity_kwh"] == options["battery_capacity_kwh"]
+
+    site.write_text(site.read_text() + "planner:\n  risk: cautious\n")  # a Settings save
+    run.choose_site(options, site, marker)  # restart with the same options
+    assert yaml.safe_load(site.read_text())["planner"]["risk"] == "cautious"
+
+    options["battery_capacity_kwh"] = 13.5  # the user changes an option: the file follows, the edit is kept aside
+    _, action = run.choose_site(options, site, marker)
+    assert "rewritten" in action and yaml.safe_load(site.read_text())["battery"]["capacity_kwh"] == 13.5
+    (backup,) = site.parent.glob("site.yaml.*.bak")
+    assert yaml.safe_load(backup.read_text())["planner"]["risk"] == "cautious"
+
+    marker.unlink()  # a file the user put there by hand is theirs
+    site.write_text("site_id: mine\n")
+    path, action = run.choose_site(options, site, marker)
+    assert site.read_text() == "site_id: mine\n" and "your own" in action

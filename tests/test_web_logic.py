@@ -134,3 +134,22 @@ def test_the_open_settings_preview_never_shows_a_secret(tmp_path: Path):
     for secret in secrets.values():
         assert secret not in preview
     assert secrets["admin_token"] in edited  # redaction is of the preview only: the saved file keeps the secret
+
+
+def test_a_site_file_the_web_app_cannot_write_is_reported_read_only(tmp_path: Path):
+    """As the compose container's user (not root, who may write anything), a file it cannot write is named."""
+    import os
+    import subprocess
+    import sys
+
+    from shared.siteedit import read_only_reason
+
+    path = tmp_path / "site.yaml"
+    path.write_text("site_id: x\n", encoding="utf-8")
+    assert read_only_reason(path) is None
+    if os.geteuid() != 0:
+        pytest.skip("needs root to check as another user")
+    code = ("import os, sys; from pathlib import Path; from shared.siteedit import read_only_reason; "
+            "os.setgid(65534); os.setuid(65534); print(read_only_reason(Path(sys.argv[1])))")  # imports as root
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert "read-only here" in out.stdout and str(path) in out.stdout

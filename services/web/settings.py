@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 
 from services.web.auth import Sessions, require_action
 from shared.config import yaml_load
-from shared.siteedit import apply_changes, diff, edited_text, get_value, save, schema_fields, validate
+from shared.siteedit import (apply_changes, diff, edited_text, get_value, read_only_reason, save, schema_fields,
+                             validate)
 
 if TYPE_CHECKING:
     from services.web.service import WebService
@@ -32,6 +33,9 @@ def add_settings_routes(app: FastAPI, web: WebService, sessions: Sessions,
         if web.site_path is None or not web.site_path.exists():
             raise HTTPException(404, "this web app was started without a site file to edit")
         return web.site_path
+
+    def read_only_why() -> str | None:
+        return read_only_reason(site_file())
 
     def current() -> tuple[str, dict[str, Any]]:
         text = site_file().read_text(encoding="utf-8")
@@ -59,7 +63,8 @@ def add_settings_routes(app: FastAPI, web: WebService, sessions: Sessions,
             for f in schema_fields(data):
                 value = get_value(data, f.path)
                 groups.setdefault(f.group, []).append({**asdict(f), "value": "" if value is None else _text(value)})
-        return page("settings", request, groups=groups, site_file=str(path) if path else None)
+        return page("settings", request, groups=groups, site_file=str(path) if path else None,
+                    read_only=read_only_why() if path else None)
 
     @app.get("/api/settings", tags=["settings"])
     def api_settings() -> dict[str, Any]:
@@ -79,6 +84,8 @@ def add_settings_routes(app: FastAPI, web: WebService, sessions: Sessions,
         """Save a valid change set (needs ``settings:write``): backup, atomic replace, then the running
         services that can take the change do so and the planner replans."""
         who = require_action(web.site, sessions, request, "settings:write")
+        if (why := read_only_why()) is not None:
+            raise HTTPException(409, why)
         with lock:
             result = check(body.changes)
             if not result["valid"]:

@@ -364,10 +364,11 @@
         if (!state.dirty) { $("#save").disabled = true; showErrors({}); $("#diff-card").hidden = true; status.textContent = ""; return; }
         const r = await api("/api/settings/check", { method: "POST", json: { changes: c } });
         showErrors(r.errors);
-        $("#save").disabled = !r.valid;
+        $("#save").disabled = !r.valid || !!form.dataset.readOnly;
         $("#diff-card").hidden = !r.diff; $("#diff").textContent = r.diff;
         status.className = r.valid ? "" : "err";
-        status.textContent = r.valid ? `${Object.keys(c).length} change(s), valid; not saved yet` : "Fix the marked values before saving.";
+        status.textContent = !r.valid ? "Fix the marked values before saving." : form.dataset.readOnly
+          ? `${Object.keys(c).length} change(s), valid; this file is read-only here (see above)` : `${Object.keys(c).length} change(s), valid; not saved yet`;
         state.checked = (state.checked || 0) + 1;
       }, 250);
       inputs.forEach((i) => i.addEventListener("input", check));
