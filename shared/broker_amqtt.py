@@ -30,7 +30,15 @@ class GateAuthPlugin(BaseAuthPlugin):
         ok = self.config.gate.authenticate(session.username, session.password)
         if not ok:
             log.warning("embedded broker refused a login as %r (wrong or missing credentials)", session.username)
-        return ok
+            return False
+        # amqtt sends the last will without the publish check (handle_connection_close): a will on a
+        # topic the user may not publish would be a forged plan or command. Refused at login, as
+        # Mosquitto 2 does.
+        if session.will_flag and not self.config.gate.may_publish(session.username, session.will_topic or ""):
+            log.warning("embedded broker refused a login as %r: its will is on %s, which it may not publish",
+                        session.username, session.will_topic)
+            return False
+        return True
 
 
 class GateTopicPlugin(BaseTopicPlugin):

@@ -202,6 +202,23 @@ def test_the_will_is_published_when_a_client_vanishes(broker) -> None:
     watcher.close()
 
 
+def test_a_will_on_a_topic_the_user_may_not_publish_is_never_delivered(broker) -> None:
+    """A last will is a publish too: a user without the grant must not forge a plan by vanishing."""
+    watcher = Client(broker["port"])
+    watcher.sub("darkstar/conformance/#")
+    forger = Client(broker["port"], login=VIEWER, will="darkstar/conformance/plan")
+    if not forger.reason.is_failure:  # refused at login (embedded, Mosquitto 2) or, if admitted, never sent
+        forger.kill()
+    else:
+        forger.c.loop_stop()
+    granted = Client(broker["port"], will="test/will-control")  # the control: a granted will still works
+    watcher.sub("test/will-control")
+    granted.kill()
+    wait_for(lambda: "test/will-control" in watcher.topics(), timeout_s=20)
+    assert "darkstar/conformance/plan" not in watcher.topics()
+    watcher.close()
+
+
 def test_acl_denies_anonymous_logins_and_ungranted_publishes(broker) -> None:
     anonymous = Client(broker["port"], login=None)
     assert anonymous.reason.is_failure
