@@ -101,14 +101,31 @@ def test_a_new_plan_changes_the_profile_and_measured_power_reaches_telemetry() -
     run(scenario())
 
 
-def test_below_the_minimum_current_the_car_is_paused_not_started() -> None:
+def test_below_the_minimum_current_the_car_waits_in_a_transaction_that_the_fallback_ends() -> None:
     async def scenario() -> None:
-        async with ocpp_rig(ev_config(), START) as rig:
-            rig.plan[0] = ev_plan(START, [2.0])  # 2.9 A per phase: below 6 A the car cannot charge
+        async with ocpp_rig(ev_config(fallback_a=6.0), START) as rig:
+            rig.plan[0] = ev_plan(START, [2.0], valid_for=timedelta(minutes=30))  # 2.9 A: below 6 A no charging
             await rig.cp.plug()
             decision = await rig.tick()
             assert decision.command.limit_a == 0.0
-            assert rig.cp.transaction_id is None and rig.cp.power_kw == 0.0
+            # waiting, but inside a transaction: if Darkstar falls silent now, the car still charges
+            assert rig.cp.transaction_id is not None and rig.cp.power_kw == 0.0
+            assert rig.cp.limit_a() == 0.0 and rig.cp.limit_a(START + timedelta(minutes=31)) == 6.0
+
+    run(scenario())
+
+
+def test_a_car_that_waits_for_its_slot_is_charged_at_the_fallback_when_darkstar_stops() -> None:
+    """The plan waits for cheap night hours; Darkstar stops (or its plan goes stale) before them."""
+    async def scenario() -> None:
+        async with ocpp_rig(ev_config(fallback_a=6.0), START) as rig:
+            await rig.cp.plug()
+            await settle(rig.cp)
+            await rig.controller.shutdown()
+            await settle(rig.cp)
+            rig.cp.step()
+            assert rig.cp.transaction_id is not None and "TxProfile" not in rig.cp.profiles
+            assert rig.cp.limit_a() == 6.0 and rig.cp.power_kw == pytest.approx(6 * 3 * 0.23)
 
     run(scenario())
 

@@ -395,8 +395,11 @@ class OcppCharger:
         conn = session.state.connector(cfg.connector_id)
         now = self.clock()
         if conn.transaction_id is None:
-            if conn.status not in PLUGGED or command.limit_a <= 0:
-                return  # nothing to charge now; the schedule goes along with the next start
+            if conn.status not in PLUGGED:
+                return  # nothing plugged: the schedule goes along with the next start
+            # Started even when the plan waits (0 A now): the TxProfile holds the car until its slots,
+            # and once it expires the fallback default profile charges it, so a Darkstar that goes
+            # silent before the plan's slot never leaves the car uncharged at departure.
             profile = tx_profile(command, now, cfg.phases, None)
             result = await session.call(call.RemoteStartTransaction(
                 id_tag=cfg.id_tag, connector_id=cfg.connector_id, charging_profile=profile))
@@ -411,14 +414,21 @@ class OcppCharger:
             raise ChargerError(f"charge point {cfg.identity} answered {status} to SetChargingProfile")
 
     async def fallback(self) -> None:
-        """Remove Darkstar's TxProfile: the TxDefaultProfile (fallback current) or the charger's own default applies."""
-        session = self.system.session(self.config.identity or "")
+        """Remove Darkstar's TxProfile: the TxDefaultProfile (fallback current) or the charger's own default
+        applies; a plugged car without a transaction gets one, so the fallback really charges it."""
+        cfg = self.config
+        session = self.system.session(cfg.identity or "")
         result = await session.call(call.ClearChargingProfile(
-            id=TX_PROFILE_ID, connector_id=self.config.connector_id,
+            id=TX_PROFILE_ID, connector_id=cfg.connector_id,
             charging_profile_purpose=ChargingProfilePurposeType.tx_profile))
         if result is None or result.status not in (ClearChargingProfileStatus.accepted,
                                                     ClearChargingProfileStatus.unknown):
-            raise ChargerError(f"charge point {self.config.identity} refused ClearChargingProfile")
+            raise ChargerError(f"charge point {cfg.identity} refused ClearChargingProfile")
+        conn = session.state.connector(cfg.connector_id)
+        if conn.transaction_id is None and conn.status in PLUGGED:
+            started = await session.call(call.RemoteStartTransaction(id_tag=cfg.id_tag, connector_id=cfg.connector_id))
+            if started is None or started.status != RemoteStartStopStatus.accepted:
+                raise ChargerError(f"charge point {cfg.identity} refused RemoteStartTransaction for the fallback")
 
     async def stop_transaction(self) -> None:
         session = self.system.session(self.config.identity or "")
