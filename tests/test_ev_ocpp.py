@@ -240,6 +240,9 @@ def test_charge_now_overrides_a_plan_that_waits_until_the_target_soc() -> None:
             rig.controller.charge_now(0.55, ttl_s=3600)
             decision = await rig.tick()
             assert decision.source == "quick" and rig.cp.limit_a() == pytest.approx(16.0)
+            # leased, not for the whole hour: a Darkstar that died now leaves 16 A for <= 30 min
+            assert decision.command.until <= START + timedelta(minutes=30)
+            assert rig.cp.limit_a(START + timedelta(minutes=31)) < 16.0
             rig.clock.advance(20 * 60)  # 11 kW x 1/3 h x 0.9 = 3.3 kWh = 5.5 % of 60 kWh
             await settle(rig.cp)
             decision = await rig.tick()

@@ -99,8 +99,12 @@ def decide_charge(
     if quick is not None and now < quick.expires_at:
         if reading.soc_frac is None or reading.soc_frac < quick.target_soc_frac:
             amps = cfg.max_current_a
+            # A lease of 15-30 min renewed every slot, not the whole TTL (up to a day): a Darkstar that
+            # dies mid-action leaves the full current for at most half an hour, then the fallback.
+            slot_start = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
+            until = min(quick.expires_at, slot_start + 2 * SLOT)
             return EvDecision(
-                ChargeCommand(amps, cfg.kw_for_amps(amps), until=quick.expires_at, source="quick",
+                ChargeCommand(amps, cfg.kw_for_amps(amps), until=until, source="quick",
                               reason=f"charge now to {quick.target_soc_frac:.0%}",
                               target_soc_frac=quick.target_soc_frac),
                 source="quick", reason=f"quick action: charge now to {quick.target_soc_frac:.0%} "
