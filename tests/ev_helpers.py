@@ -46,6 +46,7 @@ class Rig:
     context: list[tuple[str, Any]]
     replans: list[str]
     reports: list[tuple[str, str]]
+    hands_off: list[str | None]  # [why]: what the executor's shadow mode / pause says, None when free
 
     async def tick(self) -> Any:
         """One controller tick, then let the messages it caused settle on both ends."""
@@ -75,15 +76,16 @@ async def ocpp_rig(ev: EVConfig, start: datetime, *, soc_frac: float = 0.3, tele
     context: list[tuple[str, Any]] = []
     replans: list[str] = []
     reports: list[tuple[str, str]] = []
+    hands_off: list[str | None] = [None]
     controller = ChargerController(
         ev, OcppCharger(ev.name, ev.charger, system, clock=clock.now), clock=clock, guard_enabled=guard,
         plan=lambda: plan[0], telemetry=telemetry or (lambda: None), context=lambda name: None,
         publish_context=lambda n, v: context.append((n, v)), request_replan=replans.append,
-        report=lambda what, why: reports.append((what, why)))
+        report=lambda what, why: reports.append((what, why)), hands_off=lambda: hands_off[0])
     try:
         await cp.connect()
         await settle(cp)
-        yield Rig(clock, system, cp, controller, plan, context, replans, reports)
+        yield Rig(clock, system, cp, controller, plan, context, replans, reports, hands_off)
     finally:
         await cp.disconnect()
         await system.stop()

@@ -331,3 +331,32 @@ def test_remote_stop_ends_the_transaction_at_the_charge_point() -> None:
             assert reading.energy_kwh == pytest.approx(1.15, abs=0.01)  # StopTransaction's meterStop
 
     run(scenario())
+
+
+def test_shadow_mode_and_pause_send_nothing_to_the_charger_as_to_the_inverter() -> None:
+    async def scenario() -> None:
+        async with ocpp_rig(ev_config(fallback_a=6.0), START) as rig:
+            rig.plan[0] = ev_plan(START, [11.04] * 4)
+            rig.hands_off[0] = "shadow mode"
+            await rig.cp.plug()
+            decision = await rig.tick()
+            assert "shadow mode: not sent" in decision.reason and decision.command.limit_a == pytest.approx(16.0)
+            assert rig.cp.transaction_id is None and "TxProfile" not in rig.cp.profiles
+            await rig.controller.shutdown()  # shadow: Darkstar never touched it, not even at shut-down
+            await settle(rig.cp)
+            assert rig.cp.transaction_id is None
+
+            rig.hands_off[0] = None  # shadow off: the plan reaches the charger
+            await rig.tick()
+            assert rig.cp.transaction_id is not None and rig.cp.limit_a() == pytest.approx(16.0)
+
+            rig.hands_off[0] = "executor paused until later"  # paused: a new plan is not sent
+            rig.clock.advance(60)
+            rig.plan[0] = ev_plan(START, [4.14] * 4, created=START + timedelta(minutes=1))
+            decision = await rig.tick()
+            assert decision.reason.startswith("executor paused") and rig.cp.limit_a() == pytest.approx(16.0)
+            rig.hands_off[0] = None  # resumed: sent afresh
+            await rig.tick()
+            assert rig.cp.limit_a() == pytest.approx(6.0)
+
+    run(scenario())

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import math
 import threading
+from dataclasses import replace
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -63,12 +64,14 @@ class ChargerController:
         publish_context: Callable[[str, Any], None] = _noop,
         request_replan: Callable[[str], None] = _noop,
         report: Callable[[str, str], None] = _noop,
+        hands_off: Callable[[], str | None] = _noop,
     ):
         self.ev, self.charger, self.clock = ev, charger, clock
         self.first, self.share = first, share
         self.guard_enabled, self.guard_margin_kw, self.telemetry_stale_s = guard_enabled, guard_margin_kw, telemetry_stale_s
         self.plan, self.telemetry, self.context = plan, telemetry, context
         self.publish_context, self.request_replan, self.report = publish_context, request_replan, report
+        self.hands_off = hands_off  # why nothing may be sent now (shadow mode, executor paused), or None
         self.quick: EvQuick | None = None
         self.reading: ChargerReading | None = None
         self.decision: EvDecision | None = None
@@ -126,12 +129,19 @@ class ChargerController:
         decision = decide_charge(now, self.ev, self.plan(), reading, share=self.share, quick=self.quick,
                                  guard=self._guard(now), target_soc_frac=self._target_soc_frac(),
                                  departure=self.context("ev_departure") if self.first else None)
-        self.decision = decision
         alarms = set(decision.alarms)
         status_key = (reading.connected, reading.plugged, reading.status)
         resend = status_key != self._status_key
         self._status_key = status_key
-        if not reading.connected:
+        why_not = self.hands_off()
+        if why_not:
+            # The inverter's rule for the charger too: decided and shown, never sent.
+            decision = replace(decision, reason=f"{why_not}: not sent ({decision.reason})")
+            self.sent, self.fell_back = None, False  # what it has is not ours: send afresh once allowed
+        self.decision = decision
+        if why_not:
+            pass  # nothing goes to the charger
+        elif not reading.connected:
             self.sent, self.fell_back = None, False  # whatever it had may be gone: send again on reconnect
         elif decision.fallback:
             if not self.fell_back or resend:
@@ -230,7 +240,10 @@ class ChargerController:
                                 f"{command.limit_kw:.1f} kW for {cfg.deviation_s:g} s")
 
     async def shutdown(self) -> None:
-        """Darkstar stops: put the charger in its safe behaviour (if it is reachable)."""
+        """Darkstar stops: put the charger in its safe behaviour (if it is reachable), unless shadow mode
+        says Darkstar never touches it."""
+        if (why_not := self.hands_off()) and why_not.startswith("shadow"):
+            return
         try:
             await self.charger.fallback()
             self.fell_back = True

@@ -58,6 +58,7 @@ class EvWiring:
             publish_context=self._publish_context,
             request_replan=self._request_replan,
             report=lambda what, why: service.report_error(what, why, None),
+            hands_off=self._hands_off,
         )
         if self.chargers is not None:
             for action in EV_ACTIONS:
@@ -78,6 +79,19 @@ class EvWiring:
     def plan_changed(self) -> None:
         if self.chargers is not None:
             self.chargers.runner.poke()
+
+    def _hands_off(self) -> str | None:
+        """The inverter loop's reasons to write nothing hold for the chargers too (one safety loop)."""
+        loop = self.service.loop
+        if loop is None:
+            return "shadow mode" if self.service.site.executor.shadow_mode else None
+        if loop.settings.shadow:
+            return "shadow mode"
+        now = self.service.clock.now()
+        if loop.overrides.is_paused(now):
+            until = loop.overrides.paused_until
+            return f"executor paused until {until.isoformat()}" if until else "executor paused"
+        return None
 
     # ------------------------------------------------------------------ to the bus
     def _publish_context(self, name: str, value: Any) -> None:
