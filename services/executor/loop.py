@@ -47,6 +47,10 @@ from shared.contracts import (
 from shared.slots import SLOT, floor_slot
 
 log = logging.getLogger(__name__)
+# One line a tick while a device fails is 360 an hour: these are summarised like pymodbus' own
+# (what, how often, since when); the consecutive-failure alarm and safe mode say the rest.
+DEVICE_LOGGER = "darkstar.executor.device"
+device_log = logging.getLogger(DEVICE_LOGGER)
 
 Callback = Callable[..., Any]
 ENERGY_FIELDS = {
@@ -261,7 +265,7 @@ class ExecutorLoop:
         except InverterError as err:
             self.consecutive_failures += 1
             error = str(err)
-            log.warning("executor tick %d: %s", self.ticks, err)
+            device_log.warning("inverter read failed: %s", err)  # summarised (shared/logsummary.py)
         if telemetry is not None:
             self.last_telemetry = telemetry
             # A new connection may be a rebooted device that forgot our command: write it again.
