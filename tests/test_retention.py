@@ -83,3 +83,10 @@ def test_the_trainer_runs_retention_once_a_night_after_the_configured_time(tmp_p
         assert _count(store, ev, ev.c.site_id == site.site_id, ev.c.kind == "retention") == 2
     finally:
         store.close()
+
+
+def test_timescale_compresses_only_chunks_the_nightly_run_is_done_with():
+    from shared.storage.retention import RetentionWindows, compress_after_days
+
+    windows = RetentionWindows(execution_log_days=14, plans_days=7, forecasts_days=14, error_events_days=30)
+    assert compress_after_days(windows) > 30  # never a chunk the run still deletes from or rewrites

@@ -68,10 +68,10 @@ class TrainerService(Service):
         """Compression policies on TimescaleDB hypertables (nothing on other databases)."""
         if self.store is None or not self.site.database.retention.enabled:
             return
-        from shared.storage.retention import timescale_policies
+        from shared.storage.retention import RetentionWindows, timescale_policies
 
         try:
-            tables = timescale_policies(self.store.engine)
+            tables = timescale_policies(self.store.engine, RetentionWindows.from_config(self.site.database.retention))
         except Exception:  # compression is an optimisation, not a reason to stop
             log.exception("trainer: could not add TimescaleDB compression policies")
             return
@@ -123,9 +123,8 @@ class TrainerService(Service):
         self.last_retention_day = local.date()
         from shared.storage.retention import RetentionWindows, apply_retention
 
-        windows = RetentionWindows(cfg.execution_log_days, cfg.plans_days, cfg.forecasts_days, cfg.error_events_days)
         try:
-            report = apply_retention(self.store.engine, self.site.site_id, now, windows)
+            report = apply_retention(self.store.engine, self.site.site_id, now, RetentionWindows.from_config(cfg))
         except Exception as err:  # storage trouble must not stop training; retried tomorrow
             self.report_error("retention", f"retention run failed: {err}", None)
             return False

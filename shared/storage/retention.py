@@ -42,6 +42,11 @@ class RetentionWindows:
     forecasts_days: float = 14.0
     error_events_days: float = 30.0
 
+    @classmethod
+    def from_config(cls, cfg: Any) -> RetentionWindows:
+        """From ``database.retention`` (shared.config.RetentionConfig)."""
+        return cls(cfg.execution_log_days, cfg.plans_days, cfg.forecasts_days, cfg.error_events_days)
+
 
 @dataclass
 class RetentionReport:
@@ -167,8 +172,16 @@ def apply_retention(engine: Any, site_id: str, now: datetime, windows: Retention
     return report
 
 
-def timescale_policies(engine: Any, compress_after_days: float = 7.0) -> list[str]:
+def compress_after_days(windows: RetentionWindows) -> float:
+    """Chunks are compressed only once the nightly run is done with them (it deletes and rewrites rows
+    up to the longest window): DML on compressed chunks is slow, and on older TimescaleDB refused."""
+    return max(windows.execution_log_days, windows.plans_days, windows.forecasts_days,
+               windows.error_events_days) + 2.0
+
+
+def timescale_policies(engine: Any, windows: RetentionWindows | None = None) -> list[str]:
     """Compression policies on the hypertables when TimescaleDB is there; returns the tables touched."""
+    after_days = compress_after_days(windows or RetentionWindows())
     if engine.dialect.name != "postgresql":
         return []
     done = []
@@ -181,6 +194,6 @@ def timescale_policies(engine: Any, compress_after_days: float = 7.0) -> list[st
                               "timescaledb.compress_segmentby = 'site_id')"))
             conn.execute(text("SELECT add_compression_policy(CAST(:t AS regclass), "
                               "CAST(:after AS interval), if_not_exists => true)"),
-                         {"t": table, "after": f"{compress_after_days} days"})
+                         {"t": table, "after": f"{after_days} days"})
             done.append(table)
     return done
