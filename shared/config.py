@@ -208,9 +208,15 @@ class EVConfig(_Strict):
     shortfall_penalty_per_kwh: float = Field(5.0, ge=0)
     battery_may_feed_ev: bool = False
     target_soc_frac: float | None = Field(
-        None, ge=0, le=1, description="with a charger that reports the car's SoC: the energy needed by "
-        "departure is (target - SoC) x battery_kwh instead of target_kwh")
+        None, ge=0, le=1, description="when the car's SoC is known (its charger, or Home Assistant): the energy "
+        "needed by departure is (target - SoC) x battery_kwh instead of target_kwh")
     charger: ChargerConfig = Field(default_factory=ChargerConfig)
+
+    def needed_kwh(self, soc_frac: float | None, target_soc_frac: float | None) -> float | None:
+        """Energy into the car's battery by departure from its SoC, or None when either is unknown."""
+        if soc_frac is None or target_soc_frac is None:
+            return None
+        return max(0.0, target_soc_frac - soc_frac) * self.battery_kwh
 
     @model_validator(mode="after")
     def _power_order(self) -> EVConfig:

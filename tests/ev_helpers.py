@@ -65,13 +65,13 @@ async def settle(cp: SimChargePoint, rounds: int = 3) -> None:
 
 @asynccontextmanager
 async def ocpp_rig(ev: EVConfig, start: datetime, *, soc_frac: float = 0.3, telemetry: Any = None,
-                   guard: bool = False) -> AsyncIterator[Rig]:
+                   guard: bool = False, reports_soc: bool = True) -> AsyncIterator[Rig]:
     clock = ManualClock(start)
     system = CentralSystem(OcppServerConfig(host="127.0.0.1", port=0), {ev.charger.identity: ev.charger})
     await system.start()
     cp = SimChargePoint(ev.charger.identity, f"ws://127.0.0.1:{system.port}/ocpp/{ev.charger.identity}", PASSWORD,
                         car=SimCar(battery_kwh=ev.battery_kwh, soc_frac=soc_frac), clock=clock.now,
-                        phases=ev.charger.phases, max_current_a=32.0, meter_interval_s=3600)
+                        phases=ev.charger.phases, max_current_a=32.0, meter_interval_s=3600, reports_soc=reports_soc)
     plan: list[PlanMsg | None] = [None]
     context: list[tuple[str, Any]] = []
     replans: list[str] = []

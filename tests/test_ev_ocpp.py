@@ -360,3 +360,28 @@ def test_shadow_mode_and_pause_send_nothing_to_the_charger_as_to_the_inverter() 
             assert rig.cp.limit_a() == pytest.approx(6.0)
 
     run(scenario())
+
+
+def test_a_wallbox_that_never_learns_the_soc_uses_the_cars_own_reading_from_home_assistant() -> None:
+    from services.executor.inverter import Telemetry
+
+    async def scenario() -> None:
+        car = [Telemetry(ts=START, values={"ev_soc": 0.5})]  # the car's integration in HA, via the executor
+        async with ocpp_rig(ev_config(), START, soc_frac=0.5, telemetry=lambda: car[0], reports_soc=False) as rig:
+            rig.plan[0] = ev_plan(START, [0.0] * 4)
+            await rig.cp.plug()
+            await rig.cp.send_meter_values()
+            await settle(rig.cp)
+            await rig.tick()
+            assert rig.system.states["cp-garage"].connector(1).soc_frac is None  # the wallbox does not know
+            assert ("ev_target_kwh", pytest.approx(18.0)) in rig.context  # (0.8 - 0.5) x 60 kWh from HA's SoC
+            rig.controller.charge_now(0.55, ttl_s=3600)
+            assert (await rig.tick()).source == "quick"
+            car[0] = Telemetry(ts=rig.clock.advance(600), values={"ev_soc": 0.56})  # HA sees the target reached
+            assert (await rig.tick()).source == "plan" and rig.controller.quick is None
+            car[0] = Telemetry(ts=START, values={"ev_soc": 0.9})  # a stale reading is no SoC at all
+            rig.clock.advance(3600)
+            await rig.tick()
+            assert rig.controller.reading.soc_frac is None
+
+    run(scenario())

@@ -140,3 +140,21 @@ def test_a_manual_block_becomes_part_of_the_plan(planner, recorded):
     plan = decode(watcher.on(f"{base}/plan")[-1])
     charging = [s.charge_kw for s in plan.slots if s.start.hour == 10 and s.start.day == 1]
     assert np.allclose(charging, 3.0, atol=1e-4)
+
+
+def test_without_a_charger_the_cars_soc_from_home_assistant_sets_the_energy_it_needs(tmp_path: Path):
+    """HA reads the car's SoC (context ev_soc_frac from the executor); no charger computes ev_target_kwh,
+    so the planner does: (wanted - SoC) x battery, not the configured fixed target_kwh."""
+    site = make_site(tmp_path, {"embedded": True}, evs=[
+        {"name": "car", "battery_kwh": 60, "max_charge_kw": 11, "target_kwh": 10, "target_soc_frac": 0.8}])
+    service = PlannerService(site, clock=SimClock(NOW, accel=1.0))
+
+    def ctx(**values):
+        service.context = {name: ContextMsg(site_id=site.site_id, name=name, value=v) for name, v in values.items()}
+        return service._context(NOW)
+
+    assert "ev_target_kwh" not in ctx()  # SoC unknown: the model's own target_kwh applies, no guess
+    assert ctx(ev_soc_frac=0.4)["ev_target_kwh"] == pytest.approx(24.0)
+    assert ctx(ev_soc_frac=0.4, ev_target_soc_frac=0.5)["ev_target_kwh"] == pytest.approx(6.0)  # wanted, from HA/web
+    assert ctx(ev_soc_frac=0.9)["ev_target_kwh"] == 0.0  # already above the target
+    assert ctx(ev_soc_frac=0.4, ev_target_kwh=3.0)["ev_target_kwh"] == 3.0  # a charger's own figure wins

@@ -92,13 +92,14 @@ def profile_limit_a(profile: dict[str, Any], now: datetime, tx_start: datetime |
 class SimChargePoint(_OcppChargePoint):
     def __init__(self, identity: str, url: str, password: str, *, car: SimCar | None = None,
                  clock: Callable[[], datetime] = _utcnow, phases: int = 3, voltage_v: float = 230.0,
-                 max_current_a: float = 16.0, meter_interval_s: float = 10.0):
+                 max_current_a: float = 16.0, meter_interval_s: float = 10.0, reports_soc: bool = True):
         super().__init__(identity, None, response_timeout=10, logger=logging.getLogger("darkstar.chargepoint_sim.wire"))
         self.url, self.password = url, password
         self.car = car or SimCar()
         self.clock = clock
         self.phases, self.voltage_v, self.max_current_a = phases, voltage_v, max_current_a
         self.meter_interval_s = meter_interval_s
+        self.reports_soc = reports_soc  # most AC wallboxes never learn the car's SoC
         self.status = ChargePointStatus.available
         self.error_code = ChargePointErrorCode.no_error
         self.plugged = False
@@ -210,8 +211,9 @@ class SimChargePoint(_OcppChargePoint):
         sampled = [
             {"value": f"{self.power_kw * 1000:.0f}", "measurand": "Power.Active.Import", "unit": "W"},
             {"value": f"{self.energy_wh:.0f}", "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
-            {"value": f"{self.car.soc_frac * 100:.1f}", "measurand": "SoC", "unit": "Percent"},
         ]
+        if self.reports_soc:
+            sampled.append({"value": f"{self.car.soc_frac * 100:.1f}", "measurand": "SoC", "unit": "Percent"})
         await self.call(call.MeterValues(connector_id=1, transaction_id=self.transaction_id,
                                          meter_value=[{"timestamp": self.clock().isoformat(), "sampled_value": sampled}]))
 

@@ -145,6 +145,12 @@ class PlannerService(Service):
         if departure is not None:
             ctx["ev_departure"] = pd.Timestamp(departure)
         target = self.context_value("ev_target_kwh")
+        if target is None and self.site.evs:
+            # No charger to compute it (the executor's does): from the car's SoC (e.g. Home Assistant)
+            # and the wanted SoC; the first EV, as every EV context.
+            ev = self.site.evs[0]
+            soc, wanted = self.context_value("ev_soc_frac"), self.context_value("ev_target_soc_frac", ev.target_soc_frac)
+            target = ev.needed_kwh(None if soc is None else float(soc), None if wanted is None else float(wanted))
         if target is not None:
             ctx["ev_target_kwh"] = float(target)
         risk = self.context_value("risk")

@@ -141,13 +141,6 @@ def decide_charge(
     return EvDecision(command, source=source, reason=f"{reason} -> {amps:g} A x {cfg.phases}")
 
 
-def needed_kwh(ev: EVConfig, soc_frac: float | None, target_soc_frac: float | None) -> float | None:
-    """Energy into the car's battery by departure from its SoC, or None when either is unknown."""
-    if soc_frac is None or target_soc_frac is None:
-        return None
-    return max(0.0, target_soc_frac - soc_frac) * ev.battery_kwh
-
-
 def command_changed(old: ChargeCommand | None, new: ChargeCommand, threshold_a: float = 0.5) -> bool:
     """Whether ``new`` must be sent: a different current now, schedule or expiry (chargers' flash wears too)."""
     if old is None:

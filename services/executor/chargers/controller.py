@@ -29,7 +29,6 @@ from services.executor.chargers.control import (
     GuardInput,
     command_changed,
     decide_charge,
-    needed_kwh,
     summary,
 )
 from shared.config import EVConfig
@@ -121,6 +120,10 @@ class ChargerController:
             reading = await self.charger.read()
         except ChargerError as err:
             reading = ChargerReading(ts=now, connected=False, error=str(err))
+        if reading.connected and reading.soc_frac is None:
+            # Most AC wallboxes never learn the car's SoC: take it from the car's own integration
+            # (a Home Assistant ev_soc entity read by the executor), when that reading is fresh.
+            reading = replace(reading, soc_frac=self._car_soc(now))
         self.reading = reading
         self._inform_planner(reading)
         if self.quick is not None and (now >= self.quick.expires_at or (
@@ -188,6 +191,13 @@ class ChargerController:
                 except (TimeoutError, ChargerError) as err2:
                     log.warning("EV %s: fallback failed too: %s", self.ev.name, err2)
 
+    def _car_soc(self, now: datetime) -> float | None:
+        t = self.telemetry()
+        if t is None or (now - t.ts).total_seconds() > self.telemetry_stale_s:
+            return None
+        soc = getattr(t, "values", {}).get("ev_soc")
+        return None if soc is None else min(1.0, max(0.0, float(soc)))
+
     def _guard(self, now: datetime) -> GuardInput:
         t = self.telemetry()
         grid = None
@@ -205,7 +215,7 @@ class ChargerController:
             return
         available = bool(reading.plugged) and not reading.faulted
         self._publish("ev_plugged", available)
-        need = needed_kwh(self.ev, reading.soc_frac, self._target_soc_frac())
+        need = self.ev.needed_kwh(reading.soc_frac, self._target_soc_frac())
         moved = need is not None and available and self._publish("ev_target_kwh", round(need, 2), step=TARGET_STEP_KWH)
         # The SoC goes out with the target (the planner replans once for both), or when first known.
         if reading.soc_frac is not None and (moved or "ev_soc_frac" not in self._published):
