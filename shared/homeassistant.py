@@ -162,8 +162,11 @@ def context_controls(site: Any) -> list[Entity]:
                    "step": 1, "mode": "slider",
                    "command_template": _context_command(sid, "reserve_soc_frac", "{{ value / 100 }}"), **retained}))
     if site.evs:
-        departures = [f"{h:02d}:{m:02d}" for h in range(4, 12) for m in (0, 30)]
+        departures = [f"{h:02d}:{m:02d}" for h in range(24) for m in (0, 30)]  # shift workers leave at any hour
         out += [
+            Entity(component="binary_sensor", object_id="ev_plugged", name="EV plugged in",
+                   state_topic="context/ev_plugged", value_template="{{ 'ON' if value_json.value else 'OFF' }}",
+                   device_class="plug", payload_on="ON", payload_off="OFF"),
             Entity(component="number", object_id="ev_target", name="EV energy by departure",
                    state_topic="context/ev_target_kwh", command_topic="context/ev_target_kwh",
                    value_template="{{ value_json.value }}", unit="kWh", device_class="energy", icon="mdi:car-electric",

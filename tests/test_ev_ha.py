@@ -34,7 +34,8 @@ def test_ev_target_number_and_charge_now_button_work_from_home_assistant(tmp_pat
         def registered() -> dict[str, str]:
             entries = ha_core.ws("config/entity_registry/list")
             found = {e["unique_id"]: e["entity_id"] for e in entries if e.get("platform") == "mqtt"}
-            wanted = (f"{node}_ev_target_soc", f"{node}_ev_charge_now", f"{node}_ev_power", f"{node}_ev_soc")
+            wanted = (f"{node}_ev_target_soc", f"{node}_ev_charge_now", f"{node}_ev_power", f"{node}_ev_soc",
+                      f"{node}_ev_charge_now_soc")
             return found if all(w in found for w in wanted) else {}
 
         found = wait_for(registered, 30, 0.5)
@@ -49,6 +50,10 @@ def test_ev_target_number_and_charge_now_button_work_from_home_assistant(tmp_pat
         ha_core.rest("POST", "/api/services/button/press", {"entity_id": button})
         controller = executor.ev.chargers.controllers[0]
         wait_for(lambda: controller.quick is not None and controller.quick.target_soc_frac == 0.8, 20)
+        # "charge now to X %" for any X: the number's set is the command
+        ha_core.rest("POST", "/api/services/number/set_value", {"entity_id": found[f"{node}_ev_charge_now_soc"],
+                                                                 "value": 65})
+        wait_for(lambda: controller.quick is not None and controller.quick.target_soc_frac == pytest.approx(0.65), 20)
     finally:
         executor.stop()
         retained_cleanup([f"{prefix}/#", f"{base}/{site.site_id}/#"])

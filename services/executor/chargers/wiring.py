@@ -169,6 +169,12 @@ class EvWiring:
                    command_topic="context/ev_target_soc_frac", unit="%", icon="mdi:car-electric",
                    extra={"min": 10, "max": 100, "step": 5, "mode": "slider", "retain": True,
                           "command_template": _context_command(site_id, "ev_target_soc_frac", "{{ value / 100 }}")}),
+            # "charge now to X %": a number whose every set is the command (HA keeps no state of it)
+            Entity(component="number", object_id="ev_charge_now_soc", name="EV charge now to",
+                   command_topic=f"cmd/executor/{EV_QUICK_ACTION}", unit="%", icon="mdi:ev-station",
+                   extra={"min": 10, "max": 100, "step": 5, "mode": "box", "optimistic": True,
+                          "command_template": json.dumps({**command, "args": {"target_soc_frac": 0.0}}).replace(
+                              "0.0", "{{ value / 100 }}")}),
             Entity(component="button", object_id="ev_charge_now", name="EV charge now to 80 %",
                    command_topic=f"cmd/executor/{EV_QUICK_ACTION}", icon="mdi:ev-station",
                    payload_press=json.dumps({**command, "args": {"target_soc_frac": 0.8}})),
