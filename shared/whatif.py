@@ -60,6 +60,7 @@ class WhatIfStep:
     money: float = 0.0  # the day's money before the adjustment
     soc_end_kwh: float = 0.0
     first_forced: list[str] = field(default_factory=list)
+    flows: dict[str, list[float]] = field(default_factory=dict)  # per slot: export_kw, import_kw, soc_kwh (end)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,14 +84,18 @@ class WhatIfResult:
     soc_start_kwh: float = 0.0
     baseline_soc_end_kwh: float = 0.0
     end_soc_value_per_kwh: float = 0.0
+    slots: list[str] = field(default_factory=list)  # slot starts (ISO, UTC) of ``flows``
+    baseline_flows: dict[str, list[float]] = field(default_factory=dict)
 
-    def to_dict(self, site_id: str) -> dict[str, Any]:
+    def to_dict(self, site_id: str, flows: bool = False) -> dict[str, Any]:
         return {
             "site_id": site_id, "day": self.day.isoformat(), "currency": self.currency, "relaxed": self.relaxed,
             "source": self.source, "baseline_cost": round(self.baseline_cost, 6),
             "soc_start_kwh": round(self.soc_start_kwh, 4), "baseline_soc_end_kwh": round(self.baseline_soc_end_kwh, 4),
             "end_soc_value_per_kwh": round(self.end_soc_value_per_kwh, 6),
-            "baseline_export_kwh": round(self.baseline_export_kwh, 4), "steps": [s.to_dict() for s in self.steps],
+            "baseline_export_kwh": round(self.baseline_export_kwh, 4),
+            "steps": [{**s.to_dict(), **({"flows": s.flows} if flows else {})} for s in self.steps],
+            **({"slots": self.slots, "baseline_flows": self.baseline_flows} if flows else {}),
         }
 
 
@@ -121,6 +126,9 @@ def whatif_export_on(day: date, act: Actuals, site: SiteConfig, soc_kwh: float |
     def cost_of(sim: Any) -> float:
         return adjusted_money(money(sim.cost), soc0, sim.soc_end_kwh, value)
 
+    def flows_of(sim: Any) -> dict[str, list[float]]:
+        return {k: [round(float(v), 3) for v in sim.flows[k].to_numpy()] for k in ("export_kw", "import_kw", "soc_kwh")}
+
     _, base = run([])
     base_cost = cost_of(base)
     export_price = act.prices["export_price_per_kwh"].to_numpy()
@@ -140,13 +148,14 @@ def whatif_export_on(day: date, act: Actuals, site: SiteConfig, soc_kwh: float |
             forced_slots=n, target_export_kwh=float(target_kw[forced].sum() * SLOT_HOURS),
             realized_export_forced_kwh=realized_forced, export_kwh=sim.cost.export_kwh, cost=cost,
             cost_change=cost - base_cost, status=plan.status, money=money(sim.cost), soc_end_kwh=sim.soc_end_kwh,
-            first_forced=[act.index[t].tz_convert(site.tz).strftime("%H:%M") for t in forced],
+            first_forced=[act.index[t].tz_convert(site.tz).strftime("%H:%M") for t in forced], flows=flows_of(sim),
         ))
         if n >= len(order):
             break
     return WhatIfResult(day=day, currency=site.tariff.currency, relaxed=relaxed, baseline_cost=base_cost,
                         baseline_export_kwh=base.cost.export_kwh, steps=out, soc_start_kwh=soc0,
-                        baseline_soc_end_kwh=base.soc_end_kwh, end_soc_value_per_kwh=value)
+                        baseline_soc_end_kwh=base.soc_end_kwh, end_soc_value_per_kwh=value,
+                        slots=[ts.isoformat() for ts in act.index.tz_convert("UTC")], baseline_flows=flows_of(base))
 
 
 def whatif_export(frame: pd.DataFrame, site: SiteConfig, day: date, soc_kwh: float | None = None, relaxed: bool = False,
@@ -157,23 +166,43 @@ def whatif_export(frame: pd.DataFrame, site: SiteConfig, day: date, soc_kwh: flo
 
 
 def live_actuals(store: Any, site: SiteConfig, day: date) -> Actuals:
-    """The running stack's view of ``day``: stored prices and the latest load/PV forecast (p50).
+    """The running stack's view of ``day``: stored prices; load and PV as measured in the slots that
+    have an observation, the latest forecast (p50) in the others (a past day is all measured, today
+    half and half, tomorrow all forecast). ``Actuals.missing_slots`` counts the forecast slots.
+    Leading slots that are neither (a site younger than the day) are left out: the what-if then
+    covers the rest of the day, which is what the planner plans too.
 
-    Raises ValueError naming what is missing (no forecast, a slot without price or forecast).
+    Raises ValueError naming what is missing (a gap in the day, a slot without a price).
     """
     index = local_day_slots(day, site.tz)
-    prices = store.prices_between(site.site_id, index[0].to_pydatetime(), (index[-1] + SLOT).to_pydatetime())
-    fc = store.latest_forecast(site.site_id)
-    if fc is None:
-        raise ValueError("no forecast in the database: is the forecaster running?")
-    fc_frame = pd.DataFrame([{"slot_start": s.start, "load_kw": s.load_p50_kw, "pv_kw": s.pv_p50_kw} for s in fc.slots])
-    fc_frame["slot_start"] = pd.to_datetime(fc_frame["slot_start"], utc=True)
-    fc_frame = fc_frame.set_index("slot_start").reindex(index)
+    start, end = index[0].to_pydatetime(), (index[-1] + SLOT).to_pydatetime()
+    obs = store.observations_between(site.site_id, start, end).reindex(index)
+    nan = np.full(len(index), np.nan)
+    load_kw = (obs["load_kwh"] / SLOT_HOURS).to_numpy(dtype=float) if "load_kwh" in obs else nan
+    pv_kw = (obs["pv_kwh"] / SLOT_HOURS).to_numpy(dtype=float) if "pv_kwh" in obs else nan
+    unmeasured = np.isnan(load_kw) | np.isnan(pv_kw)
+    issued = "no forecast in the database"
+    if unmeasured.any():
+        fc = store.latest_forecast(site.site_id)
+        if fc is not None:
+            issued = f"the latest forecast, issued {fc.issued_at.isoformat()}"
+            fc_frame = pd.DataFrame([{"slot_start": s.start, "load_kw": s.load_p50_kw, "pv_kw": s.pv_p50_kw}
+                                     for s in fc.slots])
+            fc_frame["slot_start"] = pd.to_datetime(fc_frame["slot_start"], utc=True)
+            fc_frame = fc_frame.set_index("slot_start").reindex(index)
+            load_kw = np.where(unmeasured, fc_frame["load_kw"].to_numpy(dtype=float), load_kw)
+            pv_kw = np.where(unmeasured, fc_frame["pv_kw"].to_numpy(dtype=float), pv_kw)
+    known = ~(np.isnan(load_kw) | np.isnan(pv_kw))
+    if not known.any():
+        raise ValueError(f"{day.isoformat()}: nothing measured and not covered by {issued}")
+    first = int(np.argmax(known))
+    if not known[first:].all():
+        gap = index[first + int(np.argmin(known[first:]))].tz_convert(site.tz)
+        raise ValueError(f"{day.isoformat()}: the slot at {gap:%H:%M} is neither measured nor covered by {issued}")
+    index, load_kw, pv_kw, unmeasured = index[first:], load_kw[first:], pv_kw[first:], unmeasured[first:]
+    prices = store.prices_between(site.site_id, index[0].to_pydatetime(), end)
     p = prices.reindex(index)[["import_price_per_kwh", "export_price_per_kwh"]].astype(float) if len(prices) else None
     if p is None or p.isna().any().any():
         raise ValueError(f"prices for {day.isoformat()} are not (all) in the database")
-    if fc_frame[["load_kw", "pv_kw"]].isna().any().any():
-        raise ValueError(f"the latest forecast ({fc.issued_at.isoformat()}) does not cover all of {day.isoformat()}")
     p.index.name = "slot_start"
-    return Actuals(index=index, load_kw=fc_frame["load_kw"].to_numpy(dtype=float),
-                   pv_kw=fc_frame["pv_kw"].to_numpy(dtype=float), prices=p, missing_slots=0)
+    return Actuals(index=index, load_kw=load_kw, pv_kw=pv_kw, prices=p, missing_slots=int(unmeasured.sum()))

@@ -23,7 +23,7 @@ from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(chromium_path() is None, reason="needs Chromium (apt-get install chromium)")]
-PAGES = ("/", "/control", "/forecast", "/money", "/settings", "/admin-tools", "/docs")
+PAGES = ("/", "/control", "/forecast", "/money", "/lab", "/settings", "/admin-tools", "/docs")
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +114,31 @@ def test_chart_shows_plan_and_history_and_zoom_changes_the_range(page, demo):
     assert page.problems == []
 
 
+def test_lab_plans_the_day_with_forced_export_and_shows_the_money_and_the_plans(page, demo):
+    _open(page, demo.url + "/lab")
+    page.fill("#lab-steps", "3")
+    page.click("#lab-run")
+    page.wait_for_selector("#lab-status.ok, #lab-status.err", timeout=90000)
+    assert "plans in" in page.inner_text("#lab-status"), page.inner_text("#lab-status")
+    result = page.evaluate("window.darkstar.lab")
+    assert len(result["steps"]) == 3 and result["source"].startswith(("measured", "forecast"))
+    rows = page.locator("#lab-steps-table tbody tr")
+    assert rows.count() == 3
+    for step in result["steps"]:  # the optimum is the baseline: forcing export never saves money
+        assert step["cost_change"] >= -1e-6
+        assert len(step["flows"]["export_kw"]) == len(result["slots"]) == len(result["baseline_flows"]["soc_kwh"])
+    rows.nth(0).click()
+    assert "1 forced slot" in page.inner_text("#lab-chart-title")
+    drawn = page.evaluate("window.darkstar.labChart.data[2]")
+    assert drawn == result["steps"][0]["flows"]["export_kw"]
+    # a day with no prices yet is refused with the reason, not a traceback
+    page.fill("#lab-day", "2000-01-01")
+    page.click("#lab-run")
+    page.wait_for_selector("#lab-status.err")
+    assert "2000-01-01: nothing measured" in page.inner_text("#lab-status")
+    assert page.problems == [] or all("422" in p for p in page.problems)
+
+
 def _bus_states(demo: Any) -> tuple[paho.Client, list[dict[str, Any]]]:
     seen: list[dict[str, Any]] = []
     client = paho.Client(paho.CallbackAPIVersion.VERSION2)
@@ -168,7 +193,7 @@ def test_a_session_cookie_without_the_csrf_token_is_refused(page, demo):
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
 
 
-@pytest.mark.parametrize("path", ["/", "/control", "/money", "/settings", "/admin-tools"])
+@pytest.mark.parametrize("path", ["/", "/control", "/forecast", "/money", "/lab", "/settings", "/admin-tools"])
 def test_phone_viewport_has_no_horizontal_scroll(browser, demo, path):
     context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
     for page in _watched(context):

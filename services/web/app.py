@@ -27,6 +27,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from services.web.auth import COOKIE, SESSION_S, Sessions, require_action
 from services.web.ev import add_ev_routes
 from services.web.insight import add_insight_routes
+from services.web.lab import add_lab_routes
 from services.web.settings import add_settings_routes
 from shared.auth import principal_from_token
 from shared.contracts import ForecastMsg, PlanMsg, PricesMsg
@@ -42,7 +43,8 @@ PREFIX_RE = re.compile(r"^(/[A-Za-z0-9_\-.~]+)*/?$")
 KEEPALIVE_S = 15.0
 EXECUTOR_ACTIONS = ("force_charge", "force_export", "stop", "heat", "pause", "resume", "cancel")
 PAGES = {"overview": ("Overview", "/"), "control": ("Control", "/control"), "forecast": ("Forecast", "/forecast"),
-         "money": ("Money", "/money"), "settings": ("Settings", "/settings"), "admin": ("Admin", "/admin-tools")}
+         "money": ("Money", "/money"), "lab": ("Lab", "/lab"), "settings": ("Settings", "/settings"),
+         "admin": ("Admin", "/admin-tools")}
 
 
 def base_path(request: Request) -> str:
@@ -105,6 +107,7 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
 
     add_settings_routes(app, web, sessions, page)
     add_insight_routes(app, web, sessions, page)
+    add_lab_routes(app, web, sessions, page)
 
     # ------------------------------------------------------------------ read API
     def latest_or_404(kind: str) -> dict[str, Any]:

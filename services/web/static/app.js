@@ -447,6 +447,54 @@
       };
       return Promise.all([load(), loadOverview()]);
     },
+    lab() {
+      const form = $("#lab"), status = $("#lab-status");
+      const defs = [
+        ["base_export", S("Export, baseline", "kW", "#9ca3af", { width: 2 })],
+        ["step_export", S("Export, forced", "kW", "#2563eb", { width: 2 })],
+        ["base_soc", S("SoC, baseline", "kWh", "#a78bfa", { paths: undefined, dash: [4, 3] })],
+        ["step_soc", S("SoC, forced", "kWh", "#7c3aed", { paths: undefined })],
+      ];
+      const show = (r, i) => {
+        const step = r.steps[i];
+        $("#lab-chart-card").hidden = false;
+        $("#lab-chart-title").textContent = `Baseline vs ${step.forced_slots} forced slot(s): ${step.cost_change >= 0 ? "+" : ""}${fmt(step.cost_change, 3)} ${r.currency}`;
+        const x = r.slots.map((t) => Date.parse(t) / 1000);
+        const el = $("#chart-lab");
+        if (!state.labChart) {
+          state.labChart = makeChart(el, defs, el.clientWidth < 600 ? 240 : 300,
+            [xAxis, { scale: "kW", label: "kW", size: 46 }, { scale: "kWh", label: "kWh", side: 1, size: 46, grid: { show: false } }]);
+          state.charts = state.charts.filter((c) => c !== state.labChart); // its own day, not synced with others
+        }
+        state.labChart.setData([x, r.baseline_flows.export_kw, step.flows.export_kw, r.baseline_flows.soc_kwh, step.flows.soc_kwh]);
+        document.querySelectorAll("#lab-steps-table tbody tr").forEach((tr, k) => tr.classList.toggle("selected", k === i));
+      };
+      form.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        $("#lab-run").disabled = true; status.className = ""; status.textContent = "planning the day…";
+        const t0 = performance.now();
+        try {
+          const r = await api("/api/lab/export", { method: "POST", json: { day: $("#lab-day").value,
+            steps: Number($("#lab-steps").value) || 6, relaxed: $("#lab-relaxed").checked } });
+          state.lab = r;
+          $("#lab-result").hidden = false;
+          $("#lab-title").textContent = `${r.day}${r.from_local !== "00:00" ? ` from ${r.from_local}` : ""} (${r.source}${r.relaxed ? ", relaxed" : ""}): baseline ${fmt(r.baseline_cost, 3)} ${r.currency}, ` +
+            `export ${fmt(r.baseline_export_kwh)} kWh; start ${fmt(r.soc_start_kwh)} kWh (${r.soc_start_from}), end ${fmt(r.baseline_soc_end_kwh)} kWh`;
+          $("#lab-steps-table tbody").innerHTML = r.steps.map((s, i) => `<tr data-i="${i}" tabindex="0"><td>${s.forced_slots} <span class="muted">${esc(s.forced.slice(0, 4).join(" "))}${s.forced.length > 4 ? " …" : ""}</span></td>` +
+            `<td>${fmt(s.target_export_kwh)}</td><td>${fmt(s.realized_export_forced_kwh)}</td><td>${fmt(s.export_kwh)}</td><td>${fmt(s.soc_end_kwh)}</td>` +
+            `<td>${fmt(s.cost, 3)}</td><td class="${s.cost_change > 1e-6 ? "err" : "ok"}">${s.cost_change >= 0 ? "+" : ""}${fmt(s.cost_change, 3)}</td><td>${esc(s.status)}</td></tr>`).join("");
+          document.querySelectorAll("#lab-steps-table tbody tr").forEach((tr) => {
+            const pick = () => show(r, Number(tr.dataset.i));
+            tr.addEventListener("click", pick); tr.addEventListener("keydown", (e) => { if (e.key === "Enter") pick(); });
+          });
+          show(r, r.steps.length - 1);
+          status.className = "ok"; status.textContent = `${r.steps.length + 1} plans in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+        } catch (e) {
+          status.className = "err"; status.textContent = `Not possible: ${e.message}`;
+        } finally { $("#lab-run").disabled = false; }
+      });
+      return loadOverview();
+    },
     admin() {
       bindRetrain();
       document.querySelectorAll("button[data-learning]").forEach((btn) => btn.addEventListener("click", async () => {
