@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from services.browser import DESKTOP, PHONE, chromium, demo_with_web  # noqa: E402
+from shared.runtime import setup_logging  # noqa: E402
 
-PAGES = {"overview": "/", "control": "/control", "forecast": "/forecast", "money": "/money", "settings": "/settings",
-         "admin": "/admin-tools"}
+PAGES = {"overview": "/", "control": "/control", "forecast": "/forecast", "money": "/money", "lab": "/lab",
+         "settings": "/settings", "admin": "/admin-tools"}
 
 
 def shoot(url: str, out: Path, token: str | None) -> list[Path]:
@@ -40,9 +41,12 @@ def shoot(url: str, out: Path, token: str | None) -> list[Path]:
             for name, path in PAGES.items():
                 page.goto(url + path)
                 page.wait_for_function("window.darkstar && (window.darkstar.loaded || window.darkstar.loadError)")
+                if name == "lab":  # the what-if run on today, as a user would
+                    page.click("#lab-run")
+                    page.wait_for_selector("#lab-status.ok, #lab-status.err", timeout=120000)
                 page.wait_for_timeout(400)  # the chart sizes itself to the layout
                 target = out / f"web-{name}-{size_name}.png"
-                page.screenshot(path=str(target), full_page=name in ("overview", "control"))
+                page.screenshot(path=str(target), full_page=name in ("overview", "control", "lab"))
                 written.append(target)
             context.close()
     return written
@@ -53,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "img"))
     parser.add_argument("--url", default=None, help="photograph a running web app instead of starting the demo")
     args = parser.parse_args(argv)
+    setup_logging("INFO")  # as `darkstar up` does: the Admin page's log tail has lines to show
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -255,11 +255,17 @@ def banners(
                                                   "the planner is not replanning."})
         if plan.fallback:
             out.append({"level": "warn", "text": f"Fallback plan (self-consumption): {plan.reason[:200]}"})
+        elif plan.solver.status == "feasible":  # stopped by the time limit: say how far from the optimum at most
+            gap = plan.solver.mip_gap
+            within = f"within {gap * 100:.2f} % of the optimum" if gap is not None else "optimality not proven"
+            out.append({"level": "info", "text": f"The plan is feasible, not proven optimal: the solver's time limit "
+                                                 f"stopped it {within}."})
     if state is not None:
         for alarm in state.alarms:
             out.append({"level": "error", "text": f"Executor alarm: {alarm.replace('_', ' ')}."})
         if state.override is not None and state.override.kind == "pause":
-            out.append({"level": "warn", "text": "The executor is paused: the plan is not being followed."})
+            until = f" until {_local(state.override.expires_at, site)}" if state.override.expires_at else ""
+            out.append({"level": "warn", "text": f"The executor is paused{until}: the plan is not being followed."})
         if state.shadow:
             out.append({"level": "info", "text": "Shadow mode: the executor decides but writes nothing."})
     stale_s = site.executor.telemetry_stale_s

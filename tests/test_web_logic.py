@@ -80,6 +80,13 @@ def test_banners_say_what_is_degraded(site):
                      "no fresh measured battery SoC", "Vacation"):
         assert expected in text
     assert out[0]["level"] == "error"
+    # a plan the time limit stopped says so, with its proven gap
+    stopped = _plan(site, NOW).model_copy(update={"solver": SolverStats(status="feasible", mip_gap=0.0123)})
+    text = " | ".join(b["text"] for b in banners(site, NOW, plan=stopped, forecast=None, prices=None, state=None,
+                                                 telemetry=None, wall_now=NOW))
+    assert "feasible, not proven optimal" in text and "within 1.23 % of the optimum" in text
+    assert "not proven" not in " ".join(b["text"] for b in banners(site, NOW, plan=_plan(site, NOW), forecast=None,
+                                                                    prices=None, state=None, telemetry=None))
 
 
 def test_settings_edit_keeps_comments_validates_and_backs_up(tmp_path: Path):

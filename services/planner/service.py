@@ -49,6 +49,7 @@ class PlannerService(Service):
         self._reasons: list[str] = []
         self._plan_lock = threading.Lock()
         self._planner_thread: threading.Thread | None = None
+        self._awaited: str | None = None  # inputs the last "not planning" log line named
 
     # ------------------------------------------------------------------ lifecycle
     def register_commands(self) -> None:
@@ -199,9 +200,13 @@ class PlannerService(Service):
         now = self.clock.now()
         prices, forecast = self.latest.get("prices"), self.latest.get("forecast")
         if not isinstance(prices, PricesMsg) or not isinstance(forecast, ForecastMsg):
-            missing = [k for k, v in (("prices", prices), ("forecast", forecast)) if v is None]
-            log.info("not planning (%s): waiting for %s", reason, " and ".join(missing))
+            missing = " and ".join(k for k, v in (("prices", prices), ("forecast", forecast)) if v is None)
+            # Every telemetry reading asks for a first plan: say what is awaited once, not 4 times a second.
+            level = logging.DEBUG if missing == self._awaited else logging.INFO
+            self._awaited = missing
+            log.log(level, "not planning (%s): waiting for %s", reason, missing)
             return None
+        self._awaited = None
         soc = self._fresh_soc(now)
         if soc is None:
             self.report_error("plan", "no fresh measured battery SoC (telemetry missing or older than 5 min): "

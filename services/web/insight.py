@@ -127,7 +127,7 @@ def add_insight_routes(app: FastAPI, web: WebService, sessions: Sessions,
             values = [r.get(key) for r in month]
             return None if not values or any(v is None for v in values) else round(sum(values), 4)
         return {"currency": web.site.tariff.currency, "days": out,
-                "month_to_date": {k: total(k) for k in ("realized", "no_battery", "saving")}}
+                "month_to_date": {k: total(k) for k in ("realized", "no_battery", "saving", "regret")}}
 
     @app.get("/api/admin/tables", tags=["read"])
     def api_tables() -> dict[str, Any]:

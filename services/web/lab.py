@@ -61,19 +61,25 @@ def add_lab_routes(app: FastAPI, web: WebService, sessions: Sessions, page: Call
             raise HTTPException(422, str(err)) from None
         finally:
             busy.release()
+        measured = len(act.index) - act.missing_slots
         result.source = "measured" if act.missing_slots == 0 else (
-            "forecast" if act.missing_slots == len(act.index) else f"measured + forecast ({act.missing_slots} slots)")
+            "forecast" if measured == 0 else f"{measured} slots measured, {act.missing_slots} forecast")
         return {**result.to_dict(web.site.site_id, flows=True),
                 "from_local": act.index[0].tz_convert(web.site.tz).strftime("%H:%M"),
                 "soc_start_from": "measured" if soc0 is not None else "reserve (no measured SoC at its start)"}
 
 
 def _soc_at_start(web: WebService, start: Any) -> float | None:
-    """The battery energy measured at the end of the slot before the day, or None (then: the reserve)."""
+    """The battery energy at the what-if's start: measured at the end of the slot before it, or the
+    live SoC when it starts now; None when neither is known (then: the reserve, and the page says so)."""
     if web.site.battery is None:
         return None
     obs = web.store.observations_between(web.site.site_id, (start - timedelta(minutes=15)).to_pydatetime(),
                                          start.to_pydatetime())
-    if obs.empty or "soc_end_frac" not in obs or obs["soc_end_frac"].isna().all():
-        return None
-    return float(obs["soc_end_frac"].dropna().iloc[-1]) * web.site.battery.capacity_kwh
+    if not obs.empty and "soc_end_frac" in obs and obs["soc_end_frac"].notna().any():
+        return float(obs["soc_end_frac"].dropna().iloc[-1]) * web.site.battery.capacity_kwh
+    telemetry = web.latest.get("telemetry")
+    now = as_utc(web.clock.now())
+    if telemetry is not None and telemetry.soc_kwh is not None and abs(now - start) <= timedelta(minutes=30):
+        return float(telemetry.soc_kwh)
+    return None

@@ -437,10 +437,12 @@
         $("#mtd-realized").textContent = money(m.month_to_date.realized);
         $("#mtd-nobattery").textContent = money(m.month_to_date.no_battery);
         $("#mtd-saving").textContent = money(m.month_to_date.saving);
+        $("#mtd-regret").textContent = m.month_to_date.regret == null ? "not known (the oracle has not computed every day yet)" : money(m.month_to_date.regret);
         const keys = [["realized", "realized", "#2563eb"], ["no_battery", "no battery", "#9ca3af"], ["rule", "self-consumption rule", "#f59e0b"], ["oracle", "oracle", "#16a34a"]];
         const max = Math.max(0.01, ...m.days.flatMap((d) => keys.map(([k]) => Math.abs(d[k] || 0))));
         $("#bars").innerHTML = m.days.slice().reverse().map((d) => `<div class="day"><div class="dlabel">${esc(d.day)}` +
-          `${d.saving != null ? ` <span class="muted">saving ${fmt(d.saving)} ${CUR}</span>` : ""}</div>` +
+          `${d.saving != null ? ` <span class="muted">saving ${fmt(d.saving)} ${CUR}</span>` : ""}` +
+          `${d.regret != null ? ` <span class="muted">· regret ${fmt(d.regret)} ${CUR}</span>` : ""}</div>` +
           keys.map(([k, label, color]) => d[k] == null ? "" : `<div class="bar"><span class="blabel">${label}</span>` +
             `<span class="btrack"><span class="bfill" style="${d[k] < 0 ? "right" : "left"}:50%;width:${(50 * Math.abs(d[k]) / max).toFixed(1)}%;background:${color}"></span></span>` +
             `<span class="bval">${fmt(d[k])}</span></div>`).join("") + "</div>").join("") || "<p class=muted>No measured days yet.</p>";
