@@ -65,3 +65,14 @@ def test_service_start_registers_commands_before_the_client_starts(tmp_path: Pat
     service.start()
     service._stop.set()
     assert seen == [{"replan", "manual_block", "clear_manual_blocks"}]
+
+
+def test_the_architecture_doc_names_every_module_of_the_tree():
+    """docs/architecture.md's folder table stays the map: a new shared module or service part is named there."""
+    doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    parts = [p for p in sorted((ROOT / "shared").iterdir()) if p.name != "__init__.py" and not p.name.startswith((".", "_"))
+             and (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))]
+    parts += [p for p in sorted((ROOT / "services").iterdir()) if p.suffix == ".py" and p.name != "__init__.py"]
+    named = [str(p.relative_to(ROOT)) + ("/" if p.is_dir() else "") for p in parts]
+    missing = [n for n in named if n not in doc]
+    assert missing == [], f"not in docs/architecture.md: {missing}"
