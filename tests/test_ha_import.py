@@ -94,3 +94,34 @@ def test_darkstar_import_ha_turns_30_days_of_statistics_into_observations(
     assert night.round(6).eq(0.0).all()
     assert obs["import_kwh"].dropna().round(6).eq(0.3).all()  # 1.2 kWh per hour spread over four slots
     assert obs["import_kwh"].notna().sum() >= days * 96 - 8
+
+
+def test_without_a_load_sensor_the_house_load_follows_from_the_balance_of_each_slot():
+    from shared.ha.history import derive_load
+
+    index = pd.date_range("2026-01-12T10:00Z", periods=3, freq="15min", name="slot_start")
+    obs = pd.DataFrame({"pv_kwh": [1.0, 0.5, 0.2], "import_kwh": [0.0, 0.4, np.nan], "export_kwh": [0.3, 0.0, 0.0],
+                        "charge_kwh": [0.2, 0.0, 0.0], "discharge_kwh": [0.0, 0.1, 0.0],
+                        "water_kwh": [0.25, 0.0, 0.0]}, index=index)
+    out = derive_load(obs)
+    # 1.0 pv - 0.3 exported - 0.2 into the battery - 0.25 for the water heater = 0.25 kWh of house load
+    assert out["load_kwh"].iloc[0] == pytest.approx(0.25)
+    assert out["load_kwh"].iloc[1] == pytest.approx(0.5 + 0.4 + 0.1)
+    assert np.isnan(out["load_kwh"].iloc[2])  # import unknown: no load, never a guess
+    measured = derive_load(obs.assign(load_kwh=[0.9, np.nan, np.nan]))
+    assert measured["load_kwh"].iloc[0] == 0.9  # a measured load is kept
+    # energy balance of every derived slot (what the simulator and the oracle assume)
+    r = out.iloc[:2]
+    balance = r.pv_kwh + r.import_kwh + r.discharge_kwh - r.load_kwh - r.export_kwh - r.charge_kwh - r.water_kwh
+    assert np.allclose(balance, 0.0)
+
+
+def test_live_telemetry_derives_the_load_by_the_same_rule_as_the_import():
+    from datetime import datetime, timezone
+
+    from services.executor.homeassistant import telemetry_from
+
+    t = telemetry_from({"pv_power": 3.0, "grid_power": 1.0, "battery_power": 0.5, "water_heater_power": 2.0},
+                       datetime(2026, 1, 12, 10, tzinfo=timezone.utc), 10.0, 1)
+    assert t.load_kw == pytest.approx(3.0 + 1.0 - 0.5 - 2.0)  # the heater is measured apart, not house load
+    assert telemetry_from({"pv_power": 3.0, "grid_power": 1.0}, t.ts, 10.0, 1).load_kw is None  # no battery: no load

@@ -32,6 +32,7 @@ from services.executor.inverter import (
 from shared.config import SiteConfig
 from shared.ha.client import HAError
 from shared.ha.live import LiveEntities
+from shared.ha.units import house_load
 
 log = logging.getLogger("darkstar.executor.ha")
 
@@ -43,10 +44,11 @@ FIRST_CONNECT_S = 10.0
 
 def telemetry_from(values: dict[str, Any], ts: datetime, capacity_kwh: float | None, epoch: int) -> Telemetry:
     """Role values -> one reading. House load, when no entity gives it, follows from the balance
-    load = pv + grid - battery (all three measured), never from fewer."""
+    (:func:`shared.ha.units.house_load`: pv, grid and battery all measured), never from fewer."""
     fields: dict[str, float | None] = {field: values.get(role) for role, field in TELEMETRY_ROLES.items()}
     if fields["load_kw"] is None and None not in (fields["pv_kw"], fields["grid_kw"], fields["battery_kw"]):
-        fields["load_kw"] = max(0.0, fields["pv_kw"] + fields["grid_kw"] - fields["battery_kw"])  # type: ignore[operator]
+        fields["load_kw"] = house_load(fields["pv_kw"], fields["grid_kw"], fields["battery_kw"],  # type: ignore[arg-type]
+                                       fields["water_kw"], fields["ev_kw"])
     for name in ("pv_kw", "water_kw", "ev_kw"):
         if fields[name] is not None:
             fields[name] = max(0.0, fields[name])  # type: ignore[type-var] # a meter's -0.003 kW at night

@@ -24,7 +24,7 @@ import pandas as pd
 
 from shared.config import HomeAssistantConfig
 from shared.ha.client import HAWebSocket
-from shared.ha.units import ROLE_KIND, convert
+from shared.ha.units import ROLE_KIND, convert, house_load
 from shared.progress import Progress
 from shared.slots import SLOT
 
@@ -157,9 +157,30 @@ def observations_from_statistics(stats: dict[str, list[dict[str, Any]]], config:
 
 def combine(fine: pd.DataFrame, coarse: pd.DataFrame) -> pd.DataFrame:
     """Per slot and field, the state-history value where it has one, else the statistics'; counters
-    override power-derived import/export when both give a value."""
+    override power-derived import/export when both give a value. House load where no entity
+    measures it: :func:`derive_load`."""
     cols = sorted(set(fine.columns) | set(coarse.columns))
-    return fine.reindex(columns=cols).combine_first(coarse.reindex(columns=cols))
+    return derive_load(fine.reindex(columns=cols).combine_first(coarse.reindex(columns=cols)))
+
+
+def derive_load(obs: pd.DataFrame) -> pd.DataFrame:
+    """``load_kwh`` from the slot's balance where it is missing and PV, grid and battery are all
+    known (the live path's rule, :func:`shared.ha.units.house_load`): most homes map no house-load
+    sensor, and without a load history Aurora cannot train."""
+    needed = ("pv_kwh", "import_kwh", "export_kwh", "charge_kwh", "discharge_kwh")
+    if not all(c in obs.columns for c in needed):
+        return obs
+    out = obs.copy()
+    if "load_kwh" not in out.columns:
+        out["load_kwh"] = np.nan
+    known = out[list(needed)].notna().all(axis=1) & out["load_kwh"].isna()
+    zeros = pd.Series(0.0, index=out.index)
+    water = out["water_kwh"].fillna(0.0) if "water_kwh" in out else zeros
+    ev = out["ev_kwh"].fillna(0.0) if "ev_kwh" in out else zeros
+    load = [house_load(r.pv_kwh, r.import_kwh - r.export_kwh, r.charge_kwh - r.discharge_kwh, w, e)
+            for r, w, e in zip(out.loc[known].itertuples(), water[known], ev[known], strict=True)]
+    out.loc[known, "load_kwh"] = load
+    return out
 
 
 def _stat_units() -> dict[str, str]:

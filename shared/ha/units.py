@@ -82,3 +82,10 @@ def convert(role: str, state: str | None, unit: str | None, sign: int = 1) -> Ro
     if kind == "fraction" and not 0.0 <= value <= 1.0:
         return RoleValue(None, f"state {text[:30]!r} {unit} is outside 0..100 %")
     return RoleValue(value)
+
+
+def house_load(pv: float, grid: float, battery: float, water: float | None = None, ev: float | None = None) -> float:
+    """House load from the balance when no entity measures it (kW or kWh alike, all the same slot or
+    moment): pv + grid (import positive) - battery (charging positive), less the water heater and the
+    car when they are measured apart (the contract's load excludes them), never below 0."""
+    return max(0.0, pv + grid - battery - (water or 0.0) - (ev or 0.0))
