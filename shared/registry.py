@@ -170,6 +170,23 @@ class ModelRegistry:
         """(record, :class:`shared.forecast.models.ForecastModels`) of the newest approved forecaster, or None."""
         return load_aurora(self.store, self.site_id, self.model_dir)
 
+    def models(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest registered models of the site (approved ones and refused candidates), newest
+        first: id, kind, version, whether approved, its score and the registry's reason."""
+        from sqlalchemy import select
+
+        from shared.storage import models as m
+
+        t = m.ModelRegistryEntry.__table__
+        query = select(t.c.model_id, t.c.kind, t.c.version, t.c.created_at, t.c.approved, t.c.approved_at,
+                       t.c.metrics).where(t.c.site_id == self.site_id)
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(query.order_by(t.c.created_at.desc(), t.c.version.desc()).limit(limit)).all()
+        return [{"model_id": r.model_id, "kind": r.kind, "version": r.version, "created_at": r.created_at,
+                 "approved": bool(r.approved), "approved_at": r.approved_at,
+                 "score": (r.metrics or {}).get("score"), "decision": (r.metrics or {}).get("decision", "")}
+                for r in rows]
+
     # ------------------------------------------------------------------ runs
     def runs(self, limit: int = 50, target: str | None = None) -> list[dict[str, Any]]:
         """The latest training runs of the site (newest first), as stored by ``store_training_run``."""

@@ -66,6 +66,11 @@ def test_a_worse_model_never_replaces_the_approved_one(tmp_path, store):
     assert current.model_id == "antares_v1_20170813_ddd" and current.version == 4 and current.run_id == "r4"
     assert current.metrics["score"] == 99.5
     assert reg.current("aurora") is None  # kinds are separate
+    # the web app's list: every candidate with its score and the registry's reason, newest first
+    listed = {r["model_id"]: r for r in reg.models()}
+    assert len(listed) == 4 and listed["antares_v1_20170806_bbb"]["approved"] is False
+    assert listed["antares_v1_20170806_bbb"]["score"] == 103.0 and "not better" in listed["antares_v1_20170806_bbb"]["decision"]
+    assert [r["version"] for r in reg.models()] == [4, 3, 2, 1]
     with pytest.raises(FileNotFoundError):
         reg.submit("antares", "antares_v1_x_eee", tmp_path / "missing.model.json", {}, score=1.0)
 

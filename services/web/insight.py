@@ -62,7 +62,8 @@ def add_insight_routes(app: FastAPI, web: WebService, sessions: Sessions,
 
     @app.get("/api/models", tags=["read"])
     def api_models() -> dict[str, Any]:
-        """The model registry: the approved model per kind and the latest training runs."""
+        """The model registry: the approved model per kind, the newest models registered (approved and
+        refused candidates, with score and the registry's reason) and the latest training runs."""
         from shared.registry import ModelRegistry
 
         registry = ModelRegistry(store(), web.site.site_id, web.site.trainer.model_dir)
@@ -71,10 +72,12 @@ def add_insight_routes(app: FastAPI, web: WebService, sessions: Sessions,
             record = registry.current(kind)
             current[kind] = None if record is None else {
                 k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(record).items()}
-        runs = [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()}
-                for r in registry.runs(limit=30)]
+        def plain(row: dict[str, Any]) -> dict[str, Any]:
+            return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+        runs = [plain(r) for r in registry.runs(limit=30)]
+        models = [plain(r) for r in registry.models(limit=20)]
         forecast = web.latest.get("forecast")
-        return {"current": current, "runs": runs,
+        return {"current": current, "models": models, "runs": runs,
                 "forecast_in_use": None if forecast is None else {
                     "model_id": forecast.model_id, "fallback": forecast.fallback, "notes": forecast.notes}}
 

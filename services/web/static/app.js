@@ -404,6 +404,9 @@
         $("#fc-notes").textContent = f ? (f.fallback ? "Fallback: " : "") + f.notes.join("; ") : "";
         $("#current").innerHTML = Object.entries(m.current).map(([k, r]) => `<dt>${esc(k)}</dt><dd>${r ? esc(r.model_id) +
           (r.metrics && r.metrics.score != null ? ` (score ${fmt(r.metrics.score, 4)})` : "") : "none approved"}</dd>`).join("");
+        $("#models tbody").innerHTML = (m.models || []).map((r) => `<tr><td>${esc(localTime(r.created_at))}</td><td>${esc(r.kind)}</td>` +
+          `<td>${esc(r.model_id)}</td><td>${r.score == null ? "–" : fmt(r.score, 4)}</td><td class="${r.approved ? "ok" : "err"}">${r.approved ? "yes" : "no"}</td>` +
+          `<td>${esc((r.decision || "").slice(0, 120))}</td></tr>`).join("") || "<tr><td colspan=6>no models yet</td></tr>";
         $("#runs tbody").innerHTML = m.runs.map((r) => `<tr><td>${esc(localTime(r.updated_at))}</td><td>${esc(r.target)}</td>` +
           `<td>${esc(r.status)}</td><td>${esc(r.model_id || "")}</td><td>${esc((r.detail || "").slice(0, 120))}</td></tr>`).join("") || "<tr><td colspan=5>no runs yet</td></tr>";
       };
