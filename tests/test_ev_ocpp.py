@@ -385,3 +385,23 @@ def test_a_wallbox_that_never_learns_the_soc_uses_the_cars_own_reading_from_home
             assert rig.controller.reading.soc_frac is None
 
     run(scenario())
+
+
+def test_heartbeat_and_the_authorize_policy_for_tags_presented_at_the_wallbox() -> None:
+    from ocpp.v16 import call
+
+    async def scenario() -> None:
+        async with ocpp_rig(ev_config(authorize="id_tags", allowed_id_tags=["family-card"]), START) as rig:
+            beat = await rig.cp.call(call.Heartbeat())
+            assert beat.current_time  # the central system's clock, for the charge point's
+            assert (await rig.cp.call(call.Authorize(id_tag="family-card"))).id_tag_info["status"] == "Accepted"
+            assert (await rig.cp.call(call.Authorize(id_tag="darkstar"))).id_tag_info["status"] == "Accepted"
+            assert (await rig.cp.call(call.Authorize(id_tag="stranger"))).id_tag_info["status"] == "Invalid"
+            # a transaction started at the wallbox with an unknown tag is not recorded as running
+            await rig.cp.plug()
+            refused = await rig.cp.call(call.StartTransaction(connector_id=1, id_tag="stranger", meter_start=0,
+                                                              timestamp=START.isoformat()))
+            assert refused.id_tag_info["status"] == "Invalid"
+            assert rig.system.states["cp-garage"].connector(1).transaction_id is None
+
+    run(scenario())
