@@ -107,7 +107,7 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
 
     add_settings_routes(app, web, sessions, page)
     add_insight_routes(app, web, sessions, page)
-    add_lab_routes(app, web, sessions, page)
+    add_lab_routes(app, web, page)
 
     # ------------------------------------------------------------------ read API
     def latest_or_404(kind: str) -> dict[str, Any]:

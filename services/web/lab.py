@@ -17,7 +17,6 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from services.web.auth import Sessions
 from shared.slots import as_utc
 
 if TYPE_CHECKING:
@@ -31,7 +30,7 @@ class ExportWhatIf(BaseModel):
     slots_per_step: int = Field(1, ge=1, le=8, description="forced slots added per step")
 
 
-def add_lab_routes(app: FastAPI, web: WebService, sessions: Sessions, page: Callable[..., HTMLResponse]) -> None:
+def add_lab_routes(app: FastAPI, web: WebService, page: Callable[..., HTMLResponse]) -> None:
     busy = threading.Lock()  # one what-if at a time: each is up to 17 plans, and the planner shares the cores
 
     @app.get("/lab", response_class=HTMLResponse, include_in_schema=False)

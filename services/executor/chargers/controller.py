@@ -17,8 +17,8 @@ import asyncio
 import logging
 import math
 import threading
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -143,7 +143,7 @@ class ChargerController:
             self.sent, self.fell_back = None, False  # what it has is not ours: send afresh once allowed
         self.decision = decision
         if why_not:
-            pass  # nothing goes to the charger
+            pass  # nothing goes to the charger (below: deviation and alarms still apply)
         elif not reading.connected:
             self.sent, self.fell_back = None, False  # whatever it had may be gone: send again on reconnect
         elif decision.fallback:
