@@ -494,6 +494,9 @@ class HAEntityConfig(_Strict):
         1, description="-1 when the entity's positive direction is the opposite of Darkstar's "
         "(Darkstar: battery power positive = charging, grid power positive = import)")
     unit: str | None = Field(None, description="unit to assume when the entity has no unit_of_measurement")
+    max_age_s: float | None = Field(
+        None, gt=0, description="stale when Home Assistant has not updated it for this long (for entities "
+        "that update regularly, e.g. a grid meter every few seconds; a PV sensor at 0 all night does not)")
 
 
 class HomeAssistantConfig(_Strict):

@@ -195,3 +195,28 @@ def _try_read(rig: Rig) -> Any:
         return rig.read()
     except InverterError:
         return None
+
+
+def test_an_unavailable_entity_and_one_that_stopped_updating_give_no_value_and_an_alarm(
+        tmp_path: Path, ha_core: HACore, home: dict[str, str]) -> None:
+    token = ha_core.long_lived_token(f"darkstar-{uuid.uuid4().hex[:6]}")
+    pv = ha_core.add_number(f"pv3 {uuid.uuid4().hex[:4]}", "W", initial=1500)
+    site = ha_site(tmp_path, ha_core, {**home, "pv_power": {"entity_id": pv, "max_age_s": 3}}, token)
+    rig = rig_for(site)
+    try:
+        ha_core.set_number(pv, 1600)
+        wait_for(lambda: rig.read().pv_kw == pytest.approx(1.6), 10)
+        # the integration behind it goes away: HA says unavailable (as it does for a dead inverter)
+        ha_core.rest("POST", f"/api/states/{pv}", {"state": "unavailable", "attributes": {"unit_of_measurement": "W"}})
+        wait_for(lambda: rig.read().pv_kw is None, 10)
+        assert any(pv in a and "unavailable" in a for a in rig.inverter.alarms())
+        ha_core.set_number(pv, 1700)
+        wait_for(lambda: rig.read().pv_kw == pytest.approx(1.7), 10)
+        # then it freezes: the last value stays in HA, but no update comes for longer than max_age_s
+        wait_for(lambda: rig.read().pv_kw is None, 10)
+        assert any(pv in a and "stale" in a and "max_age_s 3" in a for a in rig.inverter.alarms())
+        assert rig.read().soc_frac == pytest.approx(0.55)  # entities without max_age_s are not affected
+        ha_core.set_number(pv, 1800)
+        wait_for(lambda: rig.read().pv_kw == pytest.approx(1.8), 10)
+    finally:
+        rig.close()

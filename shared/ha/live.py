@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ class EntityState:
     state: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     removed: bool = False
+    updated_at: float | None = None  # HA's last_updated (epoch s): a frozen integration shows an old one
 
 
 class LiveEntities:
@@ -111,13 +113,15 @@ class LiveEntities:
         """``subscribe_entities`` messages: ``a`` full states, ``c`` diffs (``+`` changed, ``-`` removed attrs), ``r`` removed."""
         self._first_event.set()
         for entity_id, full in (event.get("a") or {}).items():
-            self.states[entity_id] = EntityState(full.get("s"), dict(full.get("a") or {}))
+            self.states[entity_id] = EntityState(full.get("s"), dict(full.get("a") or {}),
+                                                 updated_at=full.get("lu", full.get("lc")))
             self._changed(entity_id)
         for entity_id, diff in (event.get("c") or {}).items():
             current = self.states.setdefault(entity_id, EntityState())
             plus, minus = diff.get("+") or {}, diff.get("-") or {}
             if "s" in plus:
                 current.state = plus["s"]
+            current.updated_at = plus.get("lu", plus.get("lc", current.updated_at))
             current.attributes.update(plus.get("a") or {})
             for name in minus.get("a") or []:
                 current.attributes.pop(name, None)
@@ -141,6 +145,11 @@ class LiveEntities:
         current = self.states.get(spec.entity_id)
         if current is None or current.removed:
             return RoleValue(None, f"{where}: entity not found in Home Assistant (renamed or removed?)")
+        if spec.max_age_s is not None and current.updated_at is not None:
+            age_s = time.time() - float(current.updated_at)
+            if age_s > spec.max_age_s:
+                return RoleValue(None, f"{where}: stale, no update from Home Assistant for {age_s:.0f} s "
+                                       f"(max_age_s {spec.max_age_s:g})")
         unit = current.attributes.get("unit_of_measurement") or spec.unit
         result = convert(role, current.state, unit, spec.sign)
         if result.problem is not None:
