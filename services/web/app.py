@@ -173,6 +173,18 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
                           msg("prices") if isinstance(msg("prices"), PricesMsg) else None,
                           stored("prices_between", start, end), stored("observations_between", start, now))
 
+    def last_oracle_day() -> dict[str, Any] | None:
+        """The newest day the oracle service has judged (today's is known only after the nightly run)."""
+        results = stored("oracle_results")
+        if results.empty:
+            return None
+        day, row = sorted(results.iterrows(), key=lambda kv: str(kv[0]))[-1]
+
+        def number(value: Any) -> float | None:
+            return None if value is None or pd.isna(value) else float(value)
+        return {"day": str(day), "realized": number(row["realized_cost"]), "oracle": number(row["oracle_cost"]),
+                "regret": number(row["regret"])}
+
     @app.get("/api/overview", tags=["read"])
     def api_overview() -> dict[str, Any]:
         """Cards (now: mode, reason, power flow; today: cost so far, planned, saving) and banners."""
@@ -191,7 +203,7 @@ def add_web_routes(app: FastAPI, web: WebService) -> None:
         return {
             "site_time": as_utc(now).tz_convert(web.site.tz).isoformat(),
             "now": now_card(web.site, now, plan, web.state(), web.telemetry()),
-            "today": today_money(web.site, now, plan, prices, obs),
+            "today": {**today_money(web.site, now, plan, prices, obs), "oracle": last_oracle_day()},
             "banners": banners(web.site, now, plan=plan,
                                forecast=msg("forecast") if isinstance(msg("forecast"), ForecastMsg) else None,
                                prices=prices_msg if isinstance(prices_msg, PricesMsg) else None,

@@ -95,6 +95,9 @@
       $("#m-so-far").textContent = money(o.today.so_far);
       $("#m-planned").textContent = money(o.today.planned_day);
       $("#m-saving").textContent = money(o.today.saving_so_far);
+      const orc = o.today.oracle;  // the oracle judges a day after it ends (nightly): the newest judged day
+      $("#m-oracle-label").textContent = orc ? `Vs the oracle (${orc.day})` : "Vs the oracle";
+      $("#m-oracle").textContent = orc ? `${money(orc.realized)} vs ${money(orc.oracle)}, regret ${money(orc.regret)}` : "known after the first night";
     }
     return o;
   }
