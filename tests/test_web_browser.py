@@ -312,3 +312,17 @@ def test_reset_learning_is_refused_without_the_credential_and_backs_up_with_it(p
     assert "backup" in page.inner_text("#retrain-result")
     assert len(list(backups.glob("before-learning-reset-today-*.tar.gz"))) == 1
     assert [p for p in page.problems if "status of 401" not in p] == []
+
+
+def test_the_today_card_and_the_money_page_show_the_oracles_verdict_once_it_is_known(page, demo):
+    from shared.contracts import OracleResultMsg
+
+    store = demo.stack.store
+    store.store_oracle_result(OracleResultMsg(site_id=demo.site.site_id, day="2025-08-14", currency="EUR",
+                                              oracle_cost=-1.25, realized_cost=-0.75, regret=0.5,
+                                              breakdown={"rule_cost": 0.1}))
+    _open(page, demo.url + "/")
+    page.wait_for_function("document.querySelector('#m-oracle').textContent.includes('regret')")
+    assert "2025-08-14" in page.inner_text("#m-oracle-label")
+    assert "-0.75 EUR vs -1.25 EUR, regret 0.50 EUR" in page.inner_text("#m-oracle")
+    assert page.problems == []
