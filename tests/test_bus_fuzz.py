@@ -119,6 +119,15 @@ def test_generated_payloads_on_every_topic_are_refused_reported_and_never_stored
                 wait_for(lambda s=service: reported(s) == rejected(s), timeout_s=20)  # noqa: B023
             print(f"fuzz: {len(published)} published, rejected planner {rejected(planner):g} recorder {rejected(recorder):g}")
             assert rejected(recorder) > 0  # the generator did produce refusals
+            # no payload made a handler crash (a crash is reported as "handler failed", and is a bug)
+            crashes = [e.why for e in map(decode, watcher.on(f"{base}/events/error")) if e.why.startswith("handler failed")]
+            assert crashes == []
+            # nothing implausible among the stored observations either
+            obs = store.observations_between(site.site_id, datetime(2000, 1, 1, tzinfo=timezone.utc),
+                                             datetime(2100, 1, 1, tzinfo=timezone.utc))
+            most_kwh = 0.25 * recorder.limits.load_kw  # no flow of the site exceeds the house's largest, per slot
+            energy = [c for c in obs.columns if c.endswith("_kwh")]
+            assert obs.empty or float(obs[energy].max().max()) <= most_kwh + 1e-9
             # nothing implausible reached the database
             latest = store.latest_prices(site.site_id)
             assert latest is None or implausible("prices", latest, recorder.limits, datetime.now(timezone.utc)) is None
