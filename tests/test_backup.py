@@ -88,6 +88,13 @@ def test_round_trip_sqlite_postgres_mariadb_keeps_every_row_and_the_models(tmp_p
         maria.close()
     assert at_maria == at_pg  # every table: same row count, same checksum
     assert (tmp_path / "models-c" / name).read_bytes() == b"model bytes"
+    # and back to SQLite (a move off a server onto a Raspberry Pi): the same rows again
+    back_url = f"sqlite:///{tmp_path / 'back.db'}"
+    assert main(["restore", str(tmp_path / "b.tar.gz"), "--url", back_url, "--models-dir", str(tmp_path / "models-d")]) == 0
+    back = Store.open(back_url, migrate=False)
+    at_back = table_digests(back.engine)
+    back.close()
+    assert at_back == at_pg
     with tarfile.open(tmp_path / "b.tar.gz") as tar:
         manifest = json.loads(tar.extractfile("manifest.json").read())
     assert manifest["source_dialect"] == "postgresql" and manifest["tables"] == at_pg
