@@ -499,8 +499,25 @@ class HAEntityConfig(_Strict):
         "that update regularly, e.g. a grid meter every few seconds; a PV sensor at 0 all night does not)")
 
 
+class HAStatestreamConfig(_Strict):
+    """Reading the entities from HA's ``mqtt_statestream`` integration instead of its WebSocket API:
+    no token, read only. Its broker defaults to the site's own MQTT connection."""
+
+    base_topic: str = Field("homeassistant_statestream", pattern=r"^[A-Za-z0-9_\-/]+$",
+                            description="mqtt_statestream's base_topic (enable publish_attributes for units)")
+    host: str | None = Field(None, description="broker HA publishes to; default: mqtt.host")
+    port: int | None = Field(None, ge=1, le=65535, description="default: mqtt.port")
+    username: str | None = Field(None, description="default: mqtt.username")
+    password: SecretStr | None = Field(None, description="default: mqtt.password")
+
+
 class HomeAssistantConfig(_Strict):
     """Reading the home from Home Assistant (and, with ``executor.backend: homeassistant``, driving it)."""
+
+    input: Literal["websocket", "statestream"] = Field(
+        "websocket", description="how entity states are read: the WebSocket API (token; reads and writes) or "
+        "MQTT statestream (no token; read only, so the executor must run in shadow mode)")
+    statestream: HAStatestreamConfig = Field(default_factory=HAStatestreamConfig)
 
     url: str = Field("http://homeassistant.local:8123", pattern=r"^https?://")
     token: SecretStr | None = Field(None, description="long-lived access token; better from the environment "

@@ -159,6 +159,12 @@ def cross_field_problems(site: SiteConfig) -> list[ConfigProblem]:
         if ev.target_kwh > ev.battery_kwh:
             problems.append(ConfigProblem("error", f"evs.{i}.target_kwh", (
                 f"{ev.target_kwh:g} kWh is more than the car's battery_kwh {ev.battery_kwh:g} kWh")))
+    ha = site.homeassistant
+    if (ha is not None and ha.input == "statestream" and site.executor.backend == "homeassistant"
+            and not site.executor.shadow_mode):
+        problems.append(ConfigProblem("error", "homeassistant.input", (
+            "statestream is read only (no token): the executor cannot write through it; set "
+            "executor.shadow_mode: true to observe and plan, or homeassistant.input: websocket to drive HA")))
     if site.pv.inverter_ac_limit_kw is not None and site.pv.kwp_total > 2 * site.pv.inverter_ac_limit_kw:
         problems.append(ConfigProblem("warning", "pv.inverter_ac_limit_kw", (
             f"{site.pv.kwp_total:g} kWp on a {site.pv.inverter_ac_limit_kw:g} kW inverter clips most sunny hours")))

@@ -31,7 +31,8 @@ from services.executor.inverter import (
 )
 from shared.config import SiteConfig
 from shared.ha.client import HAError
-from shared.ha.live import LiveEntities
+from shared.ha.live import EntityReadings, LiveEntities
+from shared.ha.statestream import StatestreamEntities
 from shared.ha.units import house_load
 
 log = logging.getLogger("darkstar.executor.ha")
@@ -124,8 +125,16 @@ class HomeAssistantInverter:
                                      if profile.usable(m, self.controls))
         self.controls_water = profile.usable("water_on", self.controls) and profile.usable("water_off", self.controls)
         self.clock = clock
-        self.live = LiveEntities(ha.model_copy(update={"controls": self.controls}), site_currency=site.tariff.currency)
-        self.writer = HAWriter(self.live, min_interval_s=ha.min_write_interval_s, verify_timeout_s=ha.verify_timeout_s)
+        readable = ha.model_copy(update={"controls": self.controls})
+        self.live: EntityReadings
+        self.writer: HAWriter | None
+        if ha.input == "statestream":  # token-free and read only (config_checks: shadow mode only)
+            self.live = StatestreamEntities(readable, site.mqtt, site_currency=site.tariff.currency)
+            self.writer = None
+        else:
+            self.live = LiveEntities(readable, site_currency=site.tariff.currency)
+            self.writer = HAWriter(self.live, min_interval_s=ha.min_write_interval_s,
+                                   verify_timeout_s=ha.verify_timeout_s)
         battery = site.battery
         charge = [v for v in (profile.limits.max_charge_kw, battery and battery.max_charge_kw) if v]
         discharge = [v for v in (profile.limits.max_discharge_kw, battery and battery.max_discharge_kw) if v]
@@ -161,6 +170,9 @@ class HomeAssistantInverter:
         applied, clamped = clamp_intent(intent, self.limits)
         result = WriteResult(requested=intent, applied=applied, ok=False, verified=False, clamped=clamped,
                              connection_epoch=self.live.connection_epoch)
+        if self.writer is None:
+            result.error = "Home Assistant: read only (homeassistant.input: statestream has no way to write)"
+            return result
         steps: list[HAStep] = []
         mode_steps = self.profile.steps_for(applied.mode)
         if mode_steps is None or applied.mode not in self.supported_modes:

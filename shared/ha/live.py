@@ -34,8 +34,9 @@ class EntityState:
     updated_at: float | None = None  # HA's last_updated (epoch s): a frozen integration shows an old one
 
 
-class LiveEntities:
-    """The states of the configured entities, kept current over one WebSocket connection."""
+class EntityReadings:
+    """The states of the configured entities as some connection keeps them (WebSocket or MQTT
+    statestream), and the one rule that turns them into role values or alarms naming the entity."""
 
     def __init__(self, config: HomeAssistantConfig, *, site_currency: str | None = None,
                  on_change: Callable[[str], None] | None = None) -> None:
@@ -43,18 +44,68 @@ class LiveEntities:
         self.site_currency = site_currency
         self.ha_currency: str | None = None
         self.states: dict[str, EntityState] = {}
-        self.client: HAWebSocket | None = None
         self.connected = asyncio.Event()
         self.connection_epoch = 0  # +1 per (re)connection: a restarted HA may have lost our last write
         self.connection_problem: str | None = "not connected yet"
         self.on_change = on_change
         self.extra_entities: set[str] = set(config.controls.values())  # read back after writes
-        self._stop = False
-        self._first_event = asyncio.Event()
 
     @property
     def entity_ids(self) -> list[str]:
         return sorted({e.entity_id for e in self.config.entities.values()} | self.extra_entities)
+
+    def _changed(self, entity_id: str) -> None:
+        if self.on_change is not None:
+            self.on_change(entity_id)
+
+    def _missing(self, entity_id: str) -> str:
+        return "entity not found in Home Assistant (renamed or removed?)"
+
+    # ------------------------------------------------------------------ reading
+    def entity_value(self, role: str) -> RoleValue:
+        """The role's value now, or None with a reason naming the entity."""
+        spec = self.config.entities[role]
+        where = f"{spec.entity_id} ({role})"
+        if self.connection_problem is not None:
+            return RoleValue(None, f"{where}: {self.connection_problem}")
+        current = self.states.get(spec.entity_id)
+        if current is None or current.removed:
+            return RoleValue(None, f"{where}: {self._missing(spec.entity_id)}")
+        if spec.max_age_s is not None and current.updated_at is not None:
+            age_s = time.time() - float(current.updated_at)
+            if age_s > spec.max_age_s:
+                return RoleValue(None, f"{where}: stale, no update from Home Assistant for {age_s:.0f} s "
+                                       f"(max_age_s {spec.max_age_s:g})")
+        unit = current.attributes.get("unit_of_measurement") or spec.unit
+        result = convert(role, current.state, unit, spec.sign)
+        if result.problem is not None:
+            return RoleValue(None, f"{where}: {result.problem}")
+        return result
+
+    def values(self) -> dict[str, RoleValue]:
+        return {role: self.entity_value(role) for role in self.config.entities}
+
+    def alarms(self) -> list[str]:
+        """One line per configured entity that gives no value now, or the connection's problem."""
+        if self.connection_problem is not None:
+            return [f"homeassistant: {self.connection_problem}"]
+        out = [f"homeassistant: {v.problem}" for v in self.values().values() if v.problem]
+        if self.site_currency and self.ha_currency and self.site_currency != self.ha_currency:
+            # HA shows every price in its own currency: EUR/kWh would be summed as SEK in the energy dashboard.
+            out.append(f"homeassistant: site currency {self.site_currency} differs from Home Assistant's "
+                       f"{self.ha_currency}; its energy dashboard would count Darkstar's prices as {self.ha_currency}")
+        return out
+
+
+class LiveEntities(EntityReadings):
+    """The states of the configured entities, kept current over one WebSocket connection."""
+
+    def __init__(self, config: HomeAssistantConfig, *, site_currency: str | None = None,
+                 on_change: Callable[[str], None] | None = None) -> None:
+        super().__init__(config, site_currency=site_currency, on_change=on_change)
+        self.client: HAWebSocket | None = None
+        self._stop = False
+        self._first_event = asyncio.Event()
 
     # ------------------------------------------------------------------ connection
     async def run(self) -> None:
@@ -130,43 +181,3 @@ class LiveEntities:
         for entity_id in event.get("r") or []:
             self.states[entity_id] = EntityState(removed=True)
             self._changed(entity_id)
-
-    def _changed(self, entity_id: str) -> None:
-        if self.on_change is not None:
-            self.on_change(entity_id)
-
-    # ------------------------------------------------------------------ reading
-    def entity_value(self, role: str) -> RoleValue:
-        """The role's value now, or None with a reason naming the entity."""
-        spec = self.config.entities[role]
-        where = f"{spec.entity_id} ({role})"
-        if self.connection_problem is not None:
-            return RoleValue(None, f"{where}: {self.connection_problem}")
-        current = self.states.get(spec.entity_id)
-        if current is None or current.removed:
-            return RoleValue(None, f"{where}: entity not found in Home Assistant (renamed or removed?)")
-        if spec.max_age_s is not None and current.updated_at is not None:
-            age_s = time.time() - float(current.updated_at)
-            if age_s > spec.max_age_s:
-                return RoleValue(None, f"{where}: stale, no update from Home Assistant for {age_s:.0f} s "
-                                       f"(max_age_s {spec.max_age_s:g})")
-        unit = current.attributes.get("unit_of_measurement") or spec.unit
-        result = convert(role, current.state, unit, spec.sign)
-        if result.problem is not None:
-            return RoleValue(None, f"{where}: {result.problem}")
-        return result
-
-    def values(self) -> dict[str, RoleValue]:
-        return {role: self.entity_value(role) for role in self.config.entities}
-
-    def alarms(self) -> list[str]:
-        """One line per configured entity that gives no value now, or the connection's problem."""
-        if self.connection_problem is not None:
-            return [f"homeassistant: {self.connection_problem}"]
-        out = [f"homeassistant: {v.problem}" for v in self.values().values() if v.problem]
-        if self.site_currency and self.ha_currency and self.site_currency != self.ha_currency:
-            # HA shows every price in its own currency: EUR/kWh would be summed as SEK in the energy dashboard.
-            out.append(f"homeassistant: site currency {self.site_currency} differs from Home Assistant's "
-                       f"{self.ha_currency}; its energy dashboard would count Darkstar's prices as {self.ha_currency}")
-        return out
-
