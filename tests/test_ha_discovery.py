@@ -125,11 +125,57 @@ def test_discovered_entities_in_the_real_registry_and_a_button_reaches_the_execu
                  and executor.loop.state_msg().override.kind == "pause", 20)
         paused_switch = found[f"{node}_executor_paused"]["entity_id"]
         wait_for(lambda: (ha_core.state(paused_switch) or {}).get("state") == "on", 20, 0.2)
+        # The planner's controls set in HA reach Darkstar as retained context (any service holds it).
+        risk = found[f"{node}_risk"]["entity_id"]
+        wait_for(lambda: (ha_core.state(risk) or {}).get("state") != "unavailable", 20, 0.2)
+        ha_core.rest("POST", "/api/services/select/select_option", {"entity_id": risk, "option": "cautious"})
+        wait_for(lambda: executor.context_value("risk") == "cautious", 20)
+        reserve = found[f"{node}_reserve_soc"]["entity_id"]
+        ha_core.rest("POST", "/api/services/number/set_value", {"entity_id": reserve, "value": 30})
+        wait_for(lambda: executor.context_value("reserve_soc_frac") == pytest.approx(0.3), 20)
+        wait_for(lambda: (ha_core.state(reserve) or {}).get("state") == "30", 20, 0.2)  # and HA shows it back
         # Empty (cleared) payload on the template sensors: state unknown, no "value_json is undefined".
         publish_retained([(topic(base, site.site_id, "energy_totals"), b"")])
         wait_for(lambda: ha_core.state(import_energy)["state"] in ("unknown", "1.25"), 10)
         time.sleep(1.0)
         assert "value_json' is undefined" not in ha_core.log_text()
+    finally:
+        executor.stop()
+        retained_cleanup([f"{prefix}/#", f"{base}/{site.site_id}/#"])
+
+
+def test_ev_departure_chosen_in_home_assistant_reaches_darkstar_as_the_next_such_local_time(
+        tmp_path: Path, ha_core: HACore, home: dict[str, str]) -> None:
+    from zoneinfo import ZoneInfo
+
+    from shared.config import EVConfig
+
+    token = ha_core.long_lived_token(f"darkstar-{uuid.uuid4().hex[:6]}")
+    site = ha_site(tmp_path, ha_core, home, token)
+    with_ev = site.model_copy(update={"evs": [EVConfig(name="car", max_charge_kw=11.0)]})
+    executor = ExecutorService(site)
+    node = f"darkstar_{site.site_id.replace('-', '_')}"
+    prefix, base = ha_core.discovery_prefix, site.mqtt.base_topic
+    try:
+        executor.start()
+        assert executor.mqtt.wait_connected(10)
+        publish_retained([*discovery_messages(base, prefix, site.site_id, site.name, "planner",
+                                              PlannerService(with_ev).ha_entities()),
+                          (topic(base, site.site_id, "status", service="planner"), b"online")])
+
+        def departure_entity() -> str | None:
+            entries = ha_core.ws("config/entity_registry/list")
+            return next((e["entity_id"] for e in entries if e.get("unique_id") == f"{node}_ev_departure"), None)
+
+        entity = wait_for(departure_entity, 30, 0.5)
+        wait_for(lambda: (ha_core.state(entity) or {}).get("state") != "unavailable", 20, 0.2)
+        assert "23:30" in ha_core.state(entity)["attributes"]["options"]  # any half hour, not only mornings
+        ha_core.rest("POST", "/api/services/select/select_option", {"entity_id": entity, "option": "06:30"})
+        value = wait_for(lambda: executor.context_value("ev_departure"), 20)
+        departure = datetime.fromisoformat(str(value))
+        local = departure.astimezone(ZoneInfo(ha_core.ws("get_config")["time_zone"]))
+        assert (local.hour, local.minute) == (6, 30) and departure.tzinfo is not None
+        assert timedelta(0) < departure - datetime.now(timezone.utc) <= timedelta(days=1)  # the next 06:30
     finally:
         executor.stop()
         retained_cleanup([f"{prefix}/#", f"{base}/{site.site_id}/#"])
