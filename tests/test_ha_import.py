@@ -125,3 +125,39 @@ def test_live_telemetry_derives_the_load_by_the_same_rule_as_the_import():
                        datetime(2026, 1, 12, 10, tzinfo=timezone.utc), 10.0, 1)
     assert t.load_kw == pytest.approx(3.0 + 1.0 - 0.5 - 2.0)  # the heater is measured apart, not house load
     assert telemetry_from({"pv_power": 3.0, "grid_power": 1.0}, t.ts, 10.0, 1).load_kw is None  # no battery: no load
+
+
+def test_darkstar_import_csv_stores_slot_energies_once_and_the_range_is_inclusive(tmp_path: Path):
+    import gzip
+
+    from conftest import EXAMPLE_DATA, make_site
+
+    from services.forecaster.import_cli import run as import_run
+    from shared.runtime import open_store
+
+    site = make_site(tmp_path, {"embedded": True})
+    site_file = tmp_path / "site.yaml"
+    data = json.loads(site.model_dump_json())
+    data["http"]["admin_token"] = "test-admin-token"
+    data["database"]["url"] = site.database.url.get_secret_value()
+    data["mqtt"].pop("password", None)
+    site_file.write_text(json.dumps(data))
+    export = tmp_path / "export.csv"
+    with gzip.open(EXAMPLE_DATA / "se4_home_2025-07_2025-10.csv.gz", "rt") as src:
+        export.write_text(src.read())
+    args = argparse.Namespace(source="csv", site=site_file, data=export, date_from="2025-08-01",
+                              date_to="2025-08-02", json=True, quiet=True)
+    assert import_run(args) == 0
+    assert import_run(args) == 0  # twice: upserts, nothing doubled
+    store = open_store(site)
+    try:
+        obs = store.observations_between(site.site_id, pd.Timestamp("2025-07-30T00:00Z").to_pydatetime(),
+                                         pd.Timestamp("2025-08-05T00:00Z").to_pydatetime())
+    finally:
+        store.close()
+    assert len(obs) == 2 * 96  # two local days, both included
+    frame = pd.read_csv(export, parse_dates=["timestamp"]).set_index("timestamp")
+    frame.index = pd.to_datetime(frame.index, utc=True)
+    slot = obs.index[40]
+    assert obs.loc[slot, "load_kwh"] == pytest.approx(frame.loc[slot, "load_kw"] * 0.25)
+    assert obs.loc[slot, "pv_kwh"] == pytest.approx(frame.loc[slot, "pv_kw"] * 0.25)
