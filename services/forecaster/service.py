@@ -109,7 +109,21 @@ class ForecasterService(Service):
 
     def on_start(self) -> None:
         self._load_saved_model()
+        self._seed_price_sanity()
         threading.Thread(target=self._safe_tick, name="forecaster-first", daemon=True).start()
+
+    def _seed_price_sanity(self) -> None:
+        """The recent distribution from the stored prices: a restart must not wave the next curve through."""
+        if self.store is None:
+            return
+        now = self.clock.now()
+        try:
+            stored = self.store.prices_between(self.site.site_id, now - timedelta(days=7), now)
+        except Exception:  # noqa: BLE001 - without history every curve passes, as on a new site
+            log.warning("price sanity: stored prices could not be read; the next curve is not compared", exc_info=True)
+            return
+        if not stored.empty and "import_price_per_kwh" in stored:
+            self.price_sanity.accepted([float(p) for p in stored["import_price_per_kwh"].dropna()])
 
     def _safe_tick(self) -> None:
         try:
