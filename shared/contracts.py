@@ -25,6 +25,7 @@ SCHEMA_RE = re.compile(r"^darkstar\.(?P<kind>[a-z_]+)/(?P<major>\d+)$")
 STATUS_ONLINE = "online"
 STATUS_OFFLINE = "offline"
 MAX_SLOTS = 7 * 24 * 4  # one week of 15-min slots; more is a broken producer, not a plan
+MAX_STRING_CHARS = 4096  # every string of a message, typed fields (str_max_length) and free-form alike
 
 Kw = Annotated[float, Field(allow_inf_nan=False)]
 NonNegKw = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -54,7 +55,7 @@ class Message(BaseModel):
 
     # no NaN/Infinity in any float, no string longer than a few kB (a bus is not a file store)
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, allow_inf_nan=False,
-                              str_max_length=4096)
+                              str_max_length=MAX_STRING_CHARS)
     KIND: ClassVar[str] = ""
     MAJOR: ClassVar[int] = 1
 
@@ -546,11 +547,34 @@ def _parse_bounded(payload: bytes | str, what: str) -> Any:
     if depth > MAX_JSON_DEPTH:
         raise ContractError(what, f"JSON nested {depth} deep (at most {MAX_JSON_DEPTH})")
     try:
-        return json.loads(raw, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant)
+        data = json.loads(raw, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ContractError(what, f"not valid UTF-8 JSON ({err})") from None
     except (ValueError, RecursionError) as err:
         raise ContractError(what, f"refused JSON: {err}") from None
+    too_long = _long_string(data)
+    if too_long is not None:  # also inside free-form fields (args, explanation, data) the models do not type
+        raise ContractError(what, f"{too_long}: a string longer than {MAX_STRING_CHARS} characters")
+    return data
+
+
+def _long_string(node: Any, path: str = "") -> str | None:
+    """The path of the first string (key or value) longer than MAX_STRING_CHARS, or None."""
+    if isinstance(node, str):
+        return (path or "(top level)") if len(node) > MAX_STRING_CHARS else None
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if len(key) > MAX_STRING_CHARS:
+                return f"{path}.<key>" if path else "<key>"
+            found = _long_string(value, f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found = _long_string(value, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def decode(payload: bytes | str, expected_kind: str | None = None) -> Message:

@@ -80,7 +80,13 @@ def test_impossible_values_are_named_with_where_and_why(limits, kind, msg, expec
     (b'{"schema":"darkstar.command/1","site_id":"s","args":' + b"[" * 3000 + b"]" * 3000 + b"}", "nested 3001 deep"),
     (b'{"schema":"darkstar.telemetry/1","site_id":"s","ts":"2025-01-01T00:00:00Z","soc_frac":' + b"9" * 5000 + b"}",
      "integer with 5000 digits"),
-    (b'{"schema":"darkstar.error/1","site_id":"s","who":"x","what":"y","why":"' + b"w" * 5000 + b'"}', "at most 4096"),
+    (b'{"schema":"darkstar.error/1","site_id":"s","who":"x","what":"y","why":"' + b"w" * 5000 + b'"}',
+     "why: a string longer than 4096"),
+    # free-form fields the models do not type are bounded too (a 2 MB string in a command's args)
+    (b'{"schema":"darkstar.command/1","site_id":"s","args":{"note":"' + b"n" * 100_000 + b'"}}',
+     "args.note: a string longer than 4096"),
+    (b'{"schema":"darkstar.command/1","site_id":"s","args":{"list":[1,{"' + b"k" * 5000 + b'":1}]}}',
+     "args.list[1].<key>: a string longer than 4096"),
 ])
 def test_hostile_json_is_refused_before_or_while_parsing(payload: bytes, why: str) -> None:
     with pytest.raises(ContractError) as err:
