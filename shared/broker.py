@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,8 @@ class BusGate:
         self.users = list(users)
         self._creds: dict[str, str] = {}
         self._creds_mtime: float | None = None
+        self._buckets: dict[str, tuple[float, float]] = {}  # login -> (tokens, monotonic time of the last refill)
+        self._dropped: dict[str, tuple[int, float | None]] = {}  # login -> (drops not yet logged, since)
 
     def _credentials(self) -> dict[str, str]:
         path = Path(self.cfg.credentials_file)
@@ -72,6 +75,33 @@ class BusGate:
 
     def may_publish(self, username: str | None, topic_name: str) -> bool:
         return may_publish(self.principal(username), self.cfg.base_topic, self.cfg.discovery_prefix, topic_name)
+
+    def admit_publish(self, username: str | None, now: float | None = None) -> bool:
+        """The publish rate rule: a token bucket per login (``mqtt.max_publish_per_s``, ``publish_burst``)
+        for everyone but Darkstar's own services, so one flooding client (a compromised home system)
+        cannot bury the commands and plans behind its messages. Drops are counted and logged per minute."""
+        principal = self.principal(username)
+        if principal is not None and principal.kind == "service":
+            return True
+        now = time.monotonic() if now is None else now
+        key = username or ""
+        tokens, last = self._buckets.get(key, (float(self.cfg.publish_burst), now))
+        tokens = min(float(self.cfg.publish_burst), tokens + (now - last) * self.cfg.max_publish_per_s)
+        admitted = tokens >= 1.0
+        self._buckets[key] = (tokens - 1.0 if admitted else tokens, now)
+        if not admitted:
+            count, since = self._dropped.get(key, (0, None))
+            if since is None:  # the first drop is said at once, the rest once a minute with their count
+                log.warning("embedded broker drops publishes by %r: above mqtt.max_publish_per_s %g/s (burst %d)",
+                            username, self.cfg.max_publish_per_s, self.cfg.publish_burst)
+                self._dropped[key] = (0, now)
+            elif now - since >= 60.0:
+                log.warning("embedded broker dropped %d more publishes by %r in %.0f s (mqtt.max_publish_per_s)",
+                            count + 1, username, now - since)
+                self._dropped[key] = (0, now)
+            else:
+                self._dropped[key] = (count + 1, since)
+        return admitted
 
 
 class EmbeddedBroker:

@@ -49,10 +49,12 @@ class GateTopicPlugin(BaseTopicPlugin):
     async def topic_filtering(self, *, session: Any = None, topic: str | None = None, action: Action | None = None) -> bool:
         if action != Action.PUBLISH:
             return session is not None and bool(session.username)  # reading: any logged-in client
-        ok = bool(topic) and self.config.gate.may_publish(session.username if session else None, topic)
+        username = session.username if session else None
+        ok = bool(topic) and self.config.gate.may_publish(username, topic)
         if not ok:
-            log.warning("embedded broker dropped a publish by %r on %s: not granted", session and session.username, topic)
-        return ok
+            log.warning("embedded broker dropped a publish by %r on %s: not granted", username, topic)
+            return False
+        return self.config.gate.admit_publish(username)  # the rate rule (shared/broker.py BusGate)
 
 
 class _SnapshotDict(dict):  # type: ignore[type-arg]

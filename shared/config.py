@@ -324,6 +324,11 @@ class MQTTConfig(_Strict):
     credentials_file: Path = Field(Path("var/mqtt-credentials.json"),
                                    description="per-service passwords for the embedded broker, generated, owner-only")
     allow_insecure_lan: bool = Field(False, description="let the embedded broker listen beyond loopback without TLS")
+    max_publish_per_s: float = Field(
+        20.0, gt=0, description="embedded broker: publishes per second a login other than Darkstar's own services "
+        "may send (a token bucket; beyond it messages are dropped and counted), so one flooding client cannot "
+        "starve commands")
+    publish_burst: int = Field(200, ge=1, description="embedded broker: publishes such a login may send at once")
 
     @model_validator(mode="after")
     def _safe_bind(self) -> MQTTConfig:

@@ -23,7 +23,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from shared.broker import port_is_open
-from tests.conftest import embedded_mqtt, free_port, start_embedded_broker, wait_for
+from tests.conftest import TESTER, embedded_mqtt, free_port, start_embedded_broker, wait_for
 
 ALICE = ("alice", "alice-password-for-tests")
 VIEWER = ("viewer", "viewer-password-for-tests")
@@ -236,3 +236,32 @@ def test_acl_denies_anonymous_logins_and_ungranted_publishes(broker) -> None:
     assert not [t for t in watcher.topics() if t.startswith(("darkstar/", "test/viewer"))]
     viewer.close()
     watcher.close()
+
+
+def test_a_flooding_login_is_rate_limited_and_a_service_is_not(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The embedded broker's rate rule (mqtt.max_publish_per_s / publish_burst) on the real broker."""
+    mqtt = embedded_mqtt(tmp_path_factory.mktemp("rate"))
+    mqtt = {**mqtt, "max_publish_per_s": 5.0, "publish_burst": 20}
+    b = start_embedded_broker(mqtt, users=[{"name": ALICE[0], "password": ALICE[1], "grants": ["*"]}])
+    try:
+        watcher = Client(b.port, login=TESTER)  # a login of its own: its own bucket
+        watcher.sub("test/rate/#")
+        flooder = Client(b.port)  # alice: a home system's login, granted everything
+        infos = [flooder.c.publish("test/rate/flood", str(i).encode(), qos=1) for i in range(200)]
+        for info in infos:
+            info.wait_for_publish(10)  # every one acknowledged by the broker: dropped, not refused
+        _settle(watcher)
+        got = [t for t in watcher.topics() if t == "test/rate/flood"]
+        # the burst and what the rate refilled meanwhile, not the 200 sent
+        assert 15 <= len(got) <= 60, len(got)
+        flooder.close()
+        watcher.close()
+    finally:
+        b.stop()
+    from shared.broker import BusGate
+    from shared.config import MQTTConfig
+
+    gate = BusGate(MQTTConfig(**{**mqtt, "credentials_file": str(tmp_path_factory.mktemp("creds") / "c.json")}), [])
+    assert all(gate.admit_publish("planner", now=0.0) for _ in range(1000))  # Darkstar's own services: exempt
+    assert sum(gate.admit_publish("stranger", now=0.0) for _ in range(100)) == 20
+    assert gate.admit_publish("stranger", now=1.0)  # refilled at 5/s
