@@ -3,7 +3,8 @@
 amqtt 0.12 (``Broker.client_connected``) sends a (re)connecting client the retained messages
 matching *every* filter any client holds, so with persistent sessions every client received
 the large plan payloads. :class:`ConformingBroker` sends only those matching the session's own
-subscriptions (MQTT-3.3.1-6, -3.8.4-3), and walks its subscription table safely; tests/test_broker_conformance.py runs the same checks
+subscriptions (MQTT-3.3.1-6, -3.8.4-3), delivers what a persistent session missed in order and
+without the retain flag, and walks its subscription table safely; tests/test_broker_conformance.py runs the same checks
 against this broker and Mosquitto. Patching one method keeps amqtt (pure Python, no binary to
 ship) as the zero-setup default; Mosquitto remains the production broker.
 """
@@ -73,6 +74,17 @@ class ConformingBroker(Broker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._subscriptions = _SnapshotDict(self._subscriptions)
+
+    async def _publish_session_retained_messages(self, session: Any) -> None:
+        # What a persistent session missed while offline: amqtt sent it all at once as concurrent
+        # tasks (out of order under load) flagged retain=1. In order, one after the other, and with
+        # retain=0: they match an established subscription (MQTT-4.6.0-6, -3.3.1-9).
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        while not session.retained_messages.empty():
+            queued = await session.retained_messages.get()
+            await handler.mqtt_publish(queued.topic, queued.data, queued.qos, retain=False)
 
     async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Any) -> None:
         # amqtt walks every client's filters on connect; only this session's own count (MQTT-3.3.1-6)
