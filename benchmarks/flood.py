@@ -36,7 +36,8 @@ from shared.broker import port_is_open  # noqa: E402
 from shared.config import site_config_from_dict  # noqa: E402
 from shared.contracts import CommandMsg, PriceSlot, PricesMsg, encode  # noqa: E402
 
-BENCH = ("bench", "bench-password-not-secret")
+BENCH = ("bench", "bench-password-not-secret")  # the commander (Home Assistant, say)
+FLOODER = ("flooder", "flooder-password-not-secret")  # a compromised home system, granted everything
 
 
 def rss_mb() -> float:
@@ -135,7 +136,8 @@ def main() -> int:
             "mqtt": {"port": port, "credentials_file": f"{tmp}/creds.json"},
             "database": {"url": f"sqlite:///{tmp}/bench.db"},
             "http": {"ports": {}},
-            "auth": {"users": [{"name": BENCH[0], "password": BENCH[1], "grants": ["*"]}]},
+            "auth": {"users": [{"name": BENCH[0], "password": BENCH[1], "grants": ["*"]},
+                               {"name": FLOODER[0], "password": FLOODER[1], "grants": ["*"]}]},
             "executor": {"modbus": {"port": free_port(), "timeout_s": 0.2, "retries": 0}},
         }, environ={})
         stack = Stack(site)
@@ -150,9 +152,10 @@ def main() -> int:
             rows_before = len(stack.store.recent_events(site.site_id, kind="error", limit=100000))
 
             flood_done = threading.Event()
-            # the flooder is another client than the one sending commands (an attacker is not Home Assistant)
+            # the flooder is another login than the one sending commands (an attacker is not Home Assistant;
+            # the embedded broker's rate rule is per login: mqtt.max_publish_per_s / publish_burst)
             flooder = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
-            flooder.username_pw_set(*BENCH)
+            flooder.username_pw_set(*FLOODER)
             flooder.max_queued_messages_set(0)
             flooder.connect("127.0.0.1", port)
             flooder.loop_start()

@@ -328,7 +328,7 @@ class MQTTConfig(_Strict):
         20.0, gt=0, description="embedded broker: publishes per second a login other than Darkstar's own services "
         "may send (a token bucket; beyond it messages are dropped and counted), so one flooding client cannot "
         "starve commands")
-    publish_burst: int = Field(200, ge=1, description="embedded broker: publishes such a login may send at once")
+    publish_burst: int = Field(50, ge=1, description="embedded broker: publishes such a login may send at once")
 
     @model_validator(mode="after")
     def _safe_bind(self) -> MQTTConfig:
