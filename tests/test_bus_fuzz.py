@@ -77,7 +77,7 @@ def _paths(data: Any, prefix: list[str | int] | None = None) -> list[list[str | 
 
 
 def test_generated_payloads_on_every_topic_are_refused_reported_and_never_stored(tmp_path: Path) -> None:
-    mqtt = embedded_mqtt(tmp_path)
+    mqtt = {**embedded_mqtt(tmp_path), "publish_burst": 100_000}  # a barrage on purpose: the rate rule is tested apart
     broker = start_embedded_broker(mqtt)
     site = make_site(tmp_path, mqtt)
     store = Store.open(site.database.url.get_secret_value())
