@@ -124,7 +124,9 @@ def test_a_car_that_waits_for_its_slot_is_charged_at_the_fallback_when_darkstar_
             await rig.controller.shutdown()
             await settle(rig.cp)
             rig.cp.step()
-            assert rig.cp.transaction_id is not None and "TxProfile" not in rig.cp.profiles
+            # the transaction carries the fallback current itself (not only the default profile)
+            assert rig.cp.transaction_id is not None
+            assert rig.cp.profiles["TxProfile"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 6.0
             assert rig.cp.limit_a() == 6.0 and rig.cp.power_kw == pytest.approx(6 * 3 * 0.23)
 
     run(scenario())
@@ -403,5 +405,29 @@ def test_heartbeat_and_the_authorize_policy_for_tags_presented_at_the_wallbox() 
                                                               timestamp=START.isoformat()))
             assert refused.id_tag_info["status"] == "Invalid"
             assert rig.system.states["cp-garage"].connector(1).transaction_id is None
+
+    run(scenario())
+
+
+
+def test_a_transaction_darkstar_did_not_start_is_followed_not_restarted() -> None:
+    """After a Darkstar restart the car may already be charging: its MeterValues name the transaction."""
+    from ocpp.v16 import call
+
+    async def scenario() -> None:
+        async with ocpp_rig(ev_config(), START) as rig:
+            await rig.cp.plug()
+            started = await rig.cp.call(call.StartTransaction(connector_id=1, id_tag="darkstar", meter_start=0,
+                                                              timestamp=START.isoformat()))
+            rig.cp.transaction_id, rig.cp.tx_start = started.transaction_id, START
+            rig.system.states["cp-garage"].connector(1).transaction_id = None  # as a central system that restarted
+            await rig.cp.send_status()
+            await rig.cp.send_meter_values()
+            await settle(rig.cp)
+            assert rig.system.states["cp-garage"].connector(1).transaction_id == started.transaction_id
+            rig.plan[0] = ev_plan(START, [4.14] * 4)
+            await rig.tick()
+            assert rig.cp.transaction_id == started.transaction_id  # the same session, now following the plan
+            assert rig.cp.limit_a() == pytest.approx(6.0)
 
     run(scenario())

@@ -199,8 +199,11 @@ class CentralSystemSession(_OcppChargePoint):
         return call_result.StatusNotification()
 
     @on(Action.meter_values)
-    def on_meter_values(self, connector_id: int, meter_value: list[dict[str, Any]], **_: Any) -> Any:
+    def on_meter_values(self, connector_id: int, meter_value: list[dict[str, Any]],
+                        transaction_id: int | None = None, **_: Any) -> Any:
         conn = self.state.connector(connector_id)
+        if conn.transaction_id is None and transaction_id is not None:
+            conn.transaction_id = transaction_id  # one Darkstar did not start (or started before a restart)
         for mv in meter_value:
             _measured(mv.get("sampled_value", []), conn, _now())
         return call_result.MeterValues()
@@ -394,9 +397,12 @@ class OcppCharger:
         session = self.system.session(cfg.identity or "")
         conn = session.state.connector(cfg.connector_id)
         now = self.clock()
-        if conn.transaction_id is None:
-            if conn.status not in PLUGGED:
-                return  # nothing plugged: the schedule goes along with the next start
+        if conn.transaction_id is None and conn.status != ChargePointStatus.preparing:
+            if conn.status not in PLUGGED or conn.status == ChargePointStatus.finishing:
+                return  # nothing plugged, or the user or car ended the session: the schedule goes with the next start
+            # A transaction runs that Darkstar has not seen (started at the wallbox, or before a restart):
+            # a TxProfile without a transaction id applies to it (OCPP 1.6 §3.13.3).
+        elif conn.transaction_id is None:
             # Started even when the plan waits (0 A now): the TxProfile holds the car until its slots,
             # and once it expires the fallback default profile charges it, so a Darkstar that goes
             # silent before the plan's slot never leaves the car uncharged at departure.
@@ -425,10 +431,24 @@ class OcppCharger:
                                                     ClearChargingProfileStatus.unknown):
             raise ChargerError(f"charge point {cfg.identity} refused ClearChargingProfile")
         conn = session.state.connector(cfg.connector_id)
-        if conn.transaction_id is None and conn.status in PLUGGED:
-            started = await session.call(call.RemoteStartTransaction(id_tag=cfg.id_tag, connector_id=cfg.connector_id))
+        if conn.transaction_id is None and conn.status == ChargePointStatus.preparing:
+            # Plugged and waiting: start it. With fallback 'current' the transaction carries that current
+            # itself (not only the default profile, which a charger that has not booted since may lack).
+            profile = None
+            if cfg.fallback.mode == "current":
+                profile = {"charging_profile_id": TX_PROFILE_ID, "stack_level": 1,
+                           "charging_profile_purpose": ChargingProfilePurposeType.tx_profile,
+                           "charging_profile_kind": ChargingProfileKindType.relative,
+                           "charging_schedule": {"charging_rate_unit": ChargingRateUnitType.amps,
+                                                 "charging_schedule_period": [{"start_period": 0,
+                                                                               "limit": cfg.fallback.current_a,
+                                                                               "number_phases": cfg.phases}]}}
+            started = await session.call(call.RemoteStartTransaction(
+                id_tag=cfg.id_tag, connector_id=cfg.connector_id, charging_profile=profile))
             if started is None or started.status != RemoteStartStopStatus.accepted:
-                raise ChargerError(f"charge point {cfg.identity} refused RemoteStartTransaction for the fallback")
+                # the profile is cleared, which is the fallback: say so once, do not retry every tick
+                log.warning("ocpp %s: RemoteStartTransaction for the fallback refused; the car waits for the "
+                            "user or the wallbox", cfg.identity)
 
     async def stop_transaction(self) -> None:
         session = self.system.session(self.config.identity or "")
