@@ -76,7 +76,7 @@ class BusGate:
     def may_publish(self, username: str | None, topic_name: str) -> bool:
         return may_publish(self.principal(username), self.cfg.base_topic, self.cfg.discovery_prefix, topic_name)
 
-    def admit_publish(self, username: str | None, now: float | None = None) -> bool:
+    def admit_publish(self, username: str | None, now: float | None = None, topic_name: str = "") -> bool:
         """The publish rate rule: a token bucket per login (``mqtt.max_publish_per_s``, ``publish_burst``)
         for everyone but Darkstar's own services, so one flooding client (a compromised home system)
         cannot bury the commands and plans behind its messages. Drops are counted and logged per minute."""
@@ -84,7 +84,10 @@ class BusGate:
         if principal is not None and principal.kind == "service":
             return True
         now = time.monotonic() if now is None else now
-        key = username or ""
+        # commands and context have a bucket of their own: a login's busy stream (HA statestream)
+        # must not starve its own pause or charge-now
+        control = f"/{self.cfg.base_topic}/" in f"/{topic_name}" and ("/cmd/" in topic_name or "/context/" in topic_name)
+        key = f"{username or ''}{' (commands)' if control else ''}"
         tokens, last = self._buckets.get(key, (float(self.cfg.publish_burst), now))
         tokens = min(float(self.cfg.publish_burst), tokens + (now - last) * self.cfg.max_publish_per_s)
         admitted = tokens >= 1.0

@@ -11,6 +11,7 @@ ship) as the zero-setup default; Mosquitto remains the production broker.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +56,7 @@ class GateTopicPlugin(BaseTopicPlugin):
         if not ok:
             log.warning("embedded broker dropped a publish by %r on %s: not granted", username, topic)
             return False
-        return self.config.gate.admit_publish(username)  # the rate rule (shared/broker.py BusGate)
+        return self.config.gate.admit_publish(username, topic_name=topic)  # the rate rule (shared/broker.py BusGate)
 
 
 class _SnapshotDict(dict):  # type: ignore[type-arg]
@@ -84,7 +85,11 @@ class ConformingBroker(Broker):
             return
         while not session.retained_messages.empty():
             queued = await session.retained_messages.get()
-            await handler.mqtt_publish(queued.topic, queued.data, queued.qos, retain=False)
+            try:
+                await handler.mqtt_publish(queued.topic, queued.data, queued.qos, retain=False)
+            except (asyncio.TimeoutError, ConnectionError) as err:  # a slow or gone client: its session, not the broker
+                log.warning("embedded broker: delivering a queued message to %s failed (%s)", session.client_id,
+                            type(err).__name__)
 
     async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Any) -> None:
         # amqtt walks every client's filters on connect; only this session's own count (MQTT-3.3.1-6)

@@ -58,7 +58,7 @@ def detect_protocol(cfg: MQTTConfig, timeout_s: float = 3.0) -> int:
     done = threading.Event()
     probe = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"darkstar-probe-{uuid.uuid4().hex[:8]}",
                         protocol=paho.MQTTv5)
-    _apply_auth_tls(probe, cfg, bus_login(cfg, "probe"))  # not embedded here: configured login only
+    apply_auth_tls(probe, cfg, bus_login(cfg, "probe"))  # not embedded here: configured login only
 
     def on_connect(client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         result["reason"] = reason
@@ -89,7 +89,7 @@ def bus_login(cfg: MQTTConfig, service: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _apply_auth_tls(client: paho.Client, cfg: MQTTConfig, login: tuple[str | None, str | None]) -> None:
+def apply_auth_tls(client: paho.Client, cfg: MQTTConfig, login: tuple[str | None, str | None]) -> None:
     username, password = login
     if username:
         client.username_pw_set(username, password)
@@ -147,7 +147,7 @@ class MqttClient:
         if not v5:
             kwargs["clean_session"] = not self.persistent_session
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, **kwargs)
-        _apply_auth_tls(client, self.cfg, bus_login(self.cfg, self.service))
+        apply_auth_tls(client, self.cfg, bus_login(self.cfg, self.service))
         client.will_set(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
         _jitter_reconnect(client)
         client.max_queued_messages_set(10000)

@@ -267,3 +267,5 @@ def test_a_flooding_login_is_rate_limited_and_a_service_is_not(tmp_path_factory:
     assert all(gate.admit_publish("planner", now=0.0) for _ in range(1000))  # Darkstar's own services: exempt
     assert sum(gate.admit_publish("stranger", now=0.0) for _ in range(100)) == 20
     assert gate.admit_publish("stranger", now=1.0)  # refilled at 5/s
+    # its commands have a bucket of their own: a busy stream does not starve them
+    assert gate.admit_publish("stranger", now=1.0, topic_name=f"{gate.cfg.base_topic}/s/cmd/executor/pause")

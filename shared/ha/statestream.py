@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from shared.config import HomeAssistantConfig, MQTTConfig
 from shared.ha.live import EntityReadings, EntityState
+from shared.mqtt import apply_auth_tls, bus_login
 
 log = logging.getLogger("darkstar.ha.statestream")
 
@@ -34,11 +35,15 @@ class StatestreamEntities(EntityReadings):
         super().__init__(config, site_currency=site_currency)
         self.stream = config.statestream
         self.base = self.stream.base_topic.rstrip("/")
+        self.bus = bus
         self.host = self.stream.host or bus.host
         self.port = self.stream.port or bus.port
-        self.username = self.stream.username or bus.username
-        password = self.stream.password or bus.password
-        self.password = password.get_secret_value() if password is not None else None
+        if self.stream.username:  # a broker of HA's own, with its own login
+            password = self.stream.password
+            self.login: tuple[str | None, str | None] = (
+                self.stream.username, password.get_secret_value() if password is not None else None)
+        else:  # Darkstar's bus: the executor's login (embedded broker: its generated credentials), its TLS
+            self.login = bus_login(bus, "executor")
         self._client: paho.Client | None = None
         self._stopped = asyncio.Event()
 
@@ -54,8 +59,10 @@ class StatestreamEntities(EntityReadings):
         """Connect (paho reconnects by itself), keep the states current, until :meth:`stop`."""
         loop = asyncio.get_running_loop()
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"darkstar-statestream-{uuid.uuid4().hex[:8]}")
-        if self.username:
-            client.username_pw_set(self.username, self.password)
+        if self.stream.host is None:
+            apply_auth_tls(client, self.bus, self.login)
+        elif self.login[0]:
+            client.username_pw_set(*self.login)
         client.reconnect_delay_set(1, 30)
         client.on_connect = lambda c, u, f, reason, p: loop.call_soon_threadsafe(self._on_connect, c, reason)
         client.on_disconnect = lambda c, u, f, reason, p: loop.call_soon_threadsafe(self._lost, reason)
