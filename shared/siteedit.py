@@ -233,13 +233,40 @@ def edited_text(path: Path, changes: dict[str, Any], fields: list[FieldInfo]) ->
     return buf.getvalue()
 
 
-_SECRET_LINE = re.compile(r"^(\s*(?:-\s+)?(?:" + "|".join(sorted(SECRET_KEYS | {"token"})) + r")\s*:\s*)(\S.*?)(\s*(?:#.*)?)$")
+_SECRET_NAMES = "|".join(sorted(SECRET_KEYS | {"token"}))
+# a secret key anywhere a YAML key can stand: block style, a list item, flow style, quoted
+_SECRET_KEY = re.compile(r"(?:^|[\s{,\-])[\"']?(?:" + _SECRET_NAMES + r")[\"']?\s*:(?:\s|$)")
+_PLAIN_SECRET = re.compile(r"^(\s*(?:-\s+)?(?:" + _SECRET_NAMES + r")\s*:\s*)([^\s\"'|>#{\[][^#]*?)(\s+#.*)?$")
+_BLOCK_START = re.compile(r":\s*(?:[|>][-+0-9]*)?\s*(?:#.*)?$")  # the value follows on the next lines
+HIDDEN = "'********'"
 
 
 def redact(text: str) -> str:
-    """``text`` with the value of every secret key replaced: the preview is open to readers, secrets are not."""
-    return "".join(_SECRET_LINE.sub(r"\1'********'\3", line.rstrip("\n")) + ("\n" if line.endswith("\n") else "")
-                   for line in text.splitlines(keepends=True))
+    """``text`` with every secret's value replaced: the preview is open to readers, secrets are not.
+    A plain ``key: value`` keeps its comment; any other line holding a secret (flow style, quoted
+    keys or values) is hidden whole, and so are the lines of a secret whose value follows below it."""
+    out: list[str] = []
+    hiding_deeper_than: int | None = None
+    for line in text.splitlines(keepends=True):
+        body, end = line.rstrip("\n"), "\n" if line.endswith("\n") else ""
+        indent = len(body) - len(body.lstrip())
+        if hiding_deeper_than is not None:
+            if body.strip() and indent <= hiding_deeper_than:
+                hiding_deeper_than = None
+            else:
+                out.append((" " * indent + HIDDEN if body.strip() else body) + end)
+                continue
+        if not _SECRET_KEY.search(body):
+            out.append(line)
+            continue
+        plain = _PLAIN_SECRET.match(body)
+        if plain:
+            out.append(plain.group(1) + HIDDEN + (plain.group(3) or "") + end)
+        else:
+            out.append(" " * indent + f"{HIDDEN}  # a line holding a secret" + end)
+            if _BLOCK_START.search(body):
+                hiding_deeper_than = indent
+    return "".join(out)
 
 
 def diff(old_text: str, new_text: str, name: str) -> str:

@@ -160,3 +160,16 @@ def test_a_site_file_the_web_app_cannot_write_is_reported_read_only(tmp_path: Pa
             "os.setgid(65534); os.setuid(65534); print(read_only_reason(Path(sys.argv[1])))")  # imports as root
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd=ROOT, check=True)
     assert "read-only here" in out.stdout and str(path) in out.stdout
+
+
+def test_redaction_hides_secrets_in_every_yaml_shape():
+    from shared.siteedit import redact
+
+    text = ("http: {host: 127.0.0.1, admin_token: SECRET1}\n"
+            "auth:\n  users:\n    - {name: ha, password: SECRET2}\n    - name: x\n      \"password\": SECRET3\n"
+            "      password: \"abc #SECRET4\"\n      password: |\n        SECRET5\n        SECRET6\n      grants: [read]\n"
+            "database:\n  url: postgresql://u:SECRET7@h/db  # keep\n  pool: 5\n")
+    shown = redact(text)
+    assert [n for n in range(1, 8) if f"SECRET{n}" in shown] == []
+    assert "  url: '********'  # keep" in shown and "      grants: [read]" in shown and "  pool: 5" in shown
+    assert len(shown.splitlines()) == len(text.splitlines())  # line for line: the diff's hunks stay where they are
