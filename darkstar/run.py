@@ -57,7 +57,10 @@ def site_from_options(o: dict) -> dict:
 def choose_site(options: dict, site: Path = USER_SITE, marker: Path = GENERATED) -> tuple[Path, str]:
     """The site file to run and what was done to it (the rule in this module's docstring)."""
     options_sha = hashlib.sha256(json.dumps(site_from_options(options), sort_keys=True).encode()).hexdigest()
-    written_from = json.loads(marker.read_text()).get("options_sha256") if marker.exists() else None
+    try:
+        written_from = json.loads(marker.read_text()).get("options_sha256") if marker.exists() else None
+    except ValueError:  # an unreadable marker: the file was written from the options, rewrite it
+        written_from = ""
     if site.exists() and written_from is None:
         return site, "your own site file (the add-on options are not used)"
     if site.exists() and written_from == options_sha:
@@ -68,9 +71,17 @@ def choose_site(options: dict, site: Path = USER_SITE, marker: Path = GENERATED)
         site.replace(backup)
         action = f"the options changed: rewritten from them, the previous file kept as {backup.name}"
     site.parent.mkdir(parents=True, exist_ok=True)
-    site.write_text(yaml.safe_dump(site_from_options(options), sort_keys=False))
-    marker.write_text(json.dumps({"options_sha256": options_sha}))
+    # marker first, then the file, each atomically: a crash in between leaves a file the next start
+    # rewrites, never a half-written one taken for the user's own
+    _write_atomic(marker, json.dumps({"options_sha256": options_sha}))
+    _write_atomic(site, yaml.safe_dump(site_from_options(options), sort_keys=False))
     return site, action
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def main() -> None:
