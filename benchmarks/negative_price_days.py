@@ -1,13 +1,13 @@
 """Cut the negative-price days of ``darkstar plan --benchmark --negative`` out of the ENTSO-E exports.
 
-    uv run python benchmarks/negative_price_days.py [--source ../shared/data/prices-entsoe]
+    uv run python benchmarks/negative_price_days.py [--source examples/data/prices-entsoe]
 
-Reads the SE3/SE4 2023 and 2024 day-ahead exports (development-only ``../shared/data``; see its
-README for provenance), picks the 20 dates of July-October (the months the SE4 home's load/PV
+Reads the SE3/SE4 2023 and 2024 day-ahead exports shipped in ``examples/data/prices-entsoe/``
+(provenance: ``examples/data/PROVENANCE.md``), picks the 20 dates of July-October (the months the SE4 home's load/PV
 covers) with at least 3 negative hours and the lowest minimum price (SE4's prices, SE3's where
 SE4 has none), and writes each date plus the next day (48 h: the planner's horizon) to
 ``examples/data/entsoe_negative_days_SE3_SE4_2023_2024.csv`` (UTC hour, zone, source date,
-EUR/kWh). Run once; the CSV is committed.
+EUR/kWh). The CSV is committed; running this again rewrites it identically.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "examples" / "data" / "prices-entsoe"
 OUT = ROOT / "examples" / "data" / "entsoe_negative_days_SE3_SE4_2023_2024.csv"
 
 
@@ -32,7 +33,7 @@ def read_export(path: Path) -> pd.Series:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "data" / "prices-entsoe")
+    parser.add_argument("--source", type=Path, default=SOURCE, help="folder of the ENTSO-E exports")
     parser.add_argument("--days", type=int, default=20)
     args = parser.parse_args()
     zones = {z: pd.concat([read_export(args.source / f"{z}_{y}.csv.gz") for y in (2023, 2024)]) for z in ("SE4", "SE3")}

@@ -19,6 +19,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +262,23 @@ def _wait(predicate: Any, timeout_s: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s} s")
         time.sleep(0.1)
+
+
+@contextmanager
+def discovering_executor(site: Any, ha_core: HACore) -> Iterator[tuple[Any, str]]:
+    """An executor service of ``site`` connected to the test Mosquitto (its HA discovery published),
+    and the discovery node id its entities carry; afterwards every retained message of the site and
+    of this core's discovery prefix is cleared (a real HA on the broker would show them forever)."""
+    from services.executor.service import ExecutorService
+
+    executor = ExecutorService(site)
+    try:
+        executor.start()
+        assert executor.mqtt.wait_connected(10)
+        yield executor, f"darkstar_{site.site_id.replace('-', '_')}"
+    finally:
+        executor.stop()
+        retained_cleanup([f"{ha_core.discovery_prefix}/#", f"{site.mqtt.base_topic}/{site.site_id}/#"])
 
 
 def retained_cleanup(prefix_filters: list[str]) -> None:

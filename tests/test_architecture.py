@@ -76,3 +76,16 @@ def test_the_architecture_doc_names_every_module_of_the_tree():
     named = [str(p.relative_to(ROOT)) + ("/" if p.is_dir() else "") for p in parts]
     missing = [n for n in named if n not in doc]
     assert missing == [], f"not in docs/architecture.md: {missing}"
+
+
+def test_no_code_reads_beside_the_repository():
+    """A user's clone has nothing beside it: no script, test or service may reach for ../shared (the
+    development-only data folder); what they need ships in examples/data or tests/fixtures."""
+    import re
+
+    beside = re.compile(r"\.\./shared|\.parent\s*/\s*[\"']shared[\"']|parents\[\d\]\s*/\s*[\"']shared[\"']")
+    offenders = [f"{p.relative_to(ROOT)}:{n}" for folder in ("benchmarks", "services", "shared", "tests", "deploy", "darkstar")
+                 for p in sorted((ROOT / folder).rglob("*.py"))
+                 for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+                 if beside.search(line) and p.name != "test_architecture.py"]
+    assert offenders == []

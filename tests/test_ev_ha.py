@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port, make_site, wait_for
-from ha_core import HACore, retained_cleanup
+from ha_core import HACore, discovering_executor
 
-from services.executor.service import ExecutorService
 from tests.ev_helpers import PASSWORD
 
 pytestmark = pytest.mark.mosquitto
@@ -24,12 +23,7 @@ def test_ev_target_number_and_charge_now_button_work_from_home_assistant(tmp_pat
               "charger": {"type": "ocpp", "identity": "garage", "password": PASSWORD}}],
         executor={"modbus": {"port": free_port(), "timeout_s": 0.2, "retries": 0},
                   "ocpp": {"host": "127.0.0.1", "port": free_port()}})
-    executor = ExecutorService(site)
-    node = f"darkstar_{site.site_id.replace('-', '_')}"
-    prefix, base = ha_core.discovery_prefix, site.mqtt.base_topic
-    try:
-        executor.start()
-        assert executor.mqtt.wait_connected(10)
+    with discovering_executor(site, ha_core) as (executor, node):
 
         def registered() -> dict[str, str]:
             entries = ha_core.ws("config/entity_registry/list")
@@ -54,9 +48,6 @@ def test_ev_target_number_and_charge_now_button_work_from_home_assistant(tmp_pat
         ha_core.rest("POST", "/api/services/number/set_value", {"entity_id": found[f"{node}_ev_charge_now_soc"],
                                                                  "value": 65})
         wait_for(lambda: controller.quick is not None and controller.quick.target_soc_frac == pytest.approx(0.65), 20)
-    finally:
-        executor.stop()
-        retained_cleanup([f"{prefix}/#", f"{base}/{site.site_id}/#"])
 
 
 def test_a_home_assistant_charger_follows_the_plan_and_falls_back(tmp_path: Path, ha_core: HACore) -> None:

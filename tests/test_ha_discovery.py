@@ -15,9 +15,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from conftest import wait_for
-from ha_core import HACore, ha_site, retained_cleanup
+from ha_core import HACore, discovering_executor, ha_site
 
-from services.executor.service import ExecutorService
 from services.planner.service import PlannerService
 from shared.contracts import EnergyTotalsMsg, PriceNowMsg, encode, topic
 from shared.homeassistant import discovery_messages
@@ -45,13 +44,9 @@ def test_discovered_entities_in_the_real_registry_and_a_button_reaches_the_execu
         tmp_path: Path, ha_core: HACore, home: dict[str, str]) -> None:
     token = ha_core.long_lived_token(f"darkstar-{uuid.uuid4().hex[:6]}")
     site = ha_site(tmp_path, ha_core, home, token)
-    executor = ExecutorService(site)
     planner = PlannerService(site)
-    node = f"darkstar_{site.site_id.replace('-', '_')}"
     prefix, base = ha_core.discovery_prefix, site.mqtt.base_topic
-    try:
-        executor.start()
-        assert executor.mqtt.wait_connected(10)
+    with discovering_executor(site, ha_core) as (executor, node):
         # The planner's entities without running a planner: the same publisher, the same payloads.
         planner_configs = discovery_messages(base, prefix, site.site_id, site.name, "planner", planner.ha_entities(),
                                              configuration_url="http://127.0.0.1:8080")
@@ -139,9 +134,6 @@ def test_discovered_entities_in_the_real_registry_and_a_button_reaches_the_execu
         wait_for(lambda: ha_core.state(import_energy)["state"] in ("unknown", "1.25"), 10)
         time.sleep(1.0)
         assert "value_json' is undefined" not in ha_core.log_text()
-    finally:
-        executor.stop()
-        retained_cleanup([f"{prefix}/#", f"{base}/{site.site_id}/#"])
 
 
 def test_ev_departure_chosen_in_home_assistant_reaches_darkstar_as_the_next_such_local_time(
@@ -153,12 +145,8 @@ def test_ev_departure_chosen_in_home_assistant_reaches_darkstar_as_the_next_such
     token = ha_core.long_lived_token(f"darkstar-{uuid.uuid4().hex[:6]}")
     site = ha_site(tmp_path, ha_core, home, token)
     with_ev = site.model_copy(update={"evs": [EVConfig(name="car", max_charge_kw=11.0)]})
-    executor = ExecutorService(site)
-    node = f"darkstar_{site.site_id.replace('-', '_')}"
     prefix, base = ha_core.discovery_prefix, site.mqtt.base_topic
-    try:
-        executor.start()
-        assert executor.mqtt.wait_connected(10)
+    with discovering_executor(site, ha_core) as (executor, node):
         publish_retained([*discovery_messages(base, prefix, site.site_id, site.name, "planner",
                                               PlannerService(with_ev).ha_entities()),
                           (topic(base, site.site_id, "status", service="planner"), b"online")])
@@ -176,6 +164,3 @@ def test_ev_departure_chosen_in_home_assistant_reaches_darkstar_as_the_next_such
         local = departure.astimezone(ZoneInfo(ha_core.ws("get_config")["time_zone"]))
         assert (local.hour, local.minute) == (6, 30) and departure.tzinfo is not None
         assert timedelta(0) < departure - datetime.now(timezone.utc) <= timedelta(days=1)  # the next 06:30
-    finally:
-        executor.stop()
-        retained_cleanup([f"{prefix}/#", f"{base}/{site.site_id}/#"])
