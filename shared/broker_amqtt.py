@@ -4,7 +4,9 @@ amqtt 0.12 (``Broker.client_connected``) sends a (re)connecting client the retai
 matching *every* filter any client holds, so with persistent sessions every client received
 the large plan payloads. :class:`ConformingBroker` sends only those matching the session's own
 subscriptions (MQTT-3.3.1-6, -3.8.4-3), delivers what a persistent session missed in order and
-without the retain flag, and walks its subscription table safely; tests/test_broker_conformance.py runs the same checks
+without the retain flag (a message still in flight at the very moment of the reconnect may
+still overtake the queue: amqtt sends live messages as concurrent tasks), and walks its
+subscription table safely; tests/test_broker_conformance.py runs the same checks
 against this broker and Mosquitto. Patching one method keeps amqtt (pure Python, no binary to
 ship) as the zero-setup default; Mosquitto remains the production broker.
 """

@@ -182,8 +182,14 @@ def test_qos1_messages_wait_for_a_persistent_session(broker) -> None:
     offline.sub(f"{ns}/q")
     offline.close()
     pub = Client(broker["port"])
+    watcher = Client(broker["port"])
+    watcher.sub(f"{ns}/q")
     for i in range(3):
         pub.pub(f"{ns}/q", str(i).encode())
+    # all three went through the broker (and into the offline session's queue) before it comes back:
+    # what is still in flight at the very moment of a reconnect, amqtt may deliver out of order
+    wait_for(lambda: watcher.topics().count(f"{ns}/q") == 3)
+    watcher.close()
     back = Client(broker["port"], client_id=cid, clean=False)
     wait_for(lambda: len([t for t in back.topics() if t == f"{ns}/q"]) == 3)
     with back.lock:
